@@ -1,0 +1,20 @@
+// Subcommands of the `clr` program. Each register_* adds a CLI11 subcommand whose
+// callback is run by run_selected() after global options are applied.
+#pragma once
+
+#include <string>
+
+namespace CLI { class App; }
+
+namespace clr::apps {
+
+void register_params(CLI::App& app);
+void register_inspect(CLI::App& app);
+
+// Runs the action of a parsed subcommand.
+void run_selected(CLI::App& sub);
+
+// "Architectures: resnet18 ..." for --help footers.
+std::string architectures_help();
+
+}  // namespace clr::apps

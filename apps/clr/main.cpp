@@ -1,0 +1,67 @@
+// The `clr` program: the only place that parses argv and turns errors into exit codes.
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "clr/core/error.h"
+#include "clr/core/log.h"
+#include "clr/core/runtime.h"
+#include "commands.h"
+
+namespace {
+
+// Exit codes: 0 success, 2 bad usage or configuration, 3 something not found,
+// 4 a malformed file, 5 incompatible inputs, 1 an internal error.
+int exit_code(clr::ErrorKind kind) {
+  switch (kind) {
+    case clr::ErrorKind::kConfig: return 2;
+    case clr::ErrorKind::kNotFound: return 3;
+    case clr::ErrorKind::kFormat: return 4;
+    case clr::ErrorKind::kIncompatible: return 5;
+    case clr::ErrorKind::kInternal: return 1;
+  }
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "clr: continual learning by Channel-wise Lightweight Reprogramming (CLR, ICCV 2023).\n"
+      "One frozen pretrained CNN learns new image-classification tasks one after another; each task\n"
+      "adds a depthwise 3x3 conv after every k>1 conv, its own BatchNorm and a head (~0.6% of a\n"
+      "ResNet-50), and old tasks are never forgotten.",
+      "clr"};
+  app.require_subcommand(1);
+  app.footer(clr::apps::architectures_help());
+
+  int threads = 0;
+  std::string log_level;
+  app.add_option("--threads", threads,
+                 "Intra-op CPU threads (default: $CLR_NUM_THREADS, then $OMP_NUM_THREADS, then all hardware threads)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off (default: $CLR_LOG_LEVEL or info)");
+
+  clr::apps::register_params(app);
+  clr::apps::register_inspect(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (!log_level.empty()) clr::log::set_level(clr::log::parse_level(log_level));
+    clr::runtime::configure_threads(threads);
+    for (CLI::App* sub : app.get_subcommands()) clr::apps::run_selected(*sub);
+    return 0;
+  } catch (const clr::Error& e) {
+    std::fprintf(stderr, "clr: %s: %s\n", clr::error_kind_name(e.kind()), e.what());
+    return exit_code(e.kind());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "clr: internal error: %s\n", e.what());
+    return 1;
+  }
+}

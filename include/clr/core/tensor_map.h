@@ -1,0 +1,28 @@
+// A named set of tensors in canonical (lexicographic) order: state dicts, per-task
+// state, file contents.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace clr {
+
+using TensorMap = std::map<std::string, at::Tensor>;
+using Metadata = std::map<std::string, std::string>;
+
+// "F32[64, 3, 7, 7]": dtype and shape, for error messages.
+std::string describe(const at::Tensor& t);
+
+// Total number of elements over all tensors.
+int64_t total_numel(const TensorMap& tensors);
+
+// The first `limit` items joined with ", ", plus "(and N more)".
+std::string join_first(const std::vector<std::string>& items, size_t limit = 8);
+
+// Deep copies (detached, contiguous), on the tensors' own devices.
+TensorMap clone_tensors(const TensorMap& tensors);
+
+}  // namespace clr

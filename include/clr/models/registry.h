@@ -1,0 +1,56 @@
+// The registry of backbone architectures, by name.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "clr/core/tensor_map.h"
+#include "clr/models/resnet.h"
+
+namespace clr::models {
+
+struct ArchSpec {
+  std::string name;         // "resnet18"
+  std::vector<int64_t> layers;
+  BlockType block;
+  std::string description;  // one line for --help
+};
+
+// All architectures, in a stable order.
+const std::vector<ArchSpec>& architectures();
+std::vector<std::string> architecture_names();
+
+// Throws NotFoundError listing the known names.
+const ArchSpec& find_architecture(const std::string& name);
+
+// Builds an architecture with random (torchvision-style) initialisation.
+// num_classes = 0 builds the feature extractor without fc.
+ResNet make_resnet(const std::string& arch, int64_t num_classes = 1000, bool small_stem = false);
+
+// Options for loading a state dict into a module.
+struct LoadOptions {
+  // Missing or unexpected keys and shape mismatches are errors (listing the first
+  // offending keys). Non-strict loading copies what matches and ignores the rest.
+  bool strict = true;
+  // Keys of the file that start with one of these are skipped (e.g. "fc." when
+  // loading a classifier checkpoint into a feature extractor).
+  std::vector<std::string> ignore_prefixes;
+  // Named in error messages ("resnet18").
+  std::string model_name = "model";
+};
+
+// Copies `tensors` into the module's parameters and buffers by name (converting
+// dtype, keeping each module tensor's device). Throws IncompatibleError naming
+// `source` and listing missing keys, unexpected keys and shape mismatches.
+void load_state_dict(torch::nn::Module& module, const TensorMap& tensors, const LoadOptions& options,
+                     const std::string& source = "state dict");
+
+// The module's parameters and buffers by name (shallow: the tensors are shared).
+TensorMap state_dict(const torch::nn::Module& module);
+
+// Reads a weight file (safetensors or PyTorch zip) into a new network of `arch`,
+// strictly. The file's fc is loaded when num_classes > 0 and skipped otherwise.
+ResNet load_resnet(const std::string& arch, const std::string& path, int64_t num_classes = 0,
+                   bool small_stem = false);
+
+}  // namespace clr::models

@@ -1,0 +1,44 @@
+#include "clr/core/tensor_map.h"
+
+#include <sstream>
+
+#include <ATen/ATen.h>
+
+#include "clr/core/safetensors.h"
+
+namespace clr {
+
+std::string describe(const at::Tensor& t) {
+  if (!t.defined()) return "undefined";
+  std::ostringstream os;
+  try {
+    os << safetensors_dtype_name(t.scalar_type());
+  } catch (const std::exception&) {
+    os << c10::toString(t.scalar_type());
+  }
+  os << '[';
+  for (int64_t i = 0; i < t.dim(); ++i) os << (i ? ", " : "") << t.size(i);
+  os << ']';
+  return os.str();
+}
+
+int64_t total_numel(const TensorMap& tensors) {
+  int64_t n = 0;
+  for (const auto& kv : tensors) n += kv.second.numel();
+  return n;
+}
+
+std::string join_first(const std::vector<std::string>& items, size_t limit) {
+  std::ostringstream os;
+  for (size_t i = 0; i < items.size() && i < limit; ++i) os << (i ? ", " : "") << items[i];
+  if (items.size() > limit) os << " (and " << items.size() - limit << " more)";
+  return os.str();
+}
+
+TensorMap clone_tensors(const TensorMap& tensors) {
+  TensorMap out;
+  for (const auto& [k, v] : tensors) out.emplace(k, v.detach().clone(at::MemoryFormat::Contiguous));
+  return out;
+}
+
+}  // namespace clr
