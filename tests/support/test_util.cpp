@@ -1,0 +1,75 @@
+#include "test_util.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+
+#include <torch/torch.h>
+
+#include "clr/core/error.h"
+#include "clr/core/file_io.h"
+#include "clr/core/hash.h"
+
+namespace clr::test {
+
+TempDir::TempDir(const std::string& tag) {
+  static std::atomic<int> counter{0};
+  path_ = detail::concat(CLR_TEST_SCRATCH, "/", tag, ".", ::getpid(), ".", counter++);
+  std::filesystem::remove_all(path_);
+  std::filesystem::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+const std::string& torch_reference_dir() {
+  // Made once and shared by every test process: the directory name carries the
+  // generator script's hash and the thread count, so a changed script or thread
+  // count makes new files.
+  static const std::string dir = [] {
+    const std::string script = detail::concat(CLR_TEST_PYTHON_DIR, "/torch_reference.py");
+    const std::string tag = sha256_hex(read_file(script)).substr(0, 12);
+    const std::string out = detail::concat(CLR_TEST_SCRATCH, "/torch_reference-", tag, "-t", at::get_num_threads());
+    if (std::filesystem::exists(out + "/DONE")) return out;
+    const std::string tmp = detail::concat(out, ".tmp.", ::getpid());
+    const std::string cmd = detail::concat("\"", CLR_TEST_PYTHON, "\" \"", script, "\" --threads ",
+                                           at::get_num_threads(), " --out \"", tmp, "\"");
+    const int rc = std::system(cmd.c_str());
+    CLR_CHECK(rc == 0, NotFoundError, "the reference generator failed (exit ", rc, "): ", cmd,
+              "; the parity tests need python3 with torch and torchvision (Debian: python3-torch python3-torchvision)");
+    write_file_atomic(tmp + "/DONE", "ok\n");
+    std::error_code ec;
+    std::filesystem::rename(tmp, out, ec);  // fails harmlessly if another process won the race
+    if (ec) std::filesystem::remove_all(tmp, ec);
+    return out;
+  }();
+  return dir;
+}
+
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(torch::kCPU, torch::kDouble) - b.to(torch::kCPU, torch::kDouble)).abs().max().item<double>();
+}
+
+bool bit_identical(const at::Tensor& a, const at::Tensor& b) {
+  return a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type() && torch::equal(a.cpu(), b.cpu());
+}
+
+void train_steps(adapters::ReprogrammedNet& net, int steps, uint64_t seed, int64_t batch, int64_t size) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  torch::optim::Adam opt(net->trainable_parameters(), torch::optim::AdamOptions(1e-2));
+  net->train();
+  for (int i = 0; i < steps; ++i) {
+    at::Tensor x = at::randn({batch, 3, size, size}, gen).to(net->device());
+    at::Tensor y = at::randint(0, net->num_classes(), {batch}, gen).to(net->device());
+    opt.zero_grad();
+    at::Tensor loss = torch::nn::functional::cross_entropy(net->forward(x), y);
+    loss.backward();
+    opt.step();
+  }
+}
+
+}  // namespace clr::test

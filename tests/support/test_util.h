@@ -1,0 +1,40 @@
+// Helpers shared by clr's test suites.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+
+#include "clr/adapters/reprogram.h"
+
+namespace clr::test {
+
+// A fresh directory under the build tree's test scratch space, removed at exit of
+// the object.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag);
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Directory with the files tests/python/torch_reference.py writes, made with the
+// Python interpreter CMake found (CLR_TEST_PYTHON) on first use and kept in the
+// build tree's scratch space for later test processes.
+const std::string& torch_reference_dir();
+
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b);
+bool bit_identical(const at::Tensor& a, const at::Tensor& b);
+
+// `steps` Adam steps (lr 1e-2) of cross-entropy on random images/labels drawn from
+// `seed`, in train mode; leaves the network in train mode.
+void train_steps(adapters::ReprogrammedNet& net, int steps, uint64_t seed, int64_t batch, int64_t size);
+
+}  // namespace clr::test
