@@ -1,11 +1,14 @@
 #include "clr/core/file_io.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <algorithm>
 #include <sstream>
 #include <sys/stat.h>
 
@@ -57,6 +60,45 @@ void AtomicFile::commit() {
     ::fsync(dir);
     ::close(dir);
   }
+}
+
+void make_directories(const std::string& path) {
+  CLR_CHECK(!path.empty(), ConfigError, "empty directory path");
+  std::string prefix;
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    pos = path.find('/', pos + 1);
+    prefix = path.substr(0, pos);
+    if (prefix.empty() || directory_exists(prefix)) continue;
+    CLR_CHECK(::mkdir(prefix.c_str(), 0777) == 0 || errno == EEXIST, NotFoundError, "cannot create directory '",
+              prefix, "': ", std::strerror(errno));
+  }
+  CLR_CHECK(directory_exists(path), NotFoundError, "'", path, "' exists and is not a directory");
+}
+
+bool remove_tree(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return errno == ENOENT;
+  auto remove_entry = [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); };
+  return ::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0;
+}
+
+std::vector<std::string> list_directory(const std::string& path) {
+  DIR* dir = ::opendir(path.c_str());
+  CLR_CHECK(dir != nullptr, NotFoundError, "cannot list directory '", path, "': ", std::strerror(errno));
+  std::vector<std::string> names;
+  while (const dirent* e = ::readdir(dir)) {
+    const std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  ::closedir(dir);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+bool directory_exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 bool file_exists(const std::string& path) {

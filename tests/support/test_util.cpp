@@ -3,8 +3,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 
 #include <torch/torch.h>
 
@@ -17,13 +17,12 @@ namespace clr::test {
 TempDir::TempDir(const std::string& tag) {
   static std::atomic<int> counter{0};
   path_ = detail::concat(CLR_TEST_SCRATCH, "/", tag, ".", ::getpid(), ".", counter++);
-  std::filesystem::remove_all(path_);
-  std::filesystem::create_directories(path_);
+  remove_tree(path_);
+  make_directories(path_);
 }
 
 TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
+  remove_tree(path_);
 }
 
 const std::string& torch_reference_dir() {
@@ -34,7 +33,7 @@ const std::string& torch_reference_dir() {
     const std::string script = detail::concat(CLR_TEST_PYTHON_DIR, "/torch_reference.py");
     const std::string tag = sha256_hex(read_file(script)).substr(0, 12);
     const std::string out = detail::concat(CLR_TEST_SCRATCH, "/torch_reference-", tag, "-t", at::get_num_threads());
-    if (std::filesystem::exists(out + "/DONE")) return out;
+    if (file_exists(out + "/DONE")) return out;
     const std::string tmp = detail::concat(out, ".tmp.", ::getpid());
     const std::string cmd = detail::concat("\"", CLR_TEST_PYTHON, "\" \"", script, "\" --threads ",
                                            at::get_num_threads(), " --out \"", tmp, "\"");
@@ -42,9 +41,8 @@ const std::string& torch_reference_dir() {
     CLR_CHECK(rc == 0, NotFoundError, "the reference generator failed (exit ", rc, "): ", cmd,
               "; the parity tests need python3 with torch and torchvision (Debian: python3-torch python3-torchvision)");
     write_file_atomic(tmp + "/DONE", "ok\n");
-    std::error_code ec;
-    std::filesystem::rename(tmp, out, ec);  // fails harmlessly if another process won the race
-    if (ec) std::filesystem::remove_all(tmp, ec);
+    // Fails harmlessly when another process won the race.
+    if (std::rename(tmp.c_str(), out.c_str()) != 0) remove_tree(tmp);
     return out;
   }();
   return dir;

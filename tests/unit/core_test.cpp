@@ -1,5 +1,4 @@
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -199,12 +198,26 @@ TEST(AtomicFile, FailedWriteKeepsTheOldFileAndLeavesNoTemporary) {
   } catch (const std::runtime_error&) {
   }
   EXPECT_EQ(read_file(path), "old");
-  int files = 0;
-  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir.path())) ++files;
-  EXPECT_EQ(files, 1);
+  EXPECT_EQ(list_directory(dir.path()), std::vector<std::string>{"x.txt"});
   write_file_atomic(path, "new");
   EXPECT_EQ(read_file(path), "new");
   EXPECT_THROW(write_file_atomic(dir.file("no/such/dir/x"), "y"), NotFoundError);
+}
+
+TEST(Directories, MakeListAndRemoveTrees) {
+  test::TempDir dir("dirs");
+  const std::string deep = dir.file("a/b/c");
+  make_directories(deep);
+  make_directories(deep);  // idempotent
+  EXPECT_TRUE(directory_exists(deep));
+  write_file_atomic(deep + "/f", "x");
+  write_file_atomic(dir.file("a/g"), "y");
+  EXPECT_EQ(list_directory(dir.file("a")), (std::vector<std::string>{"b", "g"}));
+  EXPECT_THROW(make_directories(dir.file("a/g/h")), NotFoundError);
+  EXPECT_TRUE(remove_tree(dir.file("a")));
+  EXPECT_FALSE(directory_exists(dir.file("a")));
+  EXPECT_TRUE(remove_tree(dir.file("a")));  // already gone
+  EXPECT_THROW(list_directory(dir.file("a")), NotFoundError);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 namespace clr {
 
@@ -29,6 +30,17 @@ class AtomicFile {
   std::FILE* file_ = nullptr;
   bool committed_ = false;
 };
+
+// Directory helpers on POSIX calls. clr does not use std::filesystem: the CUDA
+// LibTorch inside PyTorch wheels exports its own copies of std::filesystem symbols,
+// which interpose on the program's and crash (seen with LibTorch 2.11).
+// make_directories: mkdir -p, throws NotFoundError naming the path on failure.
+void make_directories(const std::string& path);
+// rm -rf; returns false (and leaves what it could not remove) on failure.
+bool remove_tree(const std::string& path);
+// Names of the entries of a directory (no "." or ".."), sorted; throws NotFoundError.
+std::vector<std::string> list_directory(const std::string& path);
+bool directory_exists(const std::string& path);
 
 // Whole-file helpers. read_file throws NotFoundError / FormatError naming the path.
 std::string read_file(const std::string& path);

@@ -1,0 +1,169 @@
+// clr_bench_throughput: forward and training-step throughput of a CLR-reprogrammed
+// ResNet. Prints a table and one JSON object per configuration (median and spread
+// over timed steps after warm-up, with the machine and build they ran on).
+//
+//   clr_bench_throughput --arch resnet18 --size 64 --small-stem --batch 32
+//   clr_bench_throughput --arch resnet50 --size 224 --batch 32,256 --device cuda
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "clr/adapters/reprogram.h"
+#include "clr/core/error.h"
+#include "clr/core/runtime.h"
+#include "clr/core/torch_compat.h"
+#include "clr/models/registry.h"
+
+namespace {
+
+struct Stats {
+  double median = 0, min = 0, max = 0, p10 = 0, p90 = 0;
+};
+
+Stats summarise(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  auto at = [&](double q) { return v[static_cast<size_t>(q * (v.size() - 1) + 0.5)]; };
+  return {at(0.5), v.front(), v.back(), at(0.1), at(0.9)};
+}
+
+void sync(const c10::Device& d) {
+  if (d.is_cuda()) torch::cuda::synchronize();
+}
+
+// Images per second of each timed call of `step`.
+template <typename F>
+std::vector<double> time_steps(F&& step, int warmup, int steps, int64_t batch, const c10::Device& dev) {
+  for (int i = 0; i < warmup; ++i) step();
+  sync(dev);
+  std::vector<double> rates;
+  for (int i = 0; i < steps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    step();
+    sync(dev);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rates.push_back(static_cast<double>(batch) / s);
+  }
+  return rates;
+}
+
+nlohmann::ordered_json stats_json(const Stats& s) {
+  return {{"median", s.median}, {"p10", s.p10}, {"p90", s.p90}, {"min", s.min}, {"max", s.max}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Forward and training-step throughput (images/s) of a CLR-reprogrammed ResNet"};
+  std::string arch = "resnet18", variant = "clr", device_name = "cpu", batches = "32", json_path;
+  int64_t size = 64, classes = 10;
+  int warmup = 3, steps = 20, threads = 0;
+  bool small_stem = false, channels_last = false;
+  app.add_option("--arch", arch)->capture_default_str();
+  app.add_option("--variant", variant)->capture_default_str();
+  app.add_option("--size", size, "Input size in pixels")->capture_default_str();
+  app.add_option("--batch", batches, "Comma-separated batch sizes")->capture_default_str();
+  app.add_option("--classes", classes)->capture_default_str();
+  app.add_option("--device", device_name, "cpu, cuda, cuda:N")->capture_default_str();
+  app.add_option("--warmup", warmup, "Untimed steps first")->capture_default_str();
+  app.add_option("--steps", steps, "Timed steps (>= 20 for the recorded figures)")->capture_default_str();
+  app.add_option("--threads", threads, "CPU threads (default: hardware)");
+  app.add_flag("--small-stem", small_stem, "3x3 stride-1 stem without max-pool");
+  app.add_flag("--channels-last", channels_last, "Run in channels-last memory format");
+  app.add_option("--json", json_path, "Also append the JSON lines to this file");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    const auto threads_cfg = clr::runtime::configure_threads(threads);
+    const c10::Device dev = clr::runtime::parse_device(device_name);
+    std::vector<int64_t> batch_list;
+    std::stringstream ss(batches);
+    for (std::string b; std::getline(ss, b, ',');) batch_list.push_back(std::stoll(b));
+    if (dev.is_cuda()) {
+      at::globalContext().setBenchmarkCuDNN(true);
+    }
+
+    torch::manual_seed(0);
+    clr::models::ResNet backbone = clr::models::make_resnet(arch, 0, small_stem);
+    backbone->to(dev);
+    clr::adapters::ReprogrammedNet net(
+        backbone, clr::adapters::ReprogramOptions().variant(clr::adapters::parse_variant(variant)), classes);
+    if (channels_last) {
+      for (auto& p : net->parameters()) {
+        if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+      }
+    }
+    torch::optim::Adam opt(net->trainable_parameters(), torch::optim::AdamOptions(1e-3));
+
+    std::printf("%-10s %-8s %5s %6s %-7s %10s %12s %12s\n", "arch", "variant", "size", "batch", "device", "mode",
+                "img/s median", "p10..p90");
+    for (int64_t batch : batch_list) {
+      at::Tensor x = torch::randn({batch, 3, size, size}).to(dev);
+      if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+      at::Tensor y = torch::randint(0, classes, {batch}).to(dev);
+      net->eval();
+      const Stats fwd = summarise(time_steps(
+          [&] {
+            torch::NoGradGuard ng;
+            net->forward(x);
+          },
+          warmup, steps, batch, dev));
+      net->train();
+      const Stats train = summarise(time_steps(
+          [&] {
+            opt.zero_grad();
+            torch::nn::functional::cross_entropy(net->forward(x), y).backward();
+            opt.step();
+          },
+          warmup, steps, batch, dev));
+      for (const auto& [mode, s] : {std::pair<const char*, Stats>{"forward", fwd}, {"train", train}}) {
+        std::printf("%-10s %-8s %5ld %6ld %-7s %10s %12.1f %6.1f..%.1f\n", arch.c_str(), variant.c_str(),
+                    static_cast<long>(size), static_cast<long>(batch), dev.str().c_str(), mode, s.median, s.p10,
+                    s.p90);
+      }
+      nlohmann::ordered_json j = {
+          {"bench", "clr_bench_throughput"},
+          {"arch", arch},
+          {"variant", variant},
+          {"small_stem", small_stem},
+          {"size", size},
+          {"batch", batch},
+          {"device", dev.str()},
+          {"gpu", dev.is_cuda() ? "cuda" : ""},
+          {"channels_last", channels_last},
+          {"warmup", warmup},
+          {"steps", steps},
+          {"forward_images_per_s", stats_json(fwd)},
+          {"train_step_images_per_s", stats_json(train)},
+          {"machine", clr::runtime::machine_description()},
+          {"threads", threads_cfg.intra_op},
+          {"libtorch", clr::compat::torch_version()},
+          {"compiler", __VERSION__},
+#ifdef NDEBUG
+          {"build", "release"},
+#else
+          {"build", "debug"},
+#endif
+      };
+      std::cout << j.dump() << std::endl;
+      if (!json_path.empty()) {
+        FILE* f = std::fopen(json_path.c_str(), "a");
+        if (f != nullptr) {
+          std::fprintf(f, "%s\n", j.dump().c_str());
+          std::fclose(f);
+        }
+      }
+    }
+  } catch (const clr::Error& e) {
+    std::fprintf(stderr, "clr_bench_throughput: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}

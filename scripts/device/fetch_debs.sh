@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Run HERE (Debian 12): downloads the Debian packages the GPU machine lacks into
+# .deps/debs (git-ignored) so that a device run can carry them. The GPU machine
+# has CUDA LibTorch inside python torch, cmake, g++ and nvcc, and no registry.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+mkdir -p .deps/debs
+cd .deps/debs
+apt-get download nlohmann-json3-dev libcli11-dev libssl-dev libssl3 googletest
+ls -la

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Sets up clr on a fresh Debian 12 machine: installs every system package it needs
+# with apt, then configures and builds it (Release) in ./build.
+#
+#   bash scripts/setup.sh           install + build
+#   bash scripts/setup.sh --test    install + build + run the whole test suite (ctest)
+#
+# Environment: BUILD_DIR (default build), CLR_CMAKE_ARGS (extra cmake arguments),
+# CLR_SKIP_APT=1 (do not touch packages: for machines set up otherwise).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  libtorch-dev                             # LibTorch 1.13 (CPU)
+  nlohmann-json3-dev libcli11-dev          # JSON, command line
+  libssl-dev                               # SHA-256 (libcrypto)
+  libgtest-dev libgmock-dev                # tests
+  python3 python3-torch python3-torchvision python3-numpy  # parity references
+)
+
+run_tests=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) run_tests=1 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown argument '$arg' (expected --test or --help)" >&2; exit 2 ;;
+  esac
+done
+
+if [ "${CLR_SKIP_APT:-0}" != 1 ]; then
+  missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    echo "setup.sh: installing ${missing[*]}"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
+  fi
+fi
+
+BUILD_DIR="${BUILD_DIR:-build}"
+# shellcheck disable=SC2086
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCLR_WARNINGS_AS_ERRORS=ON ${CLR_CMAKE_ARGS:-}
+cmake --build "$BUILD_DIR"
+
+if [ "$run_tests" = 1 ]; then
+  ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)"
+fi
