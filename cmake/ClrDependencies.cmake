@@ -6,6 +6,17 @@ find_package(Threads REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(CLI11 2.1 REQUIRED)
 find_package(OpenSSL 3 REQUIRED COMPONENTS Crypto)
+find_package(ZLIB REQUIRED)
+find_package(SQLite3 REQUIRED)
+# libwebp through plain find_* (its .pc file hard-codes /usr, which breaks the unpacked
+# copy on the GPU machine).
+find_path(WEBP_INCLUDE_DIR webp/decode.h REQUIRED)
+find_library(WEBP_LIBRARY webp REQUIRED)
+add_library(clr_webp INTERFACE)
+target_include_directories(clr_webp INTERFACE ${WEBP_INCLUDE_DIR})
+target_link_libraries(clr_webp INTERFACE ${WEBP_LIBRARY})
+find_path(STB_INCLUDE_DIR stb/stb_image.h REQUIRED)
+find_package(tomlplusplus 3 REQUIRED)
 
 # LibTorch's CMake config hands out its flags as a string; the imported target
 # `torch` already carries them as INTERFACE_COMPILE_OPTIONS.

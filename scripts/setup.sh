@@ -15,6 +15,9 @@ PACKAGES=(
   libtorch-dev                             # LibTorch 1.13 (CPU)
   nlohmann-json3-dev libcli11-dev          # JSON, command line
   libssl-dev                               # SHA-256 (libcrypto)
+  libstb-dev libwebp-dev zlib1g-dev        # image decoding (JPEG PNG BMP GIF / WebP), gzipped IDX
+  libsqlite3-dev libtomlplusplus-dev       # SKILL catalog, run configs
+  dataset-fashion-mnist                    # IDX data for tests and the default sequence
   libgtest-dev libgmock-dev                # tests
   python3 python3-torch python3-torchvision python3-numpy  # parity references
 )

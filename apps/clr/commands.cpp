@@ -88,7 +88,7 @@ void register_params(CLI::App& app) {
   sub->add_option("--kernel", args->kernel, "CLR kernel size (odd)")->capture_default_str();
   sub->add_flag("--small-stem", args->small_stem, "3x3 stride-1 first conv and no max-pool (32-64 px inputs)");
   sub->footer(architectures_help());
-  actions()[sub] = [args] { run_params(*args); };
+  register_action(sub, [args] { run_params(*args); });
 }
 
 void register_inspect(CLI::App& app) {
@@ -101,8 +101,10 @@ void register_inspect(CLI::App& app) {
                   "fingerprint");
   sub->add_flag("--small-stem", args->small_stem, "The architecture has the small-image stem");
   sub->footer(architectures_help());
-  actions()[sub] = [args] { run_inspect(*args); };
+  register_action(sub, [args] { run_inspect(*args); });
 }
+
+void register_action(const CLI::App* sub, std::function<void()> action) { actions()[sub] = std::move(action); }
 
 void run_selected(CLI::App& sub) {
   auto it = actions().find(&sub);

@@ -2,6 +2,7 @@
 // callback is run by run_selected() after global options are applied.
 #pragma once
 
+#include <functional>
 #include <string>
 
 namespace CLI { class App; }
@@ -10,6 +11,10 @@ namespace clr::apps {
 
 void register_params(CLI::App& app);
 void register_inspect(CLI::App& app);
+void register_run(CLI::App& app);
+
+// Records the action run_selected() runs for a parsed subcommand.
+void register_action(const CLI::App* sub, std::function<void()> action);
 
 // Runs the action of a parsed subcommand.
 void run_selected(CLI::App& sub);

@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
 
   clr::apps::register_params(app);
   clr::apps::register_inspect(app);
+  clr::apps::register_run(app);
 
   try {
     app.parse(argc, argv);

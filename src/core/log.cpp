@@ -52,16 +52,38 @@ Level parse_level(const std::string& name) {
                                    "'; expected one of trace, debug, info, warn, error, off"));
 }
 
+std::mutex& log_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+std::FILE*& log_file() {
+  static std::FILE* f = nullptr;
+  return f;
+}
+
+void set_file(const std::string& path) {
+  std::lock_guard<std::mutex> lock(log_mutex());
+  if (log_file() != nullptr) std::fclose(log_file());
+  log_file() = nullptr;
+  if (path.empty()) return;
+  log_file() = std::fopen(path.c_str(), "a");
+  CLR_CHECK(log_file() != nullptr, NotFoundError, "cannot open log file '", path, "'");
+}
+
 void write(Level l, const std::string& message) {
-  static std::mutex mutex;
   const auto now = std::chrono::system_clock::now();
   const std::time_t t = std::chrono::system_clock::to_time_t(now);
   std::tm tm{};
   gmtime_r(&t, &tm);
   char stamp[32];
   std::strftime(stamp, sizeof stamp, "%H:%M:%S", &tm);
-  std::lock_guard<std::mutex> lock(mutex);
+  std::lock_guard<std::mutex> lock(log_mutex());
   std::fprintf(stderr, "[%s %s] %s\n", stamp, tag(l), message.c_str());
+  if (log_file() != nullptr && l >= Level::kInfo) {
+    std::fprintf(log_file(), "[%s %s] %s\n", stamp, tag(l), message.c_str());
+    std::fflush(log_file());
+  }
 }
 
 }  // namespace clr::log

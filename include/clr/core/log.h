@@ -17,6 +17,9 @@ void set_level(Level level);
 Level parse_level(const std::string& name);
 bool enabled(Level level);
 void write(Level level, const std::string& message);
+// Also appends the lines written at info level and above to `path`; an empty path
+// stops. Throws NotFoundError if the file cannot be opened.
+void set_file(const std::string& path);
 
 template <typename... Args>
 void trace(Args&&... args) { if (enabled(Level::kTrace)) write(Level::kTrace, detail::concat(std::forward<Args>(args)...)); }

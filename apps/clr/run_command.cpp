@@ -1,0 +1,414 @@
+// `clr run CONFIG.toml | ROOT`: the main job.
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <set>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <toml++/toml.h>
+#include <torch/torch.h>
+
+#include "clr/adapters/reprogram.h"
+#include "clr/core/error.h"
+#include "clr/core/file_io.h"
+#include "clr/core/log.h"
+#include "clr/core/runtime.h"
+#include "clr/core/safetensors.h"
+#include "clr/core/tensor_io.h"
+#include "clr/data/sources.h"
+#include "clr/eval/runner.h"
+#include "clr/models/registry.h"
+#include "clr/train/clr_method.h"
+#include "commands.h"
+
+namespace clr::apps {
+namespace {
+
+// Everything a run needs; defaults are the documented ones (docs/CONFIG.md).
+struct RunSpec {
+  std::string method = "clr";
+  std::string out = "runs/clr";
+  uint64_t seed = 0;
+  std::string device = "cpu";
+  std::string weights;  // backbone file; empty: random init of arch
+  std::string arch = "resnet18";
+  bool arch_given = false;
+  bool small_stem = false;
+  int64_t kernel = 3;
+  std::string root;  // ImageFolder root
+  std::vector<data::TaskData> tasks;  // from [[data.tasks]]
+  data::PrepareOptions prepare;
+  data::SplitOptions split;
+  train::TrainConfig train;
+};
+
+struct RunArgs {
+  std::string input;
+  std::string method, backbone, arch, device, out, optimizer, schedule;
+  int64_t epochs = -1, batch = -1, size = -1, patience = -1;
+  double lr = -1, val_fraction = -1;
+  int64_t seed = -1;
+  bool small_stem = false, allow_missing_test = false, skip_corrupt = false, hflip = false;
+};
+
+std::string resolve(const std::string& base_dir, const std::string& p) {
+  if (p.empty() || p[0] == '/') return p;
+  return base_dir + "/" + p;
+}
+
+template <typename T>
+T get(const toml::table& t, const std::string& key, const std::string& where, T fallback) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return fallback;
+  if constexpr (std::is_same_v<T, bool>) {
+    if (auto v = n->value<bool>()) return *v;
+  } else if constexpr (std::is_integral_v<T>) {
+    if (n->is_integer()) return static_cast<T>(*n->value<int64_t>());
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (auto v = n->value<double>()) return static_cast<T>(*v);
+  } else {
+    if (auto v = n->value<std::string>()) return *v;
+  }
+  throw ConfigError(detail::concat(where, ".", key, " has the wrong type (", n->type(), "); see docs/CONFIG.md"));
+}
+
+void check_keys(const toml::table& t, const std::string& where, const std::set<std::string>& known) {
+  for (const auto& [k, v] : t) {
+    CLR_CHECK(known.count(std::string(k.str())), ConfigError, "unknown key '", where, ".", k.str(),
+              "'; known keys: ", join_first(std::vector<std::string>(known.begin(), known.end()), 40));
+  }
+}
+
+std::vector<std::string> strings(const toml::table& t, const std::string& key, const std::string& where,
+                                 const std::string& base) {
+  std::vector<std::string> out;
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return out;
+  if (auto s = n->value<std::string>()) return {resolve(base, *s)};
+  const toml::array* a = n->as_array();
+  CLR_CHECK(a != nullptr, ConfigError, where, ".", key, " must be a string or an array of strings");
+  for (const auto& e : *a) {
+    auto s = e.value<std::string>();
+    CLR_CHECK(s.has_value(), ConfigError, where, ".", key, " must hold strings");
+    out.push_back(resolve(base, *s));
+  }
+  return out;
+}
+
+// Keeps the images whose label is in `keep` (in that order: keep[i] becomes label i).
+data::Split select_labels(const data::Split& s, const std::vector<int64_t>& keep) {
+  std::vector<size_t> idx;
+  std::vector<int64_t> new_labels;
+  for (size_t i = 0; i < s.size(); ++i) {
+    auto it = std::find(keep.begin(), keep.end(), s.labels[i]);
+    if (it != keep.end()) {
+      idx.push_back(i);
+      new_labels.push_back(it - keep.begin());
+    }
+  }
+  data::Split out = s.subset(idx);
+  out.labels = new_labels;
+  return out;
+}
+
+data::TaskData task_from_toml(const toml::table& t, size_t index, const std::string& base, uint64_t seed) {
+  const std::string where = detail::concat("data.tasks[", index, "]");
+  check_keys(t, where, {"name", "kind", "path", "train", "val", "test", "train_images", "train_labels", "test_images",
+                        "test_labels", "labels", "classes", "max_train", "max_test"});
+  const std::string kind = get<std::string>(t, "kind", where, "imagefolder");
+  data::TaskData task;
+  task.name = get<std::string>(t, "name", where, "");
+  std::vector<int64_t> labels;
+  if (const toml::array* a = t.get_as<toml::array>("labels")) {
+    for (const auto& e : *a) {
+      CLR_CHECK(e.is_integer(), ConfigError, where, ".labels must be integers");
+      labels.push_back(*e.value<int64_t>());
+    }
+  }
+  if (kind == "imagefolder") {
+    const std::string path = resolve(base, get<std::string>(t, "path", where, ""));
+    CLR_CHECK(!path.empty(), ConfigError, where, ": kind imagefolder needs path");
+    if (task.name.empty()) task.name = path.substr(path.find_last_of('/') + 1);
+    task = data::read_imagefolder_task(path, task.name);
+  } else if (kind == "list") {
+    const auto train = strings(t, "train", where, base);
+    CLR_CHECK(train.size() == 1, ConfigError, where, ": kind list needs one train list file");
+    task.train = data::read_list_file(train[0]);
+    const auto val = strings(t, "val", where, base);
+    const auto test = strings(t, "test", where, base);
+    if (!val.empty()) task.val = data::read_list_file(val[0]);
+    if (!test.empty()) task.test = data::read_list_file(test[0]);
+    task.origin = "list '" + train[0] + "'";
+  } else if (kind == "idx") {
+    const std::string ti = resolve(base, get<std::string>(t, "train_images", where, ""));
+    const std::string tl = resolve(base, get<std::string>(t, "train_labels", where, ""));
+    CLR_CHECK(!ti.empty() && !tl.empty(), ConfigError, where, ": kind idx needs train_images and train_labels");
+    task.train.images = data::read_idx_images(ti);
+    task.train.labels = data::read_idx_labels(tl);
+    CLR_CHECK(task.train.images.size(0) == static_cast<int64_t>(task.train.labels.size()), FormatError, "'", ti,
+              "' has ", task.train.images.size(0), " images but '", tl, "' has ", task.train.labels.size(), " labels");
+    const std::string xi = resolve(base, get<std::string>(t, "test_images", where, ""));
+    const std::string xl = resolve(base, get<std::string>(t, "test_labels", where, ""));
+    if (!xi.empty()) {
+      task.test.images = data::read_idx_images(xi);
+      task.test.labels = data::read_idx_labels(xl);
+    }
+    task.origin = "IDX '" + ti + "'";
+  } else if (kind == "cifar10" || kind == "cifar100") {
+    task.train = data::read_cifar_binary(strings(t, "train", where, base), kind == "cifar100");
+    const auto test = strings(t, "test", where, base);
+    if (!test.empty()) task.test = data::read_cifar_binary(test, kind == "cifar100");
+    task.origin = kind + " '" + strings(t, "train", where, base).front() + "'";
+  } else {
+    throw ConfigError(detail::concat(where, ".kind '", kind,
+                                     "' is unknown; expected imagefolder, list, idx, cifar10 or cifar100 (SKILL "
+                                     "catalogs go in [data.skill])"));
+  }
+  if (task.name.empty()) task.name = detail::concat("task", index + 1);
+  if (!labels.empty()) {
+    task.train = select_labels(task.train, labels);
+    task.val = select_labels(task.val, labels);
+    task.test = select_labels(task.test, labels);
+  }
+  if (task.classes.empty()) {
+    std::vector<std::string> names;
+    if (const toml::array* a = t.get_as<toml::array>("classes")) {
+      for (const auto& e : *a) names.push_back(e.value<std::string>().value_or("?"));
+    }
+    int64_t k = 0;
+    for (int64_t l : task.train.labels) k = std::max(k, l + 1);
+    if (!labels.empty()) k = static_cast<int64_t>(labels.size());
+    for (int64_t c = 0; c < k; ++c) {
+      task.classes.push_back(static_cast<size_t>(c) < names.size() ? names[static_cast<size_t>(c)]
+                             : labels.empty()                       ? std::to_string(c)
+                                                                    : std::to_string(labels[static_cast<size_t>(c)]));
+    }
+  }
+  const auto k = static_cast<int64_t>(task.classes.size());
+  task.train = data::balanced_subset(task.train, k, get<int64_t>(t, "max_train", where, 0), seed + index);
+  task.test = data::balanced_subset(task.test, k, get<int64_t>(t, "max_test", where, 0), seed + index + 7);
+  return task;
+}
+
+RunSpec read_config(const std::string& path) {
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    throw ConfigError(detail::concat("'", path, "' is not valid TOML: ", e.description(), " (line ",
+                                     e.source().begin.line, ", column ", e.source().begin.column, ")"));
+  }
+  const std::string base = path.find('/') == std::string::npos ? "." : path.substr(0, path.find_last_of('/'));
+  RunSpec s;
+  check_keys(root, "(top level)", {"run", "backbone", "data", "train"});
+  if (const toml::table* r = root["run"].as_table()) {
+    check_keys(*r, "run", {"method", "out", "seed", "device"});
+    s.method = get(*r, "method", "run", s.method);
+    s.out = resolve(base, get(*r, "out", "run", s.out));
+    s.seed = get<uint64_t>(*r, "seed", "run", s.seed);
+    s.device = get(*r, "device", "run", s.device);
+  }
+  if (const toml::table* b = root["backbone"].as_table()) {
+    check_keys(*b, "backbone", {"weights", "arch", "small_stem", "kernel"});
+    s.weights = resolve(base, get<std::string>(*b, "weights", "backbone", ""));
+    s.arch_given = b->contains("arch");
+    s.arch = get(*b, "arch", "backbone", s.arch);
+    s.small_stem = get(*b, "small_stem", "backbone", s.small_stem);
+    s.kernel = get(*b, "kernel", "backbone", s.kernel);
+  }
+  if (const toml::table* d = root["data"].as_table()) {
+    check_keys(*d, "data", {"root", "size", "val_fraction", "allow_missing_test", "skip_corrupt", "tasks", "skill"});
+    s.root = resolve(base, get<std::string>(*d, "root", "data", ""));
+    s.prepare.size = get(*d, "size", "data", s.prepare.size);
+    s.split.val_fraction = get(*d, "val_fraction", "data", s.split.val_fraction);
+    s.split.allow_missing_test = get(*d, "allow_missing_test", "data", s.split.allow_missing_test);
+    s.prepare.skip_corrupt = get(*d, "skip_corrupt", "data", s.prepare.skip_corrupt);
+    if (const toml::array* tasks = d->get_as<toml::array>("tasks")) {
+      size_t i = 0;
+      for (const auto& e : *tasks) {
+        const toml::table* t = e.as_table();
+        CLR_CHECK(t != nullptr, ConfigError, "data.tasks[", i, "] must be a table ([[data.tasks]])");
+        s.tasks.push_back(task_from_toml(*t, i++, base, s.seed));
+      }
+    }
+    if (const toml::table* sk = d->get_as<toml::table>("skill")) {
+      check_keys(*sk, "data.skill", {"root", "tasks_csv", "cap_per_split"});
+      data::SkillOptions so;
+      so.task_csv = resolve(base, get<std::string>(*sk, "tasks_csv", "data.skill", ""));
+      so.cap_per_split = get<int64_t>(*sk, "cap_per_split", "data.skill", 0);
+      so.seed = s.seed;
+      for (auto& t : data::read_skill(resolve(base, get<std::string>(*sk, "root", "data.skill", "")), so)) {
+        s.tasks.push_back(std::move(t));
+      }
+    }
+  }
+  if (const toml::table* t = root["train"].as_table()) {
+    check_keys(*t, "train", {"optimizer", "lr", "momentum", "weight_decay", "batch", "epochs", "schedule", "step_size",
+                             "gamma", "penalty", "patience", "hflip"});
+    auto& c = s.train;
+    c.optimizer = get(*t, "optimizer", "train", c.optimizer);
+    c.lr = get(*t, "lr", "train", c.lr);
+    c.momentum = get(*t, "momentum", "train", c.momentum);
+    c.weight_decay = get(*t, "weight_decay", "train", c.weight_decay);
+    c.batch_size = get(*t, "batch", "train", c.batch_size);
+    c.epochs = get(*t, "epochs", "train", c.epochs);
+    c.schedule = get(*t, "schedule", "train", c.schedule);
+    c.step_size = get(*t, "step_size", "train", c.step_size);
+    c.gamma = get(*t, "gamma", "train", c.gamma);
+    c.penalty = get(*t, "penalty", "train", c.penalty);
+    c.patience = get(*t, "patience", "train", c.patience);
+    c.hflip = get(*t, "hflip", "train", c.hflip);
+  }
+  return s;
+}
+
+nlohmann::ordered_json spec_json(const RunSpec& s) {
+  return {{"run", {{"method", s.method}, {"out", s.out}, {"seed", s.seed}, {"device", s.device}}},
+          {"backbone", {{"weights", s.weights}, {"arch", s.arch}, {"small_stem", s.small_stem}, {"kernel", s.kernel}}},
+          {"data",
+           {{"root", s.root},
+            {"size", s.prepare.size},
+            {"val_fraction", s.split.val_fraction},
+            {"allow_missing_test", s.split.allow_missing_test},
+            {"skip_corrupt", s.prepare.skip_corrupt}}},
+          {"train",
+           {{"optimizer", s.train.optimizer},
+            {"lr", s.train.lr},
+            {"momentum", s.train.momentum},
+            {"weight_decay", s.train.weight_decay},
+            {"batch", s.train.batch_size},
+            {"epochs", s.train.epochs},
+            {"schedule", s.train.schedule},
+            {"step_size", s.train.step_size},
+            {"gamma", s.train.gamma},
+            {"penalty", s.train.penalty},
+            {"patience", s.train.patience},
+            {"hflip", s.train.hflip}}}};
+}
+
+void run(const RunArgs& a) {
+  RunSpec s;
+  CLR_CHECK(!a.input.empty(), ConfigError, "clr run needs a CONFIG.toml or an ImageFolder ROOT");
+  if (directory_exists(a.input)) {
+    s.root = a.input;
+  } else {
+    CLR_CHECK(file_exists(a.input), NotFoundError, "'", a.input, "' is neither a config file nor a data directory");
+    s = read_config(a.input);
+  }
+  // Flags override the config.
+  if (!a.method.empty()) s.method = a.method;
+  if (!a.out.empty()) s.out = a.out;
+  if (a.seed >= 0) s.seed = static_cast<uint64_t>(a.seed);
+  if (!a.device.empty()) s.device = a.device;
+  if (!a.arch.empty()) {
+    s.arch = a.arch;
+    s.arch_given = true;
+  }
+  if (!a.backbone.empty()) {
+    if (file_exists(a.backbone)) {
+      s.weights = a.backbone;
+    } else {
+      models::find_architecture(a.backbone);  // NotFoundError: neither a file nor an architecture
+      s.arch = a.backbone;
+      s.arch_given = true;
+      s.weights.clear();
+    }
+  }
+  if (a.small_stem) s.small_stem = true;
+  if (a.epochs > 0) s.train.epochs = a.epochs;
+  if (a.batch > 0) s.train.batch_size = a.batch;
+  if (a.lr > 0) s.train.lr = a.lr;
+  if (a.size > 0) s.prepare.size = a.size;
+  if (a.patience >= 0) s.train.patience = a.patience;
+  if (!a.optimizer.empty()) s.train.optimizer = a.optimizer;
+  if (!a.schedule.empty()) s.train.schedule = a.schedule;
+  if (a.val_fraction > 0) s.split.val_fraction = a.val_fraction;
+  if (a.allow_missing_test) s.split.allow_missing_test = true;
+  if (a.skip_corrupt) s.prepare.skip_corrupt = true;
+  if (a.hflip) s.train.hflip = true;
+  s.train.seed = s.seed;
+  s.split.seed = s.seed;
+  s.train.validate();
+
+  // The sequence.
+  data::Sequence seq = s.tasks;
+  if (!s.root.empty()) {
+    for (auto& t : data::read_imagefolder_tasks(s.root)) seq.push_back(std::move(t));
+  }
+  CLR_CHECK(!seq.empty(), ConfigError, "no tasks: give an ImageFolder root (data.root or the ROOT argument) or "
+                                       "[[data.tasks]] entries");
+
+  // The backbone.
+  const c10::Device device = runtime::parse_device(s.device);
+  torch::manual_seed(s.seed);
+  std::string source = "random";
+  if (!s.weights.empty()) {
+    if (!s.arch_given && detect_weight_format(s.weights) == WeightFormat::kSafetensors) {
+      const Metadata md = read_safetensors_metadata(s.weights);
+      if (md.count("arch")) s.arch = md.at("arch");
+      if (md.count("small_stem")) s.small_stem = md.at("small_stem") == "true";
+    }
+    source = s.weights;
+  } else {
+    log::warn("no backbone weights given: the ", s.arch, " backbone is randomly initialised, so accuracy measures "
+              "random features; pass --backbone FILE");
+  }
+  models::ResNet backbone = s.weights.empty() ? models::make_resnet(s.arch, 0, s.small_stem)
+                                              : models::load_resnet(s.arch, s.weights, 0, s.small_stem);
+  backbone->to(device);
+  int64_t params = 0;
+  for (const auto& p : backbone->parameters()) params += p.numel();
+  params += backbone->feature_dim() * 1000 + 1000;  // torchvision's count includes the ImageNet fc
+  adapters::ReprogramOptions ro;
+  ro.variant(adapters::parse_variant(s.method)).kernel_size(s.kernel);
+  train::ClrMethod method(backbone, ro, params);
+
+  eval::RunOptions o;
+  o.train = s.train;
+  o.prepare = s.prepare;
+  o.split = s.split;
+  o.out_dir = s.out;
+  o.backbone_arch = s.arch;
+  o.backbone_source = source;
+  o.device = device.str();
+  o.config_json = spec_json(s).dump();
+  const eval::Results r = eval::run_sequence(method, std::move(seq), o);
+  std::cout << eval::format_matrix(r) << "results: " << s.out << "/results.json" << std::endl;
+}
+
+}  // namespace
+
+void register_run(CLI::App& app) {
+  auto a = std::make_shared<RunArgs>();
+  CLI::App* sub = app.add_subcommand(
+      "run", "Learn a sequence of tasks one after another and report the accuracy matrix (the main job)");
+  sub->add_option("input", a->input,
+                  "A run config (TOML, docs/CONFIG.md) or an ImageFolder root: ROOT/<task>/{train,val,test}/<class>/<img> "
+                  "(or one task: ROOT/{train,val,test}/<class>/<img>)")
+      ->required();
+  sub->add_option("--method", a->method, "clr (default), clr-full or residual");
+  sub->add_option("--backbone", a->backbone,
+                  "Backbone weights (safetensors or .pth), or an architecture name for a random backbone");
+  sub->add_option("--arch", a->arch, "Architecture of the backbone file (default: from its metadata, else resnet18)");
+  sub->add_flag("--small-stem", a->small_stem, "The backbone has the 3x3 stride-1 stem without max-pool");
+  sub->add_option("--epochs", a->epochs, "Maximum epochs per task (default 60)");
+  sub->add_option("--batch", a->batch, "Batch size (default 32)");
+  sub->add_option("--lr", a->lr, "Learning rate (default 1e-3)");
+  sub->add_option("--size", a->size, "Images are resized to SIZE x SIZE (default 224)");
+  sub->add_option("--patience", a->patience, "Stop after more than N epochs without validation gain (default 21)");
+  sub->add_option("--optimizer", a->optimizer, "adam (default) or sgd");
+  sub->add_option("--schedule", a->schedule, "step (default: x0.1 every 20 epochs), cosine or none");
+  sub->add_option("--val-fraction", a->val_fraction, "Fraction of train carved out as val when a task has none (0.1)");
+  sub->add_flag("--allow-missing-test", a->allow_missing_test, "Report accuracy on val for tasks without a test split");
+  sub->add_flag("--skip-corrupt", a->skip_corrupt, "Skip (and count) undecodable images instead of failing");
+  sub->add_flag("--hflip", a->hflip, "Random horizontal flips while training");
+  sub->add_option("--device", a->device, "cpu (default), cuda, cuda:N or auto");
+  sub->add_option("--seed", a->seed, "Seed for initialisation, splits and shuffling (default 0)");
+  sub->add_option("--out", a->out, "Output directory (default runs/clr)");
+  sub->footer("Writes OUT/results.json, OUT/results.csv, OUT/adapters/*.safetensors and OUT/log.txt.\n" +
+              architectures_help());
+  register_action(sub, [a] { run(*a); });
+}
+
+}  // namespace clr::apps

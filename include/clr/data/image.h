@@ -1,0 +1,31 @@
+// Image decoding and the per-image transforms.
+#pragma once
+
+#include <string>
+
+#include <ATen/core/Tensor.h>
+
+namespace clr::data {
+
+// Decodes JPEG, PNG, BMP, GIF (first frame) and WebP bytes into a uint8 [H, W, 3]
+// RGB tensor; grayscale, palette and alpha images are converted to RGB (alpha is
+// dropped). `origin` names the image in errors: a FormatError says which file could
+// not be decoded and why.
+at::Tensor decode_image(const std::string& bytes, const std::string& origin);
+
+// Reads and decodes a file (NotFoundError if missing, FormatError if undecodable).
+at::Tensor read_image(const std::string& path);
+
+// Resizes a uint8 [H, W, C] image to uint8 [C, size, size] ("squash", as the authors
+// resize to 224x224), bilinear with antialiasing like PIL's.
+at::Tensor resize_square(const at::Tensor& hwc, int64_t size);
+
+// ImageNet mean and std (RGB, 0..1 scale).
+constexpr float kImageNetMean[3] = {0.485f, 0.456f, 0.406f};
+constexpr float kImageNetStd[3] = {0.229f, 0.224f, 0.225f};
+
+// uint8 [N, 3, H, W] -> float [N, 3, H, W], (x / 255 - mean) / std per channel.
+at::Tensor normalize(const at::Tensor& batch_u8, const float mean[3] = kImageNetMean,
+                     const float std[3] = kImageNetStd);
+
+}  // namespace clr::data

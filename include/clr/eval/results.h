@@ -1,0 +1,64 @@
+// The accuracy matrix, the metrics derived from it, and the results.json / results.csv
+// contract (DESIGN.md).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace clr::eval {
+
+// R[i][j]: test accuracy on task j after learning tasks 0..i (nullopt for j > i).
+using AccuracyMatrix = std::vector<std::vector<std::optional<double>>>;
+
+// Mean of the last row.
+double average_accuracy(const AccuracyMatrix& r);
+// Mean over j < T-1 of R[T-1][j] - R[j][j] (0 for a single task).
+double backward_transfer(const AccuracyMatrix& r);
+// Mean over j < T-1 of max_{i < T-1} R[i][j] - R[T-1][j] (0 for a single task).
+double forgetting(const AccuracyMatrix& r);
+// R[i][0] for every i: accuracy on the first task after each task.
+std::vector<double> first_task_curve(const AccuracyMatrix& r);
+
+struct TaskRecord {
+  std::string name;
+  int64_t classes = 0;
+  int64_t train_images = 0;
+  int64_t val_images = 0;
+  int64_t test_images = 0;
+  int64_t skipped_images = 0;   // undecodable images skipped (--skip-corrupt)
+  bool test_is_val = false;     // no test split: accuracy is on val
+  int64_t extra_params = 0;
+  double train_seconds = 0;
+  double train_images_per_second = 0;
+  double decode_seconds = 0;
+  int64_t epochs = 0;
+  int64_t best_epoch = 0;
+  double best_val_accuracy = 0;
+  std::string adapter_file;     // relative to the run directory
+};
+
+struct Results {
+  std::string method;
+  std::string variant;
+  std::string backbone_arch;
+  std::string backbone_source;  // file, or "random"
+  int64_t backbone_params = 0;
+  std::string backbone_fingerprint;
+  std::string device;
+  uint64_t seed = 0;
+  std::vector<TaskRecord> tasks;
+  AccuracyMatrix accuracy;
+  std::string config_json;      // the effective configuration, as JSON text
+  bool complete = false;        // false while the run is in progress
+};
+
+// results.json text (schema clr.results/1 plus extra fields).
+std::string results_json(const Results& r);
+// results.csv text: one row per (after_task, task) with accuracy.
+std::string results_csv(const Results& r);
+// The accuracy matrix as an aligned text table (for stdout).
+std::string format_matrix(const Results& r);
+
+}  // namespace clr::eval

@@ -1,0 +1,33 @@
+// The continual-learning protocol: learn the tasks of a sequence one after another,
+// after each task evaluate every task seen so far on its test split, and write the
+// results (results.json, results.csv, per-task adapters, log) as the run goes.
+#pragma once
+
+#include <string>
+
+#include "clr/data/dataset.h"
+#include "clr/data/loader.h"
+#include "clr/eval/results.h"
+#include "clr/train/method.h"
+#include "clr/train/trainer.h"
+
+namespace clr::eval {
+
+struct RunOptions {
+  train::TrainConfig train;
+  data::PrepareOptions prepare;
+  data::SplitOptions split;
+  std::string out_dir;          // created if missing
+  std::string backbone_arch;
+  std::string backbone_source;  // weight file or "random"
+  std::string device;
+  std::string config_json;      // the effective configuration, stored in results.json
+};
+
+// Runs the whole sequence. The sequence is completed (missing val carved, test
+// checked) and validated before any training: problems are reported all at once.
+// results.json is rewritten after every task ("complete": false until the end), so
+// a run that dies leaves the rows it finished.
+Results run_sequence(train::Method& method, data::Sequence sequence, const RunOptions& options);
+
+}  // namespace clr::eval

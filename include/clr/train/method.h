@@ -1,0 +1,52 @@
+// One interface for a continual-learning method. The runner drives any method
+// through it: begin a task, compute the loss of training batches, pick the best
+// validation state, end the task, and predict for any task seen so far.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include "clr/core/tensor_map.h"
+
+namespace clr::train {
+
+struct TaskInfo {
+  int64_t index = 0;  // 0-based position in the sequence
+  std::string name;
+  int64_t num_classes = 0;
+};
+
+class Method {
+ public:
+  virtual ~Method() = default;
+  virtual std::string name() const = 0;
+  // Prepares the model for a new task (new head, fresh task state, ...).
+  virtual void begin_task(const TaskInfo& task) = 0;
+  // Parameters the optimiser updates for the current task.
+  virtual std::vector<at::Tensor> trainable_parameters() = 0;
+  // Training loss for a batch of the current task (the model is in train mode).
+  virtual at::Tensor loss(const at::Tensor& images, const at::Tensor& labels) = 0;
+  // Copy of / return to the current task's trainable state (for best-validation selection).
+  virtual TensorMap snapshot() = 0;
+  virtual void restore(const TensorMap& state) = 0;
+  // Called once the current task's final state is chosen.
+  virtual void end_task() = 0;
+  // Eval-mode logits of `images` for task `task` (any task seen so far).
+  virtual at::Tensor predict(int64_t task, const at::Tensor& images) = 0;
+  // What has to be stored for task `task` (saved with the run).
+  virtual TensorMap task_state(int64_t task) const = 0;
+  // Extra parameters this method holds for task `task` (trainable values, as the paper counts).
+  virtual int64_t extra_params(int64_t task) const = 0;
+  // Parameters of the shared backbone (the denominator of extra-parameter fractions).
+  virtual int64_t backbone_params() const = 0;
+  virtual std::string backbone_fingerprint() const = 0;
+  virtual void set_training(bool on) = 0;
+  virtual c10::Device device() const = 0;
+};
+
+}  // namespace clr::train

@@ -1,0 +1,52 @@
+// The per-task training loop: optimiser, schedule, the authors' parameter penalty,
+// early stopping on validation accuracy, best-validation state restored.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "clr/data/loader.h"
+#include "clr/train/method.h"
+
+namespace clr::train {
+
+// Defaults are the authors' recipe (PAPER.md).
+struct TrainConfig {
+  std::string optimizer = "adam";  // adam | sgd (sgd uses momentum)
+  double lr = 1e-3;
+  double momentum = 0.9;
+  double weight_decay = 0.0;
+  int64_t batch_size = 32;
+  int64_t epochs = 60;
+  std::string schedule = "step";   // step (x gamma every step_size epochs) | cosine | none
+  int64_t step_size = 20;
+  double gamma = 0.1;
+  double penalty = 1e-5;           // times the (unsquared) L2 norm of each trainable tensor, added to the loss
+  int64_t patience = 21;           // stop after more than this many epochs without a validation gain
+  bool hflip = false;              // random horizontal flips (the authors use none)
+  uint64_t seed = 0;
+
+  // Throws ConfigError naming the field for values out of range.
+  void validate() const;
+};
+
+struct TaskTrainReport {
+  int64_t epochs_run = 0;
+  int64_t best_epoch = 0;          // 1-based
+  double best_val_accuracy = 0;
+  double train_seconds = 0;        // training epochs only (no evaluation)
+  double images_per_second = 0;    // training images / train_seconds
+  std::vector<double> epoch_loss;  // mean training loss per epoch
+  std::vector<double> epoch_val_accuracy;
+};
+
+// Learns the method's current task (begin_task already called) on `train`,
+// selecting by accuracy on `val`; restores the best state. Progress on stderr.
+TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::PreparedSplit& train,
+                           const data::PreparedSplit& val, const TrainConfig& config);
+
+// Accuracy (0..1) of the method on task `task` over `split`.
+double evaluate(Method& method, int64_t task, const data::PreparedSplit& split, int64_t batch_size);
+
+}  // namespace clr::train

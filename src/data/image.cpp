@@ -1,0 +1,90 @@
+#include "clr/data/image.h"
+
+#include <cstring>
+
+#include <torch/torch.h>
+#include <webp/decode.h>
+
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_ONLY_JPEG
+#define STBI_ONLY_PNG
+#define STBI_ONLY_BMP
+#define STBI_ONLY_GIF
+#define STBI_NO_STDIO
+#define STBI_FAILURE_USERMSG
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#endif
+#include <stb/stb_image.h>
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+#include "clr/core/error.h"
+#include "clr/core/file_io.h"
+
+namespace clr::data {
+namespace {
+
+bool is_webp(const std::string& b) {
+  return b.size() >= 12 && b.compare(0, 4, "RIFF") == 0 && b.compare(8, 4, "WEBP") == 0;
+}
+
+at::Tensor from_buffer(const uint8_t* data, int w, int h) {
+  at::Tensor t = torch::empty({h, w, 3}, torch::kUInt8);
+  std::memcpy(t.data_ptr(), data, static_cast<size_t>(w) * h * 3);
+  return t;
+}
+
+}  // namespace
+
+at::Tensor decode_image(const std::string& bytes, const std::string& origin) {
+  CLR_CHECK(!bytes.empty(), FormatError, "image '", origin, "' is empty (0 bytes)");
+  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
+  if (is_webp(bytes)) {
+    int w = 0, h = 0;
+    uint8_t* rgb = WebPDecodeRGB(data, bytes.size(), &w, &h);
+    CLR_CHECK(rgb != nullptr, FormatError, "cannot decode image '", origin, "': corrupt or unsupported WebP");
+    at::Tensor t = from_buffer(rgb, w, h);
+    WebPFree(rgb);
+    return t;
+  }
+  CLR_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX), FormatError, "image '", origin, "' is too large");
+  int w = 0, h = 0, channels = 0;
+  stbi_uc* rgb = stbi_load_from_memory(data, static_cast<int>(bytes.size()), &w, &h, &channels, 3);
+  CLR_CHECK(rgb != nullptr, FormatError, "cannot decode image '", origin, "': ", stbi_failure_reason(),
+            " (supported: JPEG, PNG, BMP, GIF, WebP)");
+  at::Tensor t = from_buffer(rgb, w, h);
+  stbi_image_free(rgb);
+  return t;
+}
+
+at::Tensor read_image(const std::string& path) { return decode_image(read_file(path), path); }
+
+at::Tensor resize_square(const at::Tensor& hwc, int64_t size) {
+  CLR_CHECK(hwc.dim() == 3 && hwc.scalar_type() == torch::kUInt8, ConfigError, "expected a uint8 [H, W, C] image, got ",
+            hwc.sizes());
+  at::Tensor chw = hwc.permute({2, 0, 1});
+  if (hwc.size(0) == size && hwc.size(1) == size) return chw.contiguous();
+  at::Tensor f = chw.unsqueeze(0).to(torch::kFloat);
+  namespace F = torch::nn::functional;
+  at::Tensor r = F::interpolate(f, F::InterpolateFuncOptions()
+                                       .size(std::vector<int64_t>{size, size})
+                                       .mode(torch::kBilinear)
+                                       .align_corners(false)
+                                       .antialias(true));
+  return r.squeeze(0).round_().clamp_(0, 255).to(torch::kUInt8);
+}
+
+at::Tensor normalize(const at::Tensor& batch_u8, const float mean[3], const float std[3]) {
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat).device(batch_u8.device());
+  at::Tensor m = torch::tensor({mean[0], mean[1], mean[2]}).to(opts).view({1, 3, 1, 1}) * 255.0f;
+  at::Tensor s = torch::tensor({std[0], std[1], std[2]}).to(opts).view({1, 3, 1, 1}) * 255.0f;
+  return (batch_u8.to(torch::kFloat) - m) / s;
+}
+
+}  // namespace clr::data

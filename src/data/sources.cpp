@@ -1,0 +1,357 @@
+#include "clr/data/sources.h"
+
+#include <sqlite3.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "clr/core/error.h"
+#include "clr/core/file_io.h"
+#include "clr/core/tensor_map.h"
+
+namespace clr::data {
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
+}
+
+std::vector<std::string> subdirectories(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& name : list_directory(dir)) {
+    if (!name.empty() && name[0] != '.' && directory_exists(dir + "/" + name)) out.push_back(name);
+  }
+  return out;
+}
+
+// Images of one split directory: <dir>/<class>/<image>. Classes not in `classes`
+// are added when `grow` (the train split), an error otherwise.
+Split read_split_dir(const std::string& dir, std::vector<std::string>& classes, bool grow, const std::string& task) {
+  Split split;
+  const std::vector<std::string> dirs = subdirectories(dir);
+  if (grow) classes = dirs;
+  std::vector<std::string> unknown;
+  for (const auto& cls : dirs) {
+    auto it = std::find(classes.begin(), classes.end(), cls);
+    if (it == classes.end()) {
+      unknown.push_back(cls);
+      continue;
+    }
+    const int64_t label = it - classes.begin();
+    for (const auto& f : list_directory(dir + "/" + cls)) {
+      if (f.empty() || f[0] == '.' || !is_image_file(f)) continue;
+      split.paths.push_back(dir + "/" + cls + "/" + f);
+      split.labels.push_back(label);
+    }
+  }
+  CLR_CHECK(unknown.empty(), ConfigError, "task '", task, "': '", dir, "' has classes that its train split lacks: ",
+            join_first(unknown));
+  return split;
+}
+
+std::string read_gz_or_plain(const std::string& path) {
+  CLR_CHECK(file_exists(path), NotFoundError, "file '", path, "' does not exist");
+  gzFile f = gzopen(path.c_str(), "rb");  // reads plain files too
+  CLR_CHECK(f != nullptr, NotFoundError, "cannot open '", path, "'");
+  std::string out;
+  char buf[1 << 16];
+  int n = 0;
+  while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  int err = 0;
+  const char* msg = gzerror(f, &err);
+  const std::string why = msg ? msg : "";
+  gzclose(f);
+  CLR_CHECK(n == 0 && err == Z_OK, FormatError, "'", path, "': corrupt gzip data (", why, ")");
+  return out;
+}
+
+uint32_t be32(const std::string& b, size_t off) {
+  return (static_cast<uint32_t>(static_cast<unsigned char>(b[off])) << 24) |
+         (static_cast<uint32_t>(static_cast<unsigned char>(b[off + 1])) << 16) |
+         (static_cast<uint32_t>(static_cast<unsigned char>(b[off + 2])) << 8) |
+         static_cast<uint32_t>(static_cast<unsigned char>(b[off + 3]));
+}
+
+// Dimensions of an unsigned-byte IDX file; checks magic and size.
+std::vector<int64_t> idx_dims(const std::string& b, const std::string& path, size_t expected_rank) {
+  CLR_CHECK(b.size() >= 4 && b[0] == 0 && b[1] == 0, FormatError, "'", path,
+            "' is not an IDX file (expected magic 0x0000 0x08 <rank>)");
+  CLR_CHECK(static_cast<unsigned char>(b[2]) == 0x08, FormatError, "'", path, "': IDX element type 0x", std::hex,
+            static_cast<int>(static_cast<unsigned char>(b[2])), std::dec, " is not unsigned byte (0x08)");
+  const size_t rank = static_cast<unsigned char>(b[3]);
+  CLR_CHECK(rank == expected_rank, FormatError, "'", path, "': IDX rank ", rank, ", expected ", expected_rank);
+  CLR_CHECK(b.size() >= 4 + 4 * rank, FormatError, "'", path, "' is truncated (header)");
+  std::vector<int64_t> dims;
+  int64_t total = 1;
+  for (size_t i = 0; i < rank; ++i) {
+    dims.push_back(be32(b, 4 + 4 * i));
+    total *= dims.back();
+  }
+  CLR_CHECK(b.size() == 4 + 4 * rank + static_cast<size_t>(total), FormatError, "'", path, "' holds ",
+            b.size() - 4 - 4 * rank, " data bytes, its header promises ", total, " (truncated?)");
+  return dims;
+}
+
+}  // namespace
+
+bool is_image_file(const std::string& name) {
+  const auto dot = name.rfind('.');
+  if (dot == std::string::npos) return false;
+  static const std::set<std::string> exts = {"jpg", "jpeg", "png", "bmp", "gif", "webp"};
+  return exts.count(lower(name.substr(dot + 1))) > 0;
+}
+
+bool is_single_task_folder(const std::string& root) { return directory_exists(root + "/train"); }
+
+TaskData read_imagefolder_task(const std::string& dir, const std::string& name) {
+  CLR_CHECK(directory_exists(dir), NotFoundError, "task directory '", dir, "' does not exist");
+  CLR_CHECK(directory_exists(dir + "/train"), ConfigError, "task '", name, "': '", dir,
+            "' has no train/ directory; expected <task>/{train,val,test}/<class>/<image>");
+  TaskData t;
+  t.name = name;
+  t.origin = "imagefolder '" + dir + "'";
+  t.train = read_split_dir(dir + "/train", t.classes, true, name);
+  for (const char* v : {"val", "validation"}) {
+    if (directory_exists(dir + "/" + v)) {
+      t.val = read_split_dir(dir + "/" + v, t.classes, false, name);
+      break;
+    }
+  }
+  if (directory_exists(dir + "/test")) t.test = read_split_dir(dir + "/test", t.classes, false, name);
+  return t;
+}
+
+Sequence read_imagefolder_tasks(const std::string& root) {
+  CLR_CHECK(directory_exists(root), NotFoundError, "data root '", root, "' does not exist");
+  if (is_single_task_folder(root)) {
+    std::string name = root;
+    while (name.size() > 1 && name.back() == '/') name.pop_back();
+    name = name.substr(name.find_last_of('/') + 1);
+    return {read_imagefolder_task(root, name)};
+  }
+  std::vector<std::string> names;
+  const std::string order = root + "/order.txt";
+  if (file_exists(order)) {
+    std::istringstream in(read_file(order));
+    for (std::string line; std::getline(in, line);) {
+      line = trim(line);
+      if (!line.empty() && line[0] != '#') names.push_back(line);
+    }
+    CLR_CHECK(!names.empty(), ConfigError, "'", order, "' lists no tasks");
+  } else {
+    names = subdirectories(root);
+  }
+  CLR_CHECK(!names.empty(), ConfigError, "data root '", root,
+            "' has no task directories; expected ROOT/<task>/{train,val,test}/<class>/<image> or "
+            "ROOT/{train,val,test}/<class>/<image>");
+  Sequence seq;
+  for (const auto& n : names) seq.push_back(read_imagefolder_task(root + "/" + n, n));
+  return seq;
+}
+
+Split read_list_file(const std::string& path) {
+  const std::string text = read_file(path);
+  const auto slash = path.find_last_of('/');
+  const std::string base = slash == std::string::npos ? "." : path.substr(0, slash);
+  Split split;
+  std::istringstream in(text);
+  size_t line_no = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_no;
+    line = trim(line);
+    if (line.empty() || line[0] == '#') continue;
+    const auto sep = line.find_last_of(" \t");
+    CLR_CHECK(sep != std::string::npos, FormatError, "'", path, "' line ", line_no, ": expected '<image path> <label>', got '",
+              line, "'");
+    const std::string file = trim(line.substr(0, sep));
+    const std::string label = line.substr(sep + 1);
+    int64_t value = -1;
+    try {
+      size_t used = 0;
+      value = std::stoll(label, &used);
+      CLR_CHECK(used == label.size(), FormatError, "bad label");
+    } catch (const std::exception&) {
+      throw FormatError(detail::concat("'", path, "' line ", line_no, ": label '", label, "' is not an integer"));
+    }
+    CLR_CHECK(value >= 0, FormatError, "'", path, "' line ", line_no, ": negative label ", value);
+    split.paths.push_back(!file.empty() && file[0] == '/' ? file : base + "/" + file);
+    split.labels.push_back(value);
+  }
+  return split;
+}
+
+at::Tensor read_idx_images(const std::string& path) {
+  const std::string b = read_gz_or_plain(path);
+  const auto dims = idx_dims(b, path, 3);
+  at::Tensor t = torch::empty({dims[0], dims[1], dims[2], 1}, torch::kUInt8);
+  std::memcpy(t.data_ptr(), b.data() + 16, static_cast<size_t>(t.numel()));
+  return t;
+}
+
+std::vector<int64_t> read_idx_labels(const std::string& path) {
+  const std::string b = read_gz_or_plain(path);
+  const auto dims = idx_dims(b, path, 1);
+  std::vector<int64_t> labels(static_cast<size_t>(dims[0]));
+  for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<unsigned char>(b[8 + i]);
+  return labels;
+}
+
+Split read_cifar_binary(const std::vector<std::string>& files, bool cifar100) {
+  const size_t label_bytes = cifar100 ? 2 : 1;
+  const size_t record = label_bytes + 3072;
+  std::vector<at::Tensor> parts;
+  Split split;
+  for (const auto& f : files) {
+    const std::string b = read_file(f);
+    CLR_CHECK(!b.empty() && b.size() % record == 0, FormatError, "'", f, "' has ", b.size(),
+              " bytes, not a multiple of the ", record, "-byte CIFAR-", cifar100 ? "100" : "10",
+              " record (wrong file or variant?)");
+    const int64_t n = static_cast<int64_t>(b.size() / record);
+    at::Tensor chw = torch::empty({n, 3, 32, 32}, torch::kUInt8);
+    auto* dst = chw.data_ptr<uint8_t>();
+    for (int64_t i = 0; i < n; ++i) {
+      const char* rec = b.data() + static_cast<size_t>(i) * record;
+      const int64_t label = static_cast<unsigned char>(rec[label_bytes - 1]);  // CIFAR-100: the fine label
+      CLR_CHECK(label < (cifar100 ? 100 : 10), FormatError, "'", f, "' record ", i, ": label ", label,
+                " out of range for CIFAR-", cifar100 ? "100" : "10");
+      split.labels.push_back(label);
+      std::memcpy(dst + i * 3072, rec + label_bytes, 3072);
+    }
+    parts.push_back(chw.permute({0, 2, 3, 1}).contiguous());
+  }
+  CLR_CHECK(!parts.empty(), ConfigError, "no CIFAR files given");
+  split.images = torch::cat(parts);
+  return split;
+}
+
+namespace {
+
+struct Db {
+  sqlite3* db = nullptr;
+  std::string path;
+  explicit Db(const std::string& p) : path(p) {
+    CLR_CHECK(file_exists(p), NotFoundError, "SKILL catalog '", p, "' does not exist");
+    CLR_CHECK(sqlite3_open_v2(p.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK, FormatError,
+              "cannot open SQLite catalog '", p, "': ", db ? sqlite3_errmsg(db) : "out of memory");
+  }
+  ~Db() { sqlite3_close(db); }
+  // Runs `sql` and calls row(stmt) per row.
+  template <typename F>
+  void query(const std::string& sql, F&& row) {
+    sqlite3_stmt* st = nullptr;
+    CLR_CHECK(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK, FormatError, "'", path,
+              "' is not a SKILL catalog: ", sqlite3_errmsg(db), " (query: ", sql, ")");
+    int rc = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) row(st);
+    const std::string err = sqlite3_errmsg(db);
+    sqlite3_finalize(st);
+    CLR_CHECK(rc == SQLITE_DONE, FormatError, "'", path, "': query failed: ", err);
+  }
+};
+
+std::string column_text(sqlite3_stmt* st, int i) {
+  const auto* t = sqlite3_column_text(st, i);
+  return t ? reinterpret_cast<const char*>(t) : "";
+}
+
+}  // namespace
+
+Sequence read_skill(const std::string& root, const SkillOptions& options) {
+  Db db(root + "/rolling_releases/database_2.sqlite");
+  std::map<int64_t, std::string> names;
+  db.query("SELECT dataset_id, dataset_name FROM datasets ORDER BY dataset_id",
+           [&](sqlite3_stmt* st) { names[sqlite3_column_int64(st, 0)] = column_text(st, 1); });
+
+  // (order, dataset_id) of the selected tasks.
+  std::vector<std::pair<int64_t, int64_t>> selected;
+  if (options.task_csv.empty()) {
+    for (const auto& kv : names) selected.emplace_back(kv.first, kv.first);
+  } else {
+    std::istringstream in(read_file(options.task_csv));
+    std::string line;
+    size_t line_no = 0;
+    while (std::getline(in, line)) {
+      ++line_no;
+      line = trim(line);
+      if (line.empty() || line_no == 1) continue;  // header: oldid,newid,name,class_num,train_num,test_num
+      std::vector<std::string> cols;
+      std::stringstream ls(line);
+      for (std::string c; std::getline(ls, c, ',');) cols.push_back(trim(c));
+      CLR_CHECK(cols.size() >= 3, FormatError, "'", options.task_csv, "' line ", line_no,
+                ": expected oldid,newid,name,...; got '", line, "'");
+      int64_t oldid = 0, newid = 0;
+      try {
+        oldid = std::stoll(cols[0]);
+        newid = std::stoll(cols[1]);
+      } catch (const std::exception&) {
+        throw FormatError(detail::concat("'", options.task_csv, "' line ", line_no, ": oldid and newid must be integers"));
+      }
+      CLR_CHECK(names.count(oldid), ConfigError, "'", options.task_csv, "' line ", line_no, ": dataset id ", oldid,
+                " ('", cols[2], "') is not in the catalog");
+      selected.emplace_back(newid, oldid);
+    }
+    std::sort(selected.begin(), selected.end());
+  }
+
+  Sequence seq;
+  for (const auto& [order, id] : selected) {
+    TaskData t;
+    t.name = names[id];
+    t.origin = detail::concat("SKILL dataset ", id, " in '", root, "'");
+    std::map<int64_t, int64_t> label_of;  // class_id -> label (train's class ids, sorted)
+    std::vector<std::tuple<int, int64_t, std::string>> rows;  // set, class_id, path
+    db.query(detail::concat("SELECT \"set\", class_id, path, filename FROM files WHERE dataset_id=", id,
+                            " AND problem=0 ORDER BY hash"),
+             [&](sqlite3_stmt* st) {
+               rows.emplace_back(sqlite3_column_int(st, 0), sqlite3_column_int64(st, 1),
+                                 root + "/original_images/" + t.name + column_text(st, 2) + column_text(st, 3));
+             });
+    for (const auto& [set, cls, path] : rows) {
+      if (set == 0) label_of.emplace(cls, 0);
+    }
+    int64_t next = 0;
+    for (auto& kv : label_of) {
+      kv.second = next++;
+      t.classes.push_back(std::to_string(kv.first));
+    }
+    std::vector<std::string> unknown;
+    for (const auto& [set, cls, path] : rows) {
+      CLR_CHECK(set >= 0 && set <= 2, FormatError, "'", db.path, "': dataset ", id, " has set value ", set,
+                ", expected 0 (train), 1 (val) or 2 (test)");
+      auto it = label_of.find(cls);
+      if (it == label_of.end()) {
+        unknown.push_back(path);
+        continue;
+      }
+      Split& s = set == 0 ? t.train : set == 1 ? t.val : t.test;
+      s.paths.push_back(path);
+      s.labels.push_back(it->second);
+    }
+    CLR_CHECK(unknown.empty(), ConfigError, "task '", t.name, "': val/test images of classes without training images: ",
+              join_first(unknown, 4));
+    if (options.cap_per_split > 0) {
+      const auto k = static_cast<int64_t>(t.classes.size());
+      t.train = balanced_subset(t.train, k, options.cap_per_split, options.seed);
+      t.val = balanced_subset(t.val, k, options.cap_per_split, options.seed + 1);
+      t.test = balanced_subset(t.test, k, options.cap_per_split, options.seed + 2);
+    }
+    seq.push_back(std::move(t));
+  }
+  return seq;
+}
+
+}  // namespace clr::data

@@ -1,0 +1,124 @@
+#include "clr/eval/runner.h"
+
+#include <ctime>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "clr/core/error.h"
+#include "clr/core/file_io.h"
+#include "clr/core/log.h"
+#include "clr/core/safetensors.h"
+
+namespace clr::eval {
+namespace {
+
+std::string safe_file_name(const std::string& name, size_t index) {
+  std::string out;
+  for (char c : name) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') ? c : '_';
+  return detail::concat(index + 1 < 10 ? "0" : "", index + 1, "_", out.substr(0, 64));
+}
+
+std::string now_utc() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+void write_results(const Results& r, const std::string& out) {
+  write_file_atomic(out + "/results.json", results_json(r));
+  write_file_atomic(out + "/results.csv", results_csv(r));
+}
+
+}  // namespace
+
+Results run_sequence(train::Method& method, data::Sequence sequence, const RunOptions& o) {
+  o.train.validate();
+  for (auto& t : sequence) data::complete_splits(t, o.split);
+  data::validate_sequence(sequence);
+  make_directories(o.out_dir + "/adapters");
+  log::set_file(o.out_dir + "/log.txt");
+  struct CloseLog {
+    ~CloseLog() { log::set_file(""); }
+  } close_log;
+
+  Results r;
+  r.method = "clr";
+  r.variant = method.name();
+  r.backbone_arch = o.backbone_arch;
+  r.backbone_source = o.backbone_source;
+  r.backbone_params = method.backbone_params();
+  r.backbone_fingerprint = method.backbone_fingerprint();
+  r.device = o.device;
+  r.seed = o.train.seed;
+  r.config_json = o.config_json;
+  log::info("run: ", sequence.size(), " tasks, method ", r.variant, ", backbone ", r.backbone_arch, " (",
+            r.backbone_source, ", ", r.backbone_fingerprint.substr(0, 19), "...), device ", r.device, ", out ",
+            o.out_dir);
+
+  std::vector<data::PreparedSplit> tests;
+  for (size_t t = 0; t < sequence.size(); ++t) {
+    const data::TaskData& task = sequence[t];
+    log::info("task ", t + 1, "/", sequence.size(), " '", task.name, "': ", task.classes.size(), " classes, ",
+              task.train.size(), " train / ", task.val.size(), " val / ", task.test.size(), " test images");
+    const data::PreparedSplit train = data::prepare_split(task.train, task.origin + " (train)", o.prepare);
+    const data::PreparedSplit val = data::prepare_split(task.val, task.origin + " (val)", o.prepare);
+    tests.push_back(data::prepare_split(task.test, task.origin + " (test)", o.prepare));
+    const double decode = train.decode_seconds + val.decode_seconds + tests.back().decode_seconds;
+    const int64_t decoded = train.size() + val.size() + tests.back().size();
+    log::info("  decoded and resized ", decoded, " images in ", decode, " s (", decode > 0 ? decoded / decode : 0,
+              " img/s)");
+
+    train::TaskInfo info{static_cast<int64_t>(t), task.name, static_cast<int64_t>(task.classes.size())};
+    torch::manual_seed(o.train.seed * 1000003ull + t);
+    method.begin_task(info);
+    const train::TaskTrainReport rep = train::train_task(method, info, train, val, o.train);
+    method.end_task();
+
+    TaskRecord rec;
+    rec.name = task.name;
+    rec.classes = info.num_classes;
+    rec.train_images = train.size();
+    rec.val_images = val.size();
+    rec.test_images = tests.back().size();
+    rec.skipped_images = static_cast<int64_t>(train.skipped.size() + val.skipped.size() + tests.back().skipped.size());
+    rec.test_is_val = task.test_is_val;
+    rec.extra_params = method.extra_params(info.index);
+    rec.train_seconds = rep.train_seconds;
+    rec.train_images_per_second = rep.images_per_second;
+    rec.decode_seconds = decode;
+    rec.epochs = rep.epochs_run;
+    rec.best_epoch = rep.best_epoch;
+    rec.best_val_accuracy = rep.best_val_accuracy;
+    rec.adapter_file = "adapters/" + safe_file_name(task.name, t) + ".safetensors";
+    nlohmann::json classes = task.classes;
+    write_safetensors(o.out_dir + "/" + rec.adapter_file, method.task_state(info.index),
+                      {{"format", "clr.adapter/0"},
+                       {"task", task.name},
+                       {"classes", classes.dump()},
+                       {"variant", method.name()},
+                       {"backbone_arch", o.backbone_arch},
+                       {"backbone_fingerprint", method.backbone_fingerprint()},
+                       {"input_size", std::to_string(o.prepare.size)},
+                       {"mean", "[0.485, 0.456, 0.406]"},
+                       {"std", "[0.229, 0.224, 0.225]"},
+                       {"created", now_utc()}});
+    r.tasks.push_back(rec);
+
+    std::vector<std::optional<double>> row(sequence.size());
+    for (size_t j = 0; j <= t; ++j) row[j] = train::evaluate(method, static_cast<int64_t>(j), tests[j], o.train.batch_size * 2);
+    r.accuracy.push_back(row);
+    log::info("  task ", t + 1, " done: ", rep.epochs_run, " epochs (best ", rep.best_epoch, ", val ",
+              100 * rep.best_val_accuracy, "%), test ", 100 * *row[t], "%, ", rep.images_per_second,
+              " train img/s; average accuracy so far ", 100 * average_accuracy(r.accuracy), "%");
+    write_results(r, o.out_dir);
+  }
+  r.complete = true;
+  write_results(r, o.out_dir);
+  return r;
+}
+
+}  // namespace clr::eval

@@ -1,0 +1,69 @@
+#include "clr/train/clr_method.h"
+
+#include <torch/torch.h>
+
+#include "clr/core/error.h"
+
+namespace clr::train {
+
+ClrMethod::ClrMethod(models::ResNet backbone, adapters::ReprogramOptions options, int64_t backbone_params_with_fc)
+    : net_(std::move(backbone), options, 2), backbone_params_(backbone_params_with_fc) {
+  fingerprint_ = net_->backbone_fingerprint();
+}
+
+std::string ClrMethod::name() const { return adapters::variant_name(net_->options().variant()); }
+
+void ClrMethod::begin_task(const TaskInfo& task) {
+  CLR_ASSERT(task.index == static_cast<int64_t>(states_.size()), "tasks must be learned in order");
+  net_->begin_task(task.num_classes);
+  current_ = installed_ = task.index;
+}
+
+std::vector<at::Tensor> ClrMethod::trainable_parameters() { return net_->trainable_parameters(); }
+
+at::Tensor ClrMethod::loss(const at::Tensor& images, const at::Tensor& labels) {
+  return torch::nn::functional::cross_entropy(net_->forward(images), labels);
+}
+
+TensorMap ClrMethod::snapshot() { return net_->task_state(); }
+
+void ClrMethod::restore(const TensorMap& state) { net_->load_task_state(state); }
+
+void ClrMethod::end_task() {
+  CLR_ASSERT(current_ >= 0, "end_task without begin_task");
+  states_.push_back(net_->task_state());
+  extra_.push_back(net_->task_state_size().trainable());
+  current_ = -1;
+}
+
+void ClrMethod::install(int64_t task) {
+  if (task == installed_) return;
+  CLR_CHECK(task >= 0 && task < static_cast<int64_t>(states_.size()), ConfigError, "task ", task,
+            " has not been learned (", states_.size(), " tasks so far)");
+  net_->load_task_state(states_[static_cast<size_t>(task)]);
+  installed_ = task;
+}
+
+at::Tensor ClrMethod::predict(int64_t task, const at::Tensor& images) {
+  if (task != current_) {
+    CLR_CHECK(current_ < 0, ConfigError, "cannot predict for task ", task, " while task ", current_, " is being learned");
+    install(task);
+  }
+  return net_->forward(images);
+}
+
+TensorMap ClrMethod::task_state(int64_t task) const {
+  CLR_CHECK(task >= 0 && task < static_cast<int64_t>(states_.size()), ConfigError, "no state for task ", task);
+  return states_[static_cast<size_t>(task)];
+}
+
+int64_t ClrMethod::extra_params(int64_t task) const {
+  CLR_CHECK(task >= 0 && task < static_cast<int64_t>(extra_.size()), ConfigError, "no state for task ", task);
+  return extra_[static_cast<size_t>(task)];
+}
+
+void ClrMethod::set_training(bool on) { net_->train(on); }
+
+c10::Device ClrMethod::device() const { return net_->device(); }
+
+}  // namespace clr::train

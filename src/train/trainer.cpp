@@ -1,0 +1,141 @@
+#include "clr/train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+
+#include <torch/torch.h>
+
+#include "clr/core/error.h"
+#include "clr/core/log.h"
+#include "clr/core/progress.h"
+
+namespace clr::train {
+
+void TrainConfig::validate() const {
+  CLR_CHECK(optimizer == "adam" || optimizer == "sgd", ConfigError, "train.optimizer '", optimizer,
+            "' is unknown; expected adam or sgd");
+  CLR_CHECK(schedule == "step" || schedule == "cosine" || schedule == "none", ConfigError, "train.schedule '", schedule,
+            "' is unknown; expected step, cosine or none");
+  CLR_CHECK(lr > 0 && std::isfinite(lr), ConfigError, "train.lr must be > 0, got ", lr);
+  CLR_CHECK(batch_size >= 1, ConfigError, "train.batch must be >= 1, got ", batch_size);
+  CLR_CHECK(epochs >= 1, ConfigError, "train.epochs must be >= 1, got ", epochs);
+  CLR_CHECK(step_size >= 1, ConfigError, "train.step_size must be >= 1, got ", step_size);
+  CLR_CHECK(gamma > 0, ConfigError, "train.gamma must be > 0, got ", gamma);
+  CLR_CHECK(penalty >= 0, ConfigError, "train.penalty must be >= 0, got ", penalty);
+  CLR_CHECK(patience >= 0, ConfigError, "train.patience must be >= 0, got ", patience);
+  CLR_CHECK(momentum >= 0 && momentum < 1, ConfigError, "train.momentum must be in [0, 1), got ", momentum);
+  CLR_CHECK(weight_decay >= 0, ConfigError, "train.weight_decay must be >= 0, got ", weight_decay);
+}
+
+namespace {
+
+double lr_at(const TrainConfig& c, int64_t epoch) {  // epoch 0-based
+  if (c.schedule == "step") return c.lr * std::pow(c.gamma, static_cast<double>(epoch / c.step_size));
+  if (c.schedule == "cosine") {
+    return 0.5 * c.lr * (1.0 + std::cos(M_PI * static_cast<double>(epoch) / static_cast<double>(c.epochs)));
+  }
+  return c.lr;
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainConfig& c, const std::vector<at::Tensor>& params) {
+  if (c.optimizer == "sgd") {
+    return std::make_unique<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(c.lr).momentum(c.momentum).weight_decay(c.weight_decay));
+  }
+  return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(c.lr).weight_decay(c.weight_decay));
+}
+
+void set_lr(torch::optim::Optimizer& opt, double lr) {
+  for (auto& group : opt.param_groups()) {
+    if (auto* a = dynamic_cast<torch::optim::AdamOptions*>(&group.options())) a->lr(lr);
+    if (auto* s = dynamic_cast<torch::optim::SGDOptions*>(&group.options())) s->lr(lr);
+  }
+}
+
+}  // namespace
+
+double evaluate(Method& method, int64_t task, const data::PreparedSplit& split, int64_t batch_size) {
+  if (split.size() == 0) return 0;
+  method.set_training(false);
+  data::LoaderOptions lo;
+  lo.batch_size = batch_size;
+  lo.device = method.device();
+  data::BatchLoader loader(split, lo);
+  torch::NoGradGuard no_grad;
+  int64_t correct = 0;
+  loader.for_each_batch(0, [&](const at::Tensor& x, const at::Tensor& y) {
+    correct += method.predict(task, x).argmax(1).eq(y).sum().item<int64_t>();
+  });
+  return static_cast<double>(correct) / static_cast<double>(split.size());
+}
+
+TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::PreparedSplit& train,
+                           const data::PreparedSplit& val, const TrainConfig& config) {
+  config.validate();
+  CLR_CHECK(train.size() > 0, ConfigError, "task '", task.name, "' has no training images left");
+  const std::vector<at::Tensor> params = method.trainable_parameters();
+  auto opt = make_optimizer(config, params);
+  data::LoaderOptions lo;
+  lo.batch_size = config.batch_size;
+  lo.shuffle = true;
+  lo.hflip = config.hflip;
+  lo.seed = config.seed * 7919 + static_cast<uint64_t>(task.index);
+  lo.device = method.device();
+  data::BatchLoader loader(train, lo);
+
+  TaskTrainReport report;
+  report.best_val_accuracy = -1;
+  TensorMap best;
+  int64_t since_best = 0;
+  for (int64_t epoch = 0; epoch < config.epochs; ++epoch) {
+    set_lr(*opt, lr_at(config, epoch));
+    method.set_training(true);
+    Progress progress(detail::concat("task ", task.index + 1, " '", task.name, "' epoch ", epoch + 1, "/", config.epochs),
+                      train.size());
+    double loss_sum = 0;
+    int64_t seen = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    loader.for_each_batch(epoch, [&](const at::Tensor& x, const at::Tensor& y) {
+      opt->zero_grad();
+      at::Tensor loss = method.loss(x, y);
+      if (config.penalty > 0) {
+        at::Tensor reg = torch::zeros({}, loss.options());
+        for (const auto& p : params) reg = reg + p.norm();
+        loss = loss + config.penalty * reg;
+      }
+      loss.backward();
+      opt->step();
+      loss_sum += loss.item<double>() * static_cast<double>(x.size(0));
+      seen += x.size(0);
+      char status[64];
+      std::snprintf(status, sizeof status, "loss %.4f", loss_sum / static_cast<double>(seen));
+      progress.update(seen, status);
+    });
+    report.train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double val_acc = evaluate(method, task.index, val, config.batch_size * 2);
+    report.epoch_loss.push_back(loss_sum / static_cast<double>(seen));
+    report.epoch_val_accuracy.push_back(val_acc);
+    report.epochs_run = epoch + 1;
+    char status[96];
+    std::snprintf(status, sizeof status, "loss %.4f, val acc %.2f%%", report.epoch_loss.back(), 100 * val_acc);
+    progress.finish(status);
+    if (val_acc > report.best_val_accuracy) {
+      report.best_val_accuracy = val_acc;
+      report.best_epoch = epoch + 1;
+      best = method.snapshot();
+      since_best = 0;
+    } else if (++since_best > config.patience) {
+      log::info("task '", task.name, "': no validation gain for ", since_best, " epochs, stopping early at epoch ",
+                epoch + 1);
+      break;
+    }
+  }
+  method.restore(best);
+  report.images_per_second =
+      report.train_seconds > 0 ? static_cast<double>(train.size() * report.epochs_run) / report.train_seconds : 0;
+  return report;
+}
+
+}  // namespace clr::train
