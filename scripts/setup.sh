@@ -19,7 +19,7 @@ PACKAGES=(
   libsqlite3-dev libtomlplusplus-dev       # SKILL catalog, run configs
   dataset-fashion-mnist                    # IDX data for tests and the default sequence
   libgtest-dev libgmock-dev                # tests
-  python3 python3-torch python3-torchvision python3-numpy  # parity references
+  python3 python3-torch python3-torchvision python3-numpy python3-pil  # reference outputs and test data
 )
 
 run_tests=0

@@ -25,26 +25,34 @@ TempDir::~TempDir() {
   remove_tree(path_);
 }
 
-const std::string& torch_reference_dir() {
+std::string python_fixture_dir(const std::string& script_name, const std::string& extra_args) {
   // Made once and shared by every test process: the directory name carries the
-  // generator script's hash and the thread count, so a changed script or thread
-  // count makes new files.
-  static const std::string dir = [] {
-    const std::string script = detail::concat(CLR_TEST_PYTHON_DIR, "/torch_reference.py");
-    const std::string tag = sha256_hex(read_file(script)).substr(0, 12);
-    const std::string out = detail::concat(CLR_TEST_SCRATCH, "/torch_reference-", tag, "-t", at::get_num_threads());
-    if (file_exists(out + "/DONE")) return out;
-    const std::string tmp = detail::concat(out, ".tmp.", ::getpid());
-    const std::string cmd = detail::concat("\"", CLR_TEST_PYTHON, "\" \"", script, "\" --threads ",
-                                           at::get_num_threads(), " --out \"", tmp, "\"");
-    const int rc = std::system(cmd.c_str());
-    CLR_CHECK(rc == 0, NotFoundError, "the reference generator failed (exit ", rc, "): ", cmd,
-              "; the parity tests need python3 with torch and torchvision (Debian: python3-torch python3-torchvision)");
-    write_file_atomic(tmp + "/DONE", "ok\n");
-    // Fails harmlessly when another process won the race.
-    if (std::rename(tmp.c_str(), out.c_str()) != 0) remove_tree(tmp);
-    return out;
-  }();
+  // script's hash and the arguments, so a changed script makes new files.
+  const std::string script = detail::concat(CLR_TEST_PYTHON_DIR, "/", script_name);
+  const std::string tag = sha256_hex(read_file(script) + extra_args).substr(0, 12);
+  const std::string stem = script_name.substr(0, script_name.rfind('.'));
+  const std::string out = detail::concat(CLR_TEST_SCRATCH, "/", stem, "-", tag);
+  if (file_exists(out + "/DONE")) return out;
+  const std::string tmp = detail::concat(out, ".tmp.", ::getpid());
+  const std::string cmd = detail::concat("\"", CLR_TEST_PYTHON, "\" \"", script, "\" ", extra_args, " --out \"", tmp, "\"");
+  const int rc = std::system(cmd.c_str());
+  CLR_CHECK(rc == 0, NotFoundError, "the test-data generator failed (exit ", rc, "): ", cmd,
+            "; it needs python3 with torch, torchvision and PIL (Debian: python3-torch python3-torchvision python3-pil)");
+  write_file_atomic(tmp + "/DONE", "ok\n");
+  // Fails harmlessly when another process won the race.
+  if (std::rename(tmp.c_str(), out.c_str()) != 0) remove_tree(tmp);
+  return out;
+}
+
+const std::string& torch_reference_dir() {
+  // The thread count is part of the arguments: GEMM blocking, hence rounding, depends on it.
+  static const std::string dir =
+      python_fixture_dir("torch_reference.py", detail::concat("--threads ", at::get_num_threads()));
+  return dir;
+}
+
+const std::string& test_data_dir() {
+  static const std::string dir = python_fixture_dir("make_data.py", "");
   return dir;
 }
 

@@ -29,6 +29,11 @@ class TempDir {
 // Python interpreter CMake found (CLR_TEST_PYTHON) on first use and kept in the
 // build tree's scratch space for later test processes.
 const std::string& torch_reference_dir();
+// Directory with the files tests/python/make_data.py writes (images of every format,
+// ImageFolder sequences, list, IDX, CIFAR and SKILL data), made the same way.
+const std::string& test_data_dir();
+// Runs tests/python/<script_name> once into the scratch space and returns the directory.
+std::string python_fixture_dir(const std::string& script_name, const std::string& extra_args);
 
 double max_abs_diff(const at::Tensor& a, const at::Tensor& b);
 bool bit_identical(const at::Tensor& a, const at::Tensor& b);

@@ -1,0 +1,214 @@
+// The data layer on real files made by tests/python/make_data.py (PIL, gzip, sqlite3).
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "clr/core/error.h"
+#include "clr/core/file_io.h"
+#include "clr/core/safetensors.h"
+#include "clr/data/image.h"
+#include "clr/data/loader.h"
+#include "clr/data/sources.h"
+#include "test_util.h"
+
+namespace clr {
+namespace {
+
+std::string data(const std::string& rel) { return test::test_data_dir() + "/" + rel; }
+
+template <typename E, typename F>
+std::string message_of(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected an exception";
+  return "";
+}
+
+TEST(Image, DecodesEveryFormatLikePil) {
+  const TensorMap ref = read_safetensors(data("images/decoded.safetensors")).tensors;
+  for (const auto& [name, expected] : ref) {
+    const at::Tensor got = data::read_image(data("images/" + name));
+    ASSERT_EQ(got.sizes(), expected.sizes()) << name;
+    const double diff = test::max_abs_diff(got, expected);
+    // JPEG decoders may round the IDCT differently; every lossless format is exact.
+    if (name.find(".jpg") != std::string::npos) {
+      EXPECT_LE(diff, 12) << name;
+      EXPECT_LE((got.to(torch::kFloat) - expected.to(torch::kFloat)).abs().mean().item<double>(), 1.0) << name;
+    } else {
+      EXPECT_EQ(diff, 0) << name;
+    }
+  }
+}
+
+TEST(Image, CorruptAndNonImageFilesAreFormatErrorsNamingTheFile) {
+  std::string m = message_of<FormatError>([] { data::read_image(data("images/corrupt.jpg")); });
+  EXPECT_NE(m.find("corrupt.jpg"), std::string::npos) << m;
+  m = message_of<FormatError>([] { data::read_image(data("images/notes.png")); });
+  EXPECT_NE(m.find("notes.png"), std::string::npos) << m;
+  EXPECT_THROW(data::read_image(data("images/missing.png")), NotFoundError);
+}
+
+TEST(Image, ResizeMatchesPilBilinear) {
+  const at::Tensor ours = data::resize_square(data::read_image(data("images/rgb.png")), 16).permute({1, 2, 0});
+  const at::Tensor pil = read_safetensors(data("images/resized.safetensors")).tensors.at("rgb16");
+  const at::Tensor d = (ours.to(torch::kFloat) - pil.to(torch::kFloat)).abs();
+  EXPECT_LE(d.mean().item<double>(), 1.5);
+  std::printf("[data] resize vs PIL bilinear: mean |diff| %.3f, max %.0f (uint8 levels)\n", d.mean().item<double>(),
+              d.max().item<double>());
+}
+
+TEST(Sources, MultiTaskImageFolderFollowsOrderTxt) {
+  const data::Sequence seq = data::read_imagefolder_tasks(data("seq"));
+  ASSERT_EQ(seq.size(), 3u);
+  EXPECT_EQ(seq[0].name, "gamma");
+  EXPECT_EQ(seq[2].name, "alpha");
+  EXPECT_EQ(seq[0].classes, (std::vector<std::string>{"class0", "class1", "class2", "class3"}));
+  EXPECT_EQ(seq[0].train.size(), 32u);
+  EXPECT_EQ(seq[0].test.size(), 16u);
+  EXPECT_EQ(seq[0].val.size(), 0u);
+  EXPECT_FALSE(data::is_single_task_folder(data("seq")));
+  const data::Sequence single = data::read_imagefolder_tasks(data("seq/beta"));
+  ASSERT_EQ(single.size(), 1u);
+  EXPECT_EQ(single[0].name, "beta");
+}
+
+TEST(Sources, MissingSplitsAreCarvedOrRejected) {
+  data::TaskData t = data::read_imagefolder_tasks(data("seq"))[2];  // alpha: 2 classes x 12 train
+  data::TaskData copy = t;
+  data::SplitOptions so;
+  so.val_fraction = 0.25;
+  data::complete_splits(t, so);
+  EXPECT_EQ(t.val.size(), 6u);   // 3 of each class
+  EXPECT_EQ(t.train.size(), 18u);
+  data::complete_splits(copy, so);
+  EXPECT_EQ(copy.val.paths, t.val.paths);  // deterministic
+  data::TaskData no_test = data::read_imagefolder_tasks(data("seq"))[2];
+  no_test.test = {};
+  EXPECT_THROW(data::complete_splits(no_test, so), ConfigError);
+  so.allow_missing_test = true;
+  data::complete_splits(no_test, so);
+  EXPECT_TRUE(no_test.test_is_val);
+}
+
+TEST(Sources, DirtyFolderCorruptJpegIsReportedAndGrayscalePngConverted) {
+  data::TaskData t = data::read_imagefolder_tasks(data("dirty"))[0];
+  std::string m = message_of<FormatError>([&] { data::prepare_split(t.train, t.origin, {}); });
+  EXPECT_NE(m.find("broken.jpg"), std::string::npos) << m;
+  data::PrepareOptions skip;
+  skip.size = 16;
+  skip.skip_corrupt = true;
+  const data::PreparedSplit p = data::prepare_split(t.train, t.origin, skip);
+  EXPECT_EQ(p.size(), static_cast<int64_t>(t.train.size()) - 1);
+  ASSERT_EQ(p.skipped.size(), 1u);
+  EXPECT_NE(p.skipped[0].find("broken.jpg"), std::string::npos);
+  EXPECT_EQ(p.images.sizes(), (std::vector<int64_t>{p.size(), 3, 16, 16}));
+}
+
+TEST(Sources, ListFiles) {
+  const data::Split s = data::read_list_file(data("lists/train.txt"));
+  EXPECT_EQ(s.size(), 24u);
+  EXPECT_EQ(s.labels.front(), 0);
+  EXPECT_EQ(s.labels.back(), 1);
+  EXPECT_NO_THROW(data::read_image(s.paths.front()));
+}
+
+TEST(Sources, IdxGzipped) {
+  const TensorMap expected = read_safetensors(data("idx/expected.safetensors")).tensors;
+  const at::Tensor images = data::read_idx_images(data("idx/images-idx3-ubyte.gz"));
+  EXPECT_TRUE(test::bit_identical(images, expected.at("images")));
+  const auto labels = data::read_idx_labels(data("idx/labels-idx1-ubyte.gz"));
+  EXPECT_TRUE(test::bit_identical(torch::tensor(labels, torch::kLong), expected.at("labels")));
+  const std::string m = message_of<FormatError>([] { data::read_idx_images(data("idx/truncated-idx3-ubyte")); });
+  EXPECT_NE(m.find("truncated"), std::string::npos) << m;
+  EXPECT_THROW(data::read_idx_labels(data("idx/images-idx3-ubyte.gz")), FormatError);  // rank 3, not 1
+}
+
+TEST(Sources, DebianFashionMnistIfInstalled) {
+  const std::string dir = "/usr/share/datasets/fashion-mnist";
+  if (!file_exists(dir + "/t10k-labels-idx1-ubyte.gz")) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  const at::Tensor images = data::read_idx_images(dir + "/t10k-images-idx3-ubyte.gz");
+  EXPECT_EQ(images.sizes(), (std::vector<int64_t>{10000, 28, 28, 1}));
+  EXPECT_EQ(data::read_idx_labels(dir + "/t10k-labels-idx1-ubyte.gz").size(), 10000u);
+}
+
+TEST(Sources, CifarBinary) {
+  const data::Split s = data::read_cifar_binary({data("cifar/data_batch_1.bin")}, false);
+  const TensorMap expected = read_safetensors(data("cifar/expected.safetensors")).tensors;
+  EXPECT_TRUE(test::bit_identical(s.images, expected.at("images")));
+  EXPECT_TRUE(test::bit_identical(torch::tensor(s.labels, torch::kLong), expected.at("labels")));
+  const data::Split c100 = data::read_cifar_binary({data("cifar/train.bin")}, true);
+  EXPECT_EQ(c100.labels, (std::vector<int64_t>{50, 51, 52, 53}));
+  EXPECT_THROW(data::read_cifar_binary({data("cifar/train.bin")}, false), FormatError);  // 3074-byte records
+}
+
+TEST(Sources, SkillCatalogWithTaskCsv) {
+  data::SkillOptions o;
+  o.task_csv = data("skill/tasks.csv");
+  const data::Sequence seq = data::read_skill(data("skill"), o);
+  ASSERT_EQ(seq.size(), 2u);
+  EXPECT_EQ(seq[0].name, "cars");  // newid order
+  EXPECT_EQ(seq[1].name, "birds");
+  EXPECT_EQ(seq[1].classes, (std::vector<std::string>{"10", "11", "12"}));
+  EXPECT_EQ(seq[1].train.size(), 17u);  // 3 x 6, one marked problem != 0
+  EXPECT_EQ(seq[1].val.size(), 6u);
+  EXPECT_EQ(seq[1].test.size(), 9u);
+  EXPECT_NO_THROW(data::validate_sequence(seq));
+  o.cap_per_split = 7;
+  const data::Sequence capped = data::read_skill(data("skill"), o);
+  EXPECT_EQ(capped[1].train.size(), 7u);
+  std::vector<int> per_class(3, 0);
+  for (int64_t l : capped[1].train.labels) ++per_class[static_cast<size_t>(l)];
+  EXPECT_LE(*std::max_element(per_class.begin(), per_class.end()) - *std::min_element(per_class.begin(), per_class.end()), 1);
+  o.task_csv.clear();
+  o.cap_per_split = 0;
+  EXPECT_EQ(data::read_skill(data("skill"), o).size(), 3u);
+  EXPECT_THROW(data::read_skill(data("nothing-here"), o), NotFoundError);
+}
+
+TEST(Validation, ReportsEveryProblemAtOnce) {
+  const data::Sequence seq = data::read_imagefolder_tasks(data("bad"));
+  const std::string m = message_of<ConfigError>([&] { data::validate_sequence(seq); });
+  EXPECT_NE(m.find("one_class"), std::string::npos) << m;
+  EXPECT_NE(m.find("need >= 2"), std::string::npos) << m;
+  EXPECT_NE(m.find("fake.png"), std::string::npos) << m;
+  EXPECT_NE(m.find("class 'class2' has no training images"), std::string::npos) << m;
+  EXPECT_NE(m.find("3 problem(s)"), std::string::npos) << m;
+}
+
+TEST(Loader, SeededShufflingAndPrefetchingCoverEveryImage) {
+  data::TaskData t = data::read_imagefolder_tasks(data("seq"))[0];
+  data::PrepareOptions po;
+  po.size = 8;
+  const data::PreparedSplit p = data::prepare_split(t.train, t.origin, po);
+  data::LoaderOptions lo;
+  lo.batch_size = 5;
+  lo.shuffle = true;
+  lo.seed = 3;
+  data::BatchLoader loader(p, lo);
+  EXPECT_EQ(loader.num_batches(), 7);
+  auto labels_of_epoch = [&](int64_t epoch) {
+    std::vector<int64_t> seen;
+    loader.for_each_batch(epoch, [&](const at::Tensor& x, const at::Tensor& y) {
+      EXPECT_EQ(x.scalar_type(), torch::kFloat);
+      for (int64_t i = 0; i < y.size(0); ++i) seen.push_back(y[i].item<int64_t>());
+    });
+    return seen;
+  };
+  const auto a = labels_of_epoch(0), b = labels_of_epoch(0), c = labels_of_epoch(1);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  EXPECT_EQ(a.size(), 32u);
+  auto sorted = a;
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<int64_t> all(p.labels.data_ptr<int64_t>(), p.labels.data_ptr<int64_t>() + p.size());
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(sorted, all);
+  // An exception thrown by the consumer stops the epoch cleanly.
+  EXPECT_THROW(loader.for_each_batch(0, [](const at::Tensor&, const at::Tensor&) { throw ConfigError("stop"); }),
+               ConfigError);
+}
+
+}  // namespace
+}  // namespace clr

@@ -1,0 +1,138 @@
+// `clr run` end to end on small sequences made by tests/python/make_data.py.
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "clr/core/file_io.h"
+#include "clr/core/safetensors.h"
+#include "test_util.h"
+
+namespace clr {
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string out;
+};
+
+Result clr_cmd(const std::string& args) {
+  const std::string cmd = std::string("\"") + CLR_TEST_BINARY + "\" " + args + " 2>&1";
+  Result r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  std::array<char, 4096> buf{};
+  size_t n = 0;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string data(const std::string& rel) { return test::test_data_dir() + "/" + rel; }
+
+const char* kQuick = " --backbone resnet18 --small-stem --size 24 --epochs 3 --patience 100 --batch 8 --seed 5";
+
+TEST(Run, ClrHasZeroForgettingAndBitIdenticalOldAccuracies) {
+  test::TempDir out("run");
+  const Result r = clr_cmd("run " + data("seq") + kQuick + " --out " + out.path());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("average accuracy"), std::string::npos) << r.out;
+  const auto j = nlohmann::json::parse(read_file(out.file("results.json")));
+  EXPECT_EQ(j["schema"], "clr.results/1");
+  EXPECT_TRUE(j["complete"].get<bool>());
+  const auto& m = j["accuracy_matrix"];
+  ASSERT_EQ(m.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    ASSERT_EQ(m[i].size(), 3u);
+    for (size_t k = 0; k < 3; ++k) {
+      if (k > i) {
+        EXPECT_TRUE(m[i][k].is_null());
+      } else {
+        // Learning later tasks never changes an earlier task's accuracy, bit for bit.
+        EXPECT_EQ(m[i][k].get<double>(), m[k][k].get<double>()) << i << "," << k;
+      }
+    }
+  }
+  EXPECT_EQ(j["forgetting"].get<double>(), 0.0);
+  EXPECT_EQ(j["bwt"].get<double>(), 0.0);
+  EXPECT_EQ(j["tasks"][0]["name"], "gamma");  // order.txt
+  EXPECT_EQ(j["tasks"][0]["classes"], 4);
+  EXPECT_EQ(j["extra_params_per_task"][0], 35136 + 9600 + 512 * 4 + 4);
+  EXPECT_GT(j["backbone"]["params"].get<int64_t>(), 11000000);
+  for (const auto& t : j["tasks"]) EXPECT_TRUE(file_exists(out.path() + "/" + t["adapter"].get<std::string>()));
+  EXPECT_TRUE(file_exists(out.file("results.csv")));
+  EXPECT_TRUE(file_exists(out.file("log.txt")));
+  const Metadata md = read_safetensors_metadata(out.path() + "/" + j["tasks"][1]["adapter"].get<std::string>());
+  EXPECT_EQ(md.at("task"), "beta");
+  EXPECT_EQ(md.at("backbone_fingerprint"), j["backbone"]["fingerprint"]);
+}
+
+TEST(Run, SameSeedSameResults) {
+  test::TempDir a("seed_a"), b("seed_b");
+  ASSERT_EQ(clr_cmd("run " + data("seq/alpha") + kQuick + " --out " + a.path()).code, 0);
+  ASSERT_EQ(clr_cmd("run " + data("seq/alpha") + kQuick + " --out " + b.path()).code, 0);
+  const auto ja = nlohmann::json::parse(read_file(a.file("results.json")));
+  const auto jb = nlohmann::json::parse(read_file(b.file("results.json")));
+  EXPECT_EQ(ja["accuracy_matrix"], jb["accuracy_matrix"]);
+  const auto sa = read_safetensors(a.file(ja["tasks"][0]["adapter"].get<std::string>())).tensors;
+  const auto sb = read_safetensors(b.file(jb["tasks"][0]["adapter"].get<std::string>())).tensors;
+  for (const auto& [k, v] : sa) EXPECT_TRUE(test::bit_identical(v, sb.at(k))) << k;
+}
+
+TEST(Run, ConfigFileWithIdxListAndFolderTasks) {
+  test::TempDir out("config");
+  const std::string cfg = out.file("run.toml");
+  write_file_atomic(cfg, "[run]\nout = \"" + out.file("o") + "\"\nseed = 1\n"
+                         "[backbone]\narch = \"resnet18\"\nsmall_stem = true\n"
+                         "[data]\nsize = 16\nallow_missing_test = false\n"
+                         "[[data.tasks]]\nname = \"idx012\"\nkind = \"idx\"\n"
+                         "train_images = \"" + data("idx/images-idx3-ubyte.gz") + "\"\n"
+                         "train_labels = \"" + data("idx/labels-idx1-ubyte.gz") + "\"\n"
+                         "test_images = \"" + data("idx/images-idx3-ubyte.gz") + "\"\n"
+                         "test_labels = \"" + data("idx/labels-idx1-ubyte.gz") + "\"\n"
+                         "labels = [2, 0]\n"
+                         "[[data.tasks]]\nname = \"listed\"\nkind = \"list\"\n"
+                         "train = \"" + data("lists/train.txt") + "\"\ntest = \"" + data("lists/test.txt") + "\"\n"
+                         "[[data.tasks]]\nkind = \"imagefolder\"\npath = \"" + data("seq/beta") + "\"\n"
+                         "[train]\nepochs = 2\nbatch = 4\noptimizer = \"sgd\"\nschedule = \"cosine\"\nlr = 0.01\n");
+  const Result r = clr_cmd("run " + cfg);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(read_file(out.file("o/results.json")));
+  ASSERT_EQ(j["tasks"].size(), 3u);
+  EXPECT_EQ(j["tasks"][0]["name"], "idx012");
+  EXPECT_EQ(j["tasks"][0]["classes"], 2);
+  EXPECT_EQ(j["tasks"][2]["name"], "beta");
+  EXPECT_EQ(j["config"]["train"]["optimizer"], "sgd");
+  EXPECT_EQ(j["forgetting"].get<double>(), 0.0);
+}
+
+TEST(Run, BadInputsAreReportedClearly) {
+  test::TempDir out("bad");
+  Result r = clr_cmd("run " + data("bad") + kQuick + " --out " + out.path() + " --allow-missing-test");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("fake.png"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("one_class"), std::string::npos) << r.out;
+  r = clr_cmd("run " + data("dirty") + kQuick + " --out " + out.path());
+  EXPECT_EQ(r.code, 4) << r.out;
+  EXPECT_NE(r.out.find("broken.jpg"), std::string::npos) << r.out;
+  r = clr_cmd("run " + data("dirty") + kQuick + " --skip-corrupt --out " + out.file("dirty"));
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(read_file(out.file("dirty/results.json")))["tasks"][0]["skipped_images"], 1);
+  const std::string cfg = out.file("typo.toml");
+  write_file_atomic(cfg, "[train]\nepochz = 3\n");
+  r = clr_cmd("run " + cfg);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("train.epochz"), std::string::npos) << r.out;
+  r = clr_cmd("run " + out.file("nothing.toml"));
+  EXPECT_EQ(r.code, 3) << r.out;
+  r = clr_cmd("run " + data("seq") + " --backbone not-an-arch");
+  EXPECT_EQ(r.code, 3) << r.out;
+}
+
+}  // namespace
+}  // namespace clr
