@@ -18,6 +18,7 @@ PACKAGES=(
   libstb-dev libwebp-dev zlib1g-dev        # image decoding (JPEG PNG BMP GIF / WebP), gzipped IDX
   libsqlite3-dev libtomlplusplus-dev       # SKILL catalog, run configs
   dataset-fashion-mnist                    # IDX data for tests and the default sequence
+  fonts-dejavu-core fonts-dejavu-extra     # glyph tasks of the default sequence
   libgtest-dev libgmock-dev                # tests
   python3 python3-torch python3-torchvision python3-numpy python3-pil  # reference outputs and test data
 )

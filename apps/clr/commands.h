@@ -12,6 +12,8 @@ namespace clr::apps {
 void register_params(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_run(CLI::App& app);
+void register_preview(CLI::App& app);
+void register_pretrain(CLI::App& app, int argc, char** argv);
 
 // Records the action run_selected() runs for a parsed subcommand.
 void register_action(const CLI::App* sub, std::function<void()> action);

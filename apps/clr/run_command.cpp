@@ -1,4 +1,5 @@
 // `clr run CONFIG.toml | ROOT`: the main job.
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -16,10 +17,15 @@
 #include "clr/core/runtime.h"
 #include "clr/core/safetensors.h"
 #include "clr/core/tensor_io.h"
+#include "clr/data/image.h"
 #include "clr/data/sources.h"
+#include "clr/data/synthetic.h"
 #include "clr/eval/runner.h"
 #include "clr/models/registry.h"
 #include "clr/train/clr_method.h"
+#include "clr/train/supervised.h"
+#include "clr/core/hash.h"
+#include "clr/core/torch_compat.h"
 #include "commands.h"
 
 namespace clr::apps {
@@ -115,7 +121,8 @@ data::Split select_labels(const data::Split& s, const std::vector<int64_t>& keep
 data::TaskData task_from_toml(const toml::table& t, size_t index, const std::string& base, uint64_t seed) {
   const std::string where = detail::concat("data.tasks[", index, "]");
   check_keys(t, where, {"name", "kind", "path", "train", "val", "test", "train_images", "train_labels", "test_images",
-                        "test_labels", "labels", "classes", "max_train", "max_test"});
+                        "test_labels", "labels", "classes", "max_train", "max_test", "fonts", "characters",
+                        "classes_from", "train_per_class", "val_per_class", "test_per_class", "size", "seed"});
   const std::string kind = get<std::string>(t, "kind", where, "imagefolder");
   data::TaskData task;
   task.name = get<std::string>(t, "name", where, "");
@@ -160,10 +167,44 @@ data::TaskData task_from_toml(const toml::table& t, size_t index, const std::str
     const auto test = strings(t, "test", where, base);
     if (!test.empty()) task.test = data::read_cifar_binary(test, kind == "cifar100");
     task.origin = kind + " '" + strings(t, "train", where, base).front() + "'";
+  } else if (kind == "shapes") {
+    data::ShapesOptions so;
+    so.classes = get<int64_t>(t, "classes", where, so.classes);
+    so.train_per_class = get<int64_t>(t, "train_per_class", where, so.train_per_class);
+    so.val_per_class = get<int64_t>(t, "val_per_class", where, so.val_per_class);
+    so.test_per_class = get<int64_t>(t, "test_per_class", where, so.test_per_class);
+    so.size = get<int64_t>(t, "size", where, so.size);
+    so.seed = get<uint64_t>(t, "seed", where, seed + index);
+    const std::string name = task.name;
+    task = data::make_shapes_task(so);
+    if (!name.empty()) task.name = name;
+  } else if (kind == "glyphs") {
+    data::GlyphOptions go;
+    const auto fonts = strings(t, "fonts", where, base);
+    const std::string chars = get<std::string>(t, "characters", where, "");
+    const std::string from = get<std::string>(t, "classes_from", where, "characters");
+    CLR_CHECK(!fonts.empty() && !chars.empty(), ConfigError, where, ": kind glyphs needs fonts and characters");
+    if (from == "characters") {
+      for (char c : chars) go.classes.push_back({std::string(1, c), fonts, std::string(1, c)});
+    } else if (from == "fonts") {
+      for (const auto& f : fonts) {
+        std::string stem = f.substr(f.find_last_of('/') + 1);
+        go.classes.push_back({stem.substr(0, stem.rfind('.')), {f}, chars});
+      }
+    } else {
+      throw ConfigError(detail::concat(where, ".classes_from '", from, "' is unknown; expected characters or fonts"));
+    }
+    go.task_name = task.name.empty() ? "glyphs" : task.name;
+    go.train_per_class = get<int64_t>(t, "train_per_class", where, go.train_per_class);
+    go.val_per_class = get<int64_t>(t, "val_per_class", where, go.val_per_class);
+    go.test_per_class = get<int64_t>(t, "test_per_class", where, go.test_per_class);
+    go.size = get<int64_t>(t, "size", where, go.size);
+    go.seed = get<uint64_t>(t, "seed", where, seed + index);
+    task = data::make_glyph_task(go);
   } else {
     throw ConfigError(detail::concat(where, ".kind '", kind,
-                                     "' is unknown; expected imagefolder, list, idx, cifar10 or cifar100 (SKILL "
-                                     "catalogs go in [data.skill])"));
+                                     "' is unknown; expected imagefolder, list, idx, cifar10, cifar100, shapes or "
+                                     "glyphs (SKILL catalogs go in [data.skill])"));
   }
   if (task.name.empty()) task.name = detail::concat("task", index + 1);
   if (!labels.empty()) {
@@ -171,7 +212,8 @@ data::TaskData task_from_toml(const toml::table& t, size_t index, const std::str
     task.val = select_labels(task.val, labels);
     task.test = select_labels(task.test, labels);
   }
-  if (task.classes.empty()) {
+  if (task.classes.empty() || (!labels.empty() && kind != "imagefolder")) {
+    task.classes.clear();
     std::vector<std::string> names;
     if (const toml::array* a = t.get_as<toml::array>("classes")) {
       for (const auto& e : *a) names.push_back(e.value<std::string>().value_or("?"));
@@ -287,15 +329,62 @@ nlohmann::ordered_json spec_json(const RunSpec& s) {
             {"hflip", s.train.hflip}}}};
 }
 
-void run(const RunArgs& a) {
-  RunSpec s;
-  CLR_CHECK(!a.input.empty(), ConfigError, "clr run needs a CONFIG.toml or an ImageFolder ROOT");
-  if (directory_exists(a.input)) {
-    s.root = a.input;
-  } else {
-    CLR_CHECK(file_exists(a.input), NotFoundError, "'", a.input, "' is neither a config file nor a data directory");
-    s = read_config(a.input);
+RunSpec read_input(const std::string& input) {
+  CLR_CHECK(!input.empty(), ConfigError, "expected a CONFIG.toml or an ImageFolder ROOT");
+  if (directory_exists(input)) {
+    RunSpec s;
+    s.root = input;
+    return s;
   }
+  CLR_CHECK(file_exists(input), NotFoundError, "'", input, "' is neither a config file nor a data directory");
+  return read_config(input);
+}
+
+data::Sequence sequence_of(const RunSpec& s) {
+  data::Sequence seq = s.tasks;
+  if (!s.root.empty()) {
+    for (auto& t : data::read_imagefolder_tasks(s.root)) seq.push_back(std::move(t));
+  }
+  CLR_CHECK(!seq.empty(), ConfigError, "no tasks: give an ImageFolder root (data.root or the ROOT argument) or "
+                                       "[[data.tasks]] entries");
+  return seq;
+}
+
+// `clr preview`: a PNG grid per task (rows: classes, columns: training images).
+void preview(const std::string& input, const std::string& out_dir, int64_t per_class, int64_t size) {
+  RunSpec s = read_input(input);
+  if (size > 0) s.prepare.size = size;
+  make_directories(out_dir);
+  for (const data::TaskData& t : sequence_of(s)) {
+    const int64_t k = static_cast<int64_t>(t.classes.size());
+    const int64_t cell = s.prepare.size;
+    at::Tensor grid = torch::full({k * (cell + 2), per_class * (cell + 2), 3}, 255, torch::kUInt8);
+    std::vector<int64_t> filled(static_cast<size_t>(k), 0);
+    std::vector<size_t> picks;
+    for (size_t i = 0; i < t.train.size(); ++i) {
+      const int64_t l = t.train.labels[i];
+      if (l >= 0 && l < k && filled[static_cast<size_t>(l)] < per_class) {
+        picks.push_back(i);
+        ++filled[static_cast<size_t>(l)];
+      }
+    }
+    data::PrepareOptions po = s.prepare;
+    po.skip_corrupt = true;
+    const data::PreparedSplit p = data::prepare_split(t.train.subset(picks), t.origin, po);
+    std::vector<int64_t> col(static_cast<size_t>(k), 0);
+    for (int64_t i = 0; i < p.size(); ++i) {
+      const int64_t l = p.labels[i].item<int64_t>();
+      const int64_t y = l * (cell + 2) + 1, x = col[static_cast<size_t>(l)]++ * (cell + 2) + 1;
+      grid.slice(0, y, y + cell).slice(1, x, x + cell).copy_(p.images[i].permute({1, 2, 0}));
+    }
+    const std::string path = out_dir + "/" + t.name + ".png";
+    data::write_png(path, grid);
+    std::cout << path << ": " << k << " classes (" << join_first(t.classes, 12) << ")" << std::endl;
+  }
+}
+
+void run(const RunArgs& a) {
+  RunSpec s = read_input(a.input);
   // Flags override the config.
   if (!a.method.empty()) s.method = a.method;
   if (!a.out.empty()) s.out = a.out;
@@ -331,13 +420,7 @@ void run(const RunArgs& a) {
   s.split.seed = s.seed;
   s.train.validate();
 
-  // The sequence.
-  data::Sequence seq = s.tasks;
-  if (!s.root.empty()) {
-    for (auto& t : data::read_imagefolder_tasks(s.root)) seq.push_back(std::move(t));
-  }
-  CLR_CHECK(!seq.empty(), ConfigError, "no tasks: give an ImageFolder root (data.root or the ROOT argument) or "
-                                       "[[data.tasks]] entries");
+  data::Sequence seq = sequence_of(s);
 
   // The backbone.
   const c10::Device device = runtime::parse_device(s.device);
@@ -377,7 +460,136 @@ void run(const RunArgs& a) {
   std::cout << eval::format_matrix(r) << "results: " << s.out << "/results.json" << std::endl;
 }
 
+struct PretrainArgs {
+  std::string input, arch = "resnet18", out, device = "cpu", optimizer = "sgd", schedule = "cosine";
+  bool small_stem = false, fp16 = false, hflip = false;
+  int64_t epochs = 30, batch = 128, size = 0, patience = 1000000;
+  double lr = 0.1, weight_decay = 5e-5, val_fraction = 0.05;
+  uint64_t seed = 0;
+  std::string command_line;
+};
+
+// `clr pretrain`: supervised training of a whole backbone on one labelled task.
+void pretrain(const PretrainArgs& a) {
+  RunSpec s = read_input(a.input);
+  if (a.size > 0) s.prepare.size = a.size;
+  data::Sequence seq = sequence_of(s);
+  CLR_CHECK(seq.size() == 1, ConfigError, "clr pretrain learns one labelled dataset; '", a.input, "' describes ",
+            seq.size(), " tasks");
+  data::TaskData task = std::move(seq[0]);
+  data::SplitOptions so;
+  so.val_fraction = a.val_fraction;
+  so.allow_missing_test = true;
+  so.seed = a.seed;
+  data::complete_splits(task, so);
+  data::validate_sequence({task});
+  CLR_CHECK(!a.out.empty(), ConfigError, "--out FILE is required");
+
+  train::TrainConfig tc;
+  tc.optimizer = a.optimizer;
+  tc.schedule = a.schedule;
+  tc.lr = a.lr;
+  tc.weight_decay = a.weight_decay;
+  tc.batch_size = a.batch;
+  tc.epochs = a.epochs;
+  tc.patience = a.patience;
+  tc.penalty = 0;
+  tc.hflip = a.hflip;
+  tc.seed = a.seed;
+  tc.validate();
+
+  const c10::Device device = runtime::parse_device(a.device);
+  torch::manual_seed(a.seed);
+  const auto k = static_cast<int64_t>(task.classes.size());
+  models::ResNet net = models::make_resnet(a.arch, k, a.small_stem);
+  net->to(device);
+  train::SupervisedModel model(net);
+  const auto t0 = std::chrono::steady_clock::now();
+  log::info("pretrain ", a.arch, a.small_stem ? " (small stem)" : "", " on ", task.origin, ": ", k, " classes, ",
+            task.train.size(), " train / ", task.val.size(), " val images at ", s.prepare.size, " px, device ",
+            device.str());
+  const data::PreparedSplit train = data::prepare_split(task.train, task.origin + " (train)", s.prepare);
+  const data::PreparedSplit val = data::prepare_split(task.val, task.origin + " (val)", s.prepare);
+  train::TaskInfo info{0, task.name, k};
+  model.begin_task(info);
+  const train::TaskTrainReport rep = train::train_task(model, info, train, val, tc);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  TensorMap weights;
+  for (const auto& [key, t] : models::state_dict(*net)) {
+    at::Tensor c = t.detach().to(torch::kCPU);
+    weights.emplace(key, a.fp16 && c.is_floating_point() ? c.to(torch::kHalf) : c);
+  }
+  nlohmann::json classes = task.classes;
+  write_safetensors(a.out, weights,
+                    {{"format", "clr.backbone/1"},
+                     {"arch", a.arch},
+                     {"small_stem", a.small_stem ? "true" : "false"},
+                     {"input_size", std::to_string(s.prepare.size)},
+                     {"classes", classes.dump()},
+                     {"data", task.origin},
+                     {"train_images", std::to_string(train.size())},
+                     {"command", a.command_line},
+                     {"seed", std::to_string(a.seed)},
+                     {"epochs", std::to_string(rep.epochs_run)},
+                     {"best_epoch", std::to_string(rep.best_epoch)},
+                     {"val_accuracy", std::to_string(rep.best_val_accuracy)},
+                     {"device", device.str()},
+                     {"wall_seconds", std::to_string(wall)},
+                     {"libtorch", compat::torch_version()},
+                     {"dtype", a.fp16 ? "F16" : "F32"}});
+  nlohmann::ordered_json j = {{"out", a.out},
+                              {"arch", a.arch},
+                              {"classes", k},
+                              {"epochs", rep.epochs_run},
+                              {"best_val_accuracy", rep.best_val_accuracy},
+                              {"train_images_per_second", rep.images_per_second},
+                              {"wall_seconds", wall},
+                              {"fingerprint", fingerprint(weights)}};
+  std::cout << j.dump(2) << std::endl;
+}
+
 }  // namespace
+
+void register_pretrain(CLI::App& app, int argc, char** argv) {
+  auto a = std::make_shared<PretrainArgs>();
+  for (int i = 0; i < argc; ++i) a->command_line += (i ? " " : "") + std::string(argv[i]);
+  CLI::App* sub = app.add_subcommand(
+      "pretrain", "Train a whole backbone (with fc) on one labelled dataset and write torchvision-named safetensors");
+  sub->add_option("data", a->input, "A config (TOML) with one [[data.tasks]] entry, or a single-task ImageFolder root")
+      ->required();
+  sub->add_option("--arch", a->arch, "Architecture")->capture_default_str();
+  sub->add_flag("--small-stem", a->small_stem, "3x3 stride-1 stem without max-pool (32-64 px inputs)");
+  sub->add_option("--out", a->out, "Output weight file (.safetensors)")->required();
+  sub->add_option("--epochs", a->epochs)->capture_default_str();
+  sub->add_option("--batch", a->batch)->capture_default_str();
+  sub->add_option("--lr", a->lr)->capture_default_str();
+  sub->add_option("--weight-decay", a->weight_decay)->capture_default_str();
+  sub->add_option("--optimizer", a->optimizer, "sgd or adam")->capture_default_str();
+  sub->add_option("--schedule", a->schedule, "cosine, step or none")->capture_default_str();
+  sub->add_option("--size", a->size, "Image size (default: the config's data.size)");
+  sub->add_option("--val-fraction", a->val_fraction, "Fraction of train held out for model selection")->capture_default_str();
+  sub->add_flag("--hflip", a->hflip, "Random horizontal flips");
+  sub->add_flag("--fp16", a->fp16, "Store the weights in fp16 (half the file size)");
+  sub->add_option("--device", a->device, "cpu, cuda, cuda:N or auto")->capture_default_str();
+  sub->add_option("--seed", a->seed)->capture_default_str();
+  sub->footer(architectures_help());
+  register_action(sub, [a] { pretrain(*a); });
+}
+
+void register_preview(CLI::App& app) {
+  struct Args {
+    std::string input, out = "preview";
+    int64_t per_class = 8, size = 0;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* sub = app.add_subcommand("preview", "Write a PNG grid of training images per task (rows are classes)");
+  sub->add_option("input", a->input, "A run config (TOML) or an ImageFolder root")->required();
+  sub->add_option("--out", a->out, "Output directory")->capture_default_str();
+  sub->add_option("--per-class", a->per_class, "Images per class")->capture_default_str();
+  sub->add_option("--size", a->size, "Cell size in pixels (default: the config's data.size)");
+  register_action(sub, [a] { preview(a->input, a->out, a->per_class, a->size); });
+}
 
 void register_run(CLI::App& app) {
   auto a = std::make_shared<RunArgs>();

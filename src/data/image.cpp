@@ -20,6 +20,9 @@
 #pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
 #endif
 #include <stb/stb_image.h>
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STBI_WRITE_NO_STDIO
+#include <stb/stb_image_write.h>
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop
 #endif
@@ -61,6 +64,18 @@ at::Tensor decode_image(const std::string& bytes, const std::string& origin) {
   at::Tensor t = from_buffer(rgb, w, h);
   stbi_image_free(rgb);
   return t;
+}
+
+void write_png(const std::string& path, const at::Tensor& hwc) {
+  CLR_CHECK(hwc.dim() == 3 && hwc.size(2) == 3 && hwc.scalar_type() == torch::kUInt8, ConfigError,
+            "write_png expects uint8 [H, W, 3], got ", hwc.sizes());
+  const at::Tensor c = hwc.contiguous();
+  std::string bytes;
+  auto sink = [](void* ctx, void* data, int size) { static_cast<std::string*>(ctx)->append(static_cast<char*>(data), size); };
+  const int w = static_cast<int>(c.size(1)), h = static_cast<int>(c.size(0));
+  CLR_CHECK(stbi_write_png_to_func(sink, &bytes, w, h, 3, c.data_ptr(), w * 3) != 0, FormatError,
+            "PNG encoding of '", path, "' failed");
+  write_file_atomic(path, bytes);
 }
 
 at::Tensor read_image(const std::string& path) { return decode_image(read_file(path), path); }

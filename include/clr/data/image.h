@@ -20,6 +20,9 @@ at::Tensor read_image(const std::string& path);
 // resize to 224x224), bilinear with antialiasing like PIL's.
 at::Tensor resize_square(const at::Tensor& hwc, int64_t size);
 
+// Writes a uint8 [H, W, 3] image as PNG (crash-safely).
+void write_png(const std::string& path, const at::Tensor& hwc);
+
 // ImageNet mean and std (RGB, 0..1 scale).
 constexpr float kImageNetMean[3] = {0.485f, 0.456f, 0.406f};
 constexpr float kImageNetStd[3] = {0.229f, 0.224f, 0.225f};
