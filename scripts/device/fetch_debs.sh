@@ -7,5 +7,5 @@ cd "$(dirname "$0")/../.."
 mkdir -p .deps/debs
 cd .deps/debs
 apt-get download nlohmann-json3-dev libcli11-dev libssl-dev libssl3 googletest \
-  libstb-dev libwebp-dev libwebp7 zlib1g-dev libsqlite3-dev libsqlite3-0 libtomlplusplus-dev libtomlplusplus3
+  libstb-dev libwebp-dev libwebp7 zlib1g-dev zlib1g libsqlite3-dev libsqlite3-0 libtomlplusplus-dev libtomlplusplus3
 ls -la

@@ -136,3 +136,46 @@ TEST(Run, BadInputsAreReportedClearly) {
 
 }  // namespace
 }  // namespace clr
+
+namespace clr {
+namespace {
+
+TEST(Default, ConfigAndEmbeddedBackboneAreUsable) {
+  test::TempDir out("default");
+  const std::string root = CLR_SOURCE_DIR;
+  Result r = clr_cmd("inspect " + root + "/models/resnet18-shapes-32px.safetensors --arch resnet18 --small-stem");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["metadata"]["arch"], "resnet18");
+  EXPECT_EQ(j["metadata"]["small_stem"], "true");
+  EXPECT_EQ(j["backbone_fingerprint"], "sha256:dc4fcc55c6ff6ba34acab4f36934ae163becee01213c12670176ba0c26d6a0c4");
+  // Every task of the default sequence can be built (fonts and Fashion-MNIST present).
+  r = clr_cmd("preview " + root + "/configs/default.toml --per-class 2 --out " + out.path());
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* t : {"fashion-tops", "digits", "fashion-footwear", "font-styles", "fashion-other", "letters"}) {
+    EXPECT_TRUE(file_exists(out.path() + "/" + t + ".png")) << t;
+  }
+}
+
+TEST(Pretrain, WritesALoadableTorchvisionNamedBackbone) {
+  test::TempDir out("pretrain");
+  const std::string cfg = out.file("shapes.toml");
+  write_file_atomic(cfg, "[data]\nsize = 16\n[[data.tasks]]\nkind = \"shapes\"\nclasses = 4\ntrain_per_class = 8\n"
+                         "val_per_class = 2\nsize = 16\n");
+  Result r = clr_cmd("pretrain " + cfg + " --small-stem --epochs 1 --batch 16 --fp16 --out " + out.file("b.safetensors"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  const Metadata md = read_safetensors_metadata(out.file("b.safetensors"));
+  EXPECT_EQ(md.at("arch"), "resnet18");
+  EXPECT_EQ(md.at("dtype"), "F16");
+  EXPECT_NE(md.at("command").find("pretrain"), std::string::npos);
+  const auto tensors = read_safetensors(out.file("b.safetensors")).tensors;
+  EXPECT_EQ(tensors.at("fc.weight").size(0), 4);
+  EXPECT_EQ(tensors.at("layer1.0.conv1.weight").scalar_type(), at::kHalf);
+  // The file serves as a backbone for clr run (arch and stem from its metadata).
+  r = clr_cmd("run " + test::test_data_dir() + "/seq/alpha --backbone " + out.file("b.safetensors") +
+              " --size 16 --epochs 1 --out " + out.file("run"));
+  EXPECT_EQ(r.code, 0) << r.out;
+}
+
+}  // namespace
+}  // namespace clr
