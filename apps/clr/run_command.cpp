@@ -52,7 +52,7 @@ struct RunSpec {
 struct RunArgs {
   std::string input;
   std::string method, backbone, arch, device, out, optimizer, schedule;
-  int64_t epochs = -1, batch = -1, size = -1, patience = -1;
+  int64_t epochs = -1, batch = -1, size = -1, patience = -1, crop = -1;
   double lr = -1, val_fraction = -1;
   int64_t seed = -1;
   bool small_stem = false, allow_missing_test = false, skip_corrupt = false, hflip = false;
@@ -287,7 +287,7 @@ RunSpec read_config(const std::string& path) {
   }
   if (const toml::table* t = root["train"].as_table()) {
     check_keys(*t, "train", {"optimizer", "lr", "momentum", "weight_decay", "batch", "epochs", "schedule", "step_size",
-                             "gamma", "penalty", "patience", "hflip"});
+                             "gamma", "penalty", "patience", "hflip", "crop"});
     auto& c = s.train;
     c.optimizer = get(*t, "optimizer", "train", c.optimizer);
     c.lr = get(*t, "lr", "train", c.lr);
@@ -301,6 +301,7 @@ RunSpec read_config(const std::string& path) {
     c.penalty = get(*t, "penalty", "train", c.penalty);
     c.patience = get(*t, "patience", "train", c.patience);
     c.hflip = get(*t, "hflip", "train", c.hflip);
+    c.crop = get(*t, "crop", "train", c.crop);
   }
   return s;
 }
@@ -326,7 +327,8 @@ nlohmann::ordered_json spec_json(const RunSpec& s) {
             {"gamma", s.train.gamma},
             {"penalty", s.train.penalty},
             {"patience", s.train.patience},
-            {"hflip", s.train.hflip}}}};
+            {"hflip", s.train.hflip},
+            {"crop", s.train.crop}}}};
 }
 
 RunSpec read_input(const std::string& input) {
@@ -416,6 +418,7 @@ void run(const RunArgs& a) {
   if (a.allow_missing_test) s.split.allow_missing_test = true;
   if (a.skip_corrupt) s.prepare.skip_corrupt = true;
   if (a.hflip) s.train.hflip = true;
+  if (a.crop >= 0) s.train.crop = a.crop;
   s.train.seed = s.seed;
   s.split.seed = s.seed;
   s.train.validate();
@@ -615,6 +618,8 @@ void register_run(CLI::App& app) {
   sub->add_flag("--allow-missing-test", a->allow_missing_test, "Report accuracy on val for tasks without a test split");
   sub->add_flag("--skip-corrupt", a->skip_corrupt, "Skip (and count) undecodable images instead of failing");
   sub->add_flag("--hflip", a->hflip, "Random horizontal flips while training");
+  sub->add_option("--crop", a->crop, "Random CROP x CROP crops of the resized images in training, centred ones in "
+                                     "evaluation (default 0: none)");
   sub->add_option("--device", a->device, "cpu (default), cuda, cuda:N or auto");
   sub->add_option("--seed", a->seed, "Seed for initialisation, splits and shuffling (default 0)");
   sub->add_option("--out", a->out, "Output directory (default runs/clr)");

@@ -158,6 +158,14 @@ void BatchLoader::for_each_batch(int64_t epoch,
   if (options_.hflip) {
     for (auto& f : flips) f = static_cast<uint8_t>(rng() & 1);
   }
+  const int64_t full = data_.images.size(2);
+  const int64_t crop = options_.crop;
+  CLR_CHECK(crop >= 0 && crop <= full, ConfigError, "crop ", crop, " does not fit images of ", full, " px");
+  std::vector<std::pair<int64_t, int64_t>> offsets(static_cast<size_t>(n), {(full - crop) / 2, (full - crop) / 2});
+  if (crop > 0 && options_.random_crop) {
+    std::uniform_int_distribution<int64_t> pick(0, full - crop);
+    for (auto& o : offsets) o = {pick(rng), pick(rng)};
+  }
 
   struct Batch {
     at::Tensor x, y;
@@ -181,6 +189,14 @@ void BatchLoader::for_each_batch(int64_t epoch,
           for (int64_t i = lo; i < hi; ++i) {
             if (flips[static_cast<size_t>(i)]) x[i - lo] = x[i - lo].flip({2});
           }
+        }
+        if (crop > 0 && crop < full) {
+          at::Tensor cropped = torch::empty({hi - lo, 3, crop, crop}, x.options());
+          for (int64_t i = lo; i < hi; ++i) {
+            const auto [oy, ox] = offsets[static_cast<size_t>(i)];
+            cropped[i - lo].copy_(x[i - lo].slice(1, oy, oy + crop).slice(2, ox, ox + crop));
+          }
+          x = cropped;
         }
         Batch batch{normalize(x.to(options_.device)), data_.labels.index_select(0, idx).to(options_.device)};
         std::unique_lock<std::mutex> lock(mutex);

@@ -102,14 +102,15 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
                        {"variant", method.name()},
                        {"backbone_arch", o.backbone_arch},
                        {"backbone_fingerprint", method.backbone_fingerprint()},
-                       {"input_size", std::to_string(o.prepare.size)},
+                       {"input_size", std::to_string(o.train.crop > 0 ? o.train.crop : o.prepare.size)},
+                       {"resize", std::to_string(o.prepare.size)},
                        {"mean", "[0.485, 0.456, 0.406]"},
                        {"std", "[0.229, 0.224, 0.225]"},
                        {"created", now_utc()}});
     r.tasks.push_back(rec);
 
     std::vector<std::optional<double>> row(sequence.size());
-    for (size_t j = 0; j <= t; ++j) row[j] = train::evaluate(method, static_cast<int64_t>(j), tests[j], o.train.batch_size * 2);
+    for (size_t j = 0; j <= t; ++j) row[j] = train::evaluate(method, static_cast<int64_t>(j), tests[j], o.train.batch_size * 2, o.train.crop);
     r.accuracy.push_back(row);
     log::info("  task ", t + 1, " done: ", rep.epochs_run, " epochs (best ", rep.best_epoch, ", val ",
               100 * rep.best_val_accuracy, "%), test ", 100 * *row[t], "%, ", rep.images_per_second,

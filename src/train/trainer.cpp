@@ -27,6 +27,7 @@ void TrainConfig::validate() const {
   CLR_CHECK(patience >= 0, ConfigError, "train.patience must be >= 0, got ", patience);
   CLR_CHECK(momentum >= 0 && momentum < 1, ConfigError, "train.momentum must be in [0, 1), got ", momentum);
   CLR_CHECK(weight_decay >= 0, ConfigError, "train.weight_decay must be >= 0, got ", weight_decay);
+  CLR_CHECK(crop >= 0, ConfigError, "train.crop must be >= 0, got ", crop);
 }
 
 namespace {
@@ -56,12 +57,13 @@ void set_lr(torch::optim::Optimizer& opt, double lr) {
 
 }  // namespace
 
-double evaluate(Method& method, int64_t task, const data::PreparedSplit& split, int64_t batch_size) {
+double evaluate(Method& method, int64_t task, const data::PreparedSplit& split, int64_t batch_size, int64_t crop) {
   if (split.size() == 0) return 0;
   method.set_training(false);
   data::LoaderOptions lo;
   lo.batch_size = batch_size;
   lo.device = method.device();
+  lo.crop = crop;
   data::BatchLoader loader(split, lo);
   torch::NoGradGuard no_grad;
   int64_t correct = 0;
@@ -81,6 +83,8 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
   lo.batch_size = config.batch_size;
   lo.shuffle = true;
   lo.hflip = config.hflip;
+  lo.crop = config.crop;
+  lo.random_crop = true;
   lo.seed = config.seed * 7919 + static_cast<uint64_t>(task.index);
   lo.device = method.device();
   data::BatchLoader loader(train, lo);
@@ -114,7 +118,7 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
       progress.update(seen, status);
     });
     report.train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double val_acc = evaluate(method, task.index, val, config.batch_size * 2);
+    const double val_acc = evaluate(method, task.index, val, config.batch_size * 2, config.crop);
     report.epoch_loss.push_back(loss_sum / static_cast<double>(seen));
     report.epoch_val_accuracy.push_back(val_acc);
     report.epochs_run = epoch + 1;

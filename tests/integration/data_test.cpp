@@ -210,5 +210,34 @@ TEST(Loader, SeededShufflingAndPrefetchingCoverEveryImage) {
                ConfigError);
 }
 
+TEST(Loader, CentredAndRandomCrops) {
+  data::PreparedSplit p;
+  p.images = torch::arange(2 * 3 * 6 * 6, torch::kLong).remainder(251).to(torch::kUInt8).view({2, 3, 6, 6});
+  p.labels = torch::tensor(std::vector<int64_t>{0, 1}, torch::kLong);
+  data::LoaderOptions lo;
+  lo.batch_size = 2;
+  lo.crop = 4;
+  std::vector<at::Tensor> seen;
+  data::BatchLoader centred(p, lo);
+  centred.for_each_batch(0, [&](const at::Tensor& x, const at::Tensor&) { seen.push_back(x.clone()); });
+  ASSERT_EQ(seen[0].sizes(), (std::vector<int64_t>{2, 3, 4, 4}));
+  const at::Tensor expected = data::normalize(p.images.slice(2, 1, 5).slice(3, 1, 5));
+  EXPECT_TRUE(test::bit_identical(seen[0], expected));
+  lo.random_crop = true;
+  lo.seed = 1;
+  data::BatchLoader random(p, lo);
+  std::vector<at::Tensor> epochs;
+  for (int64_t e = 0; e < 4; ++e) {
+    random.for_each_batch(e, [&](const at::Tensor& x, const at::Tensor&) { epochs.push_back(x.clone()); });
+  }
+  EXPECT_EQ(epochs[0].sizes(), (std::vector<int64_t>{2, 3, 4, 4}));
+  bool any_different = false;
+  for (size_t e = 1; e < epochs.size(); ++e) any_different |= !test::bit_identical(epochs[e], epochs[0]);
+  EXPECT_TRUE(any_different);
+  lo.crop = 7;
+  data::BatchLoader too_big(p, lo);
+  EXPECT_THROW(too_big.for_each_batch(0, [](const at::Tensor&, const at::Tensor&) {}), ConfigError);
+}
+
 }  // namespace
 }  // namespace clr

@@ -43,6 +43,10 @@ struct LoaderOptions {
   int64_t batch_size = 32;
   bool shuffle = false;
   bool hflip = false;  // random horizontal flips (augmentation)
+  // Crop size (0: none): a crop x crop window of every image, random per image and
+  // epoch when random_crop (augmentation), else centred.
+  int64_t crop = 0;
+  bool random_crop = false;
   uint64_t seed = 0;
   c10::Device device = c10::Device(c10::kCPU);
 };

@@ -25,6 +25,7 @@ struct TrainConfig {
   double penalty = 1e-5;           // times the (unsquared) L2 norm of each trainable tensor, added to the loss
   int64_t patience = 21;           // stop after more than this many epochs without a validation gain
   bool hflip = false;              // random horizontal flips (the authors use none)
+  int64_t crop = 0;                // > 0: random crop x crop windows in training, centred crops in evaluation
   uint64_t seed = 0;
 
   // Throws ConfigError naming the field for values out of range.
@@ -46,7 +47,8 @@ struct TaskTrainReport {
 TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::PreparedSplit& train,
                            const data::PreparedSplit& val, const TrainConfig& config);
 
-// Accuracy (0..1) of the method on task `task` over `split`.
-double evaluate(Method& method, int64_t task, const data::PreparedSplit& split, int64_t batch_size);
+// Accuracy (0..1) of the method on task `task` over `split` (centred `crop` x `crop`
+// windows when crop > 0).
+double evaluate(Method& method, int64_t task, const data::PreparedSplit& split, int64_t batch_size, int64_t crop = 0);
 
 }  // namespace clr::train
