@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -141,6 +142,14 @@ namespace clr {
 namespace {
 
 TEST(Default, ConfigAndEmbeddedBackboneAreUsable) {
+  // scripts/setup.sh installs the packages the default sequence reads; only a machine
+  // set up otherwise (the GPU machine, docs/GPU.md) may declare them absent.
+  const char* allow = std::getenv("CLR_TEST_ALLOW_MISSING_SYSTEM_DATA");
+  if (allow != nullptr && std::string(allow) == "1" &&
+      (!file_exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") ||
+       !file_exists("/usr/share/fonts/truetype/dejavu/DejaVuSerif-Italic.ttf"))) {
+    GTEST_SKIP() << "dataset-fashion-mnist / fonts-dejavu not installed on this machine";
+  }
   test::TempDir out("default");
   const std::string root = CLR_SOURCE_DIR;
   Result r = clr_cmd("inspect " + root + "/models/resnet18-shapes-32px.safetensors --arch resnet18 --small-stem");
