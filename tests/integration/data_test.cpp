@@ -15,16 +15,7 @@ namespace {
 
 std::string data(const std::string& rel) { return test::test_data_dir() + "/" + rel; }
 
-template <typename E, typename F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an exception";
-  return "";
-}
+using test::message_of;
 
 TEST(Image, DecodesEveryFormatLikePil) {
   const TensorMap ref = read_safetensors(data("images/decoded.safetensors")).tensors;

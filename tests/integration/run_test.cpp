@@ -16,23 +16,8 @@
 namespace clr {
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string out;
-};
-
-Result clr_cmd(const std::string& args) {
-  const std::string cmd = std::string("\"") + CLR_TEST_BINARY + "\" " + args + " 2>&1";
-  Result r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf{};
-  size_t n = 0;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using Result = test::CliResult;
+Result clr_cmd(const std::string& args) { return test::run_clr(args); }
 
 std::string data(const std::string& rel) { return test::test_data_dir() + "/" + rel; }
 

@@ -1,5 +1,6 @@
 #include "test_util.h"
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -54,6 +55,19 @@ const std::string& torch_reference_dir() {
 const std::string& test_data_dir() {
   static const std::string dir = python_fixture_dir("make_data.py", "");
   return dir;
+}
+
+CliResult run_clr(const std::string& args) {
+  const std::string cmd = std::string("\"") + CLR_TEST_BINARY + "\" " + args + " 2>&1";
+  CliResult r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
 }
 
 double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {

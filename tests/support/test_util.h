@@ -5,6 +5,7 @@
 #include <string>
 
 #include <ATen/core/Tensor.h>
+#include <gtest/gtest.h>
 
 #include "clr/adapters/reprogram.h"
 
@@ -34,6 +35,25 @@ const std::string& torch_reference_dir();
 const std::string& test_data_dir();
 // Runs tests/python/<script_name> once into the scratch space and returns the directory.
 std::string python_fixture_dir(const std::string& script_name, const std::string& extra_args);
+
+// Runs the `clr` program with `args` (a shell-quoted string); stdout and stderr together.
+struct CliResult {
+  int code = -1;
+  std::string out;
+};
+CliResult run_clr(const std::string& args);
+
+// The what() of the exception of type E that f() throws; a test failure if none.
+template <typename E, typename F>
+std::string message_of(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected an exception";
+  return "";
+}
 
 double max_abs_diff(const at::Tensor& a, const at::Tensor& b);
 bool bit_identical(const at::Tensor& a, const at::Tensor& b);

@@ -16,16 +16,7 @@
 namespace clr {
 namespace {
 
-template <typename E, typename F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an exception";
-  return "";
-}
+using test::message_of;
 
 TEST(Error, CheckThrowsTheNamedTypeWithItsMessage) {
   const int channels = 1;
