@@ -69,6 +69,8 @@ std::string results_json(const Results& r) {
                      {"best_val_accuracy", t.best_val_accuracy},
                      {"train_images_per_second", t.train_images_per_second},
                      {"decode_seconds", t.decode_seconds},
+                     {"train_decode_seconds", t.train_decode_seconds},
+                     {"epoch_seconds", t.epoch_seconds},
                      {"adapter", t.adapter_file}});
     extra.push_back(t.extra_params);
     fraction.push_back(r.backbone_params > 0 ? static_cast<double>(t.extra_params) / r.backbone_params : 0.0);

@@ -90,6 +90,8 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
     rec.train_seconds = rep.train_seconds;
     rec.train_images_per_second = rep.images_per_second;
     rec.decode_seconds = decode;
+    rec.train_decode_seconds = train.decode_seconds;
+    rec.epoch_seconds = rep.epoch_seconds;
     rec.epochs = rep.epochs_run;
     rec.best_epoch = rep.best_epoch;
     rec.best_val_accuracy = rep.best_val_accuracy;

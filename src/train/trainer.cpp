@@ -117,7 +117,9 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
       std::snprintf(status, sizeof status, "loss %.4f", loss_sum / static_cast<double>(seen));
       progress.update(seen, status);
     });
-    report.train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double epoch_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    report.train_seconds += epoch_seconds;
+    report.epoch_seconds.push_back(epoch_seconds);
     const double val_acc = evaluate(method, task.index, val, config.batch_size * 2, config.crop);
     report.epoch_loss.push_back(loss_sum / static_cast<double>(seen));
     report.epoch_val_accuracy.push_back(val_acc);

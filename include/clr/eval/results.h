@@ -32,7 +32,9 @@ struct TaskRecord {
   int64_t extra_params = 0;
   double train_seconds = 0;
   double train_images_per_second = 0;
-  double decode_seconds = 0;
+  double decode_seconds = 0;        // decoding + resizing all splits into the cache (before epoch 1)
+  double train_decode_seconds = 0;  // the train split's share of it
+  std::vector<double> epoch_seconds;
   int64_t epochs = 0;
   int64_t best_epoch = 0;
   double best_val_accuracy = 0;

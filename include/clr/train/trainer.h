@@ -39,6 +39,7 @@ struct TaskTrainReport {
   double train_seconds = 0;        // training epochs only (no evaluation)
   double images_per_second = 0;    // training images / train_seconds
   std::vector<double> epoch_loss;  // mean training loss per epoch
+  std::vector<double> epoch_seconds;  // training time of each epoch (no evaluation)
   std::vector<double> epoch_val_accuracy;
 };
 
