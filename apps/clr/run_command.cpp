@@ -39,8 +39,9 @@ struct RunSpec {
   std::string device = "cpu";
   std::string weights;  // backbone file; empty: random init of arch
   std::string arch = "resnet18";
-  bool arch_given = false;
+  bool arch_given = false;        // set explicitly (else the weight file's metadata decides)
   bool small_stem = false;
+  bool small_stem_given = false;
   int64_t kernel = 3;
   std::string root;  // ImageFolder root
   std::vector<data::TaskData> tasks;  // from [[data.tasks]]
@@ -256,6 +257,7 @@ RunSpec read_config(const std::string& path) {
     s.weights = resolve(base, get<std::string>(*b, "weights", "backbone", ""));
     s.arch_given = b->contains("arch");
     s.arch = get(*b, "arch", "backbone", s.arch);
+    s.small_stem_given = b->contains("small_stem");
     s.small_stem = get(*b, "small_stem", "backbone", s.small_stem);
     s.kernel = get(*b, "kernel", "backbone", s.kernel);
   }
@@ -400,13 +402,18 @@ void run(const RunArgs& a) {
     if (file_exists(a.backbone)) {
       s.weights = a.backbone;
     } else {
-      models::find_architecture(a.backbone);  // NotFoundError: neither a file nor an architecture
+      const auto names = models::architecture_names();
+      CLR_CHECK(std::find(names.begin(), names.end(), a.backbone) != names.end(), NotFoundError, "--backbone '",
+                a.backbone, "' is neither an existing weight file nor an architecture (", join_first(names), ")");
       s.arch = a.backbone;
       s.arch_given = true;
       s.weights.clear();
     }
   }
-  if (a.small_stem) s.small_stem = true;
+  if (a.small_stem) {
+    s.small_stem = true;
+    s.small_stem_given = true;
+  }
   if (a.epochs > 0) s.train.epochs = a.epochs;
   if (a.batch > 0) s.train.batch_size = a.batch;
   if (a.lr > 0) s.train.lr = a.lr;
@@ -422,6 +429,8 @@ void run(const RunArgs& a) {
   s.train.seed = s.seed;
   s.split.seed = s.seed;
   s.train.validate();
+  CLR_CHECK(s.weights.empty() || file_exists(s.weights), NotFoundError, "backbone weight file '", s.weights,
+            "' does not exist");
 
   data::Sequence seq = sequence_of(s);
 
@@ -430,10 +439,10 @@ void run(const RunArgs& a) {
   torch::manual_seed(s.seed);
   std::string source = "random";
   if (!s.weights.empty()) {
-    if (!s.arch_given && detect_weight_format(s.weights) == WeightFormat::kSafetensors) {
+    if (detect_weight_format(s.weights) == WeightFormat::kSafetensors) {
       const Metadata md = read_safetensors_metadata(s.weights);
-      if (md.count("arch")) s.arch = md.at("arch");
-      if (md.count("small_stem")) s.small_stem = md.at("small_stem") == "true";
+      if (!s.arch_given && md.count("arch")) s.arch = md.at("arch");
+      if (!s.small_stem_given && md.count("small_stem")) s.small_stem = md.at("small_stem") == "true";
     }
     source = s.weights;
   } else {

@@ -92,7 +92,9 @@ std::string results_json(const Results& r) {
       {"variant", r.variant},
       {"backbone",
        {{"arch", r.backbone_arch}, {"params", r.backbone_params}, {"fingerprint", r.backbone_fingerprint},
-        {"source", r.backbone_source}}},
+        {"source", r.backbone_source},
+        {"params_note", "the feature extractor plus a 1000-class fc, as torchvision counts the model and as the "
+                        "paper's per-task fractions use it"}}},
       {"tasks", tasks},
       {"accuracy_matrix", matrix},
       {"average_accuracy", have ? json(average_accuracy(r.accuracy)) : json(nullptr)},
