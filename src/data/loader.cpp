@@ -106,6 +106,9 @@ PreparedSplit prepare_split(const Split& split, const std::string& origin, const
         images[i].copy_(resize_square(hwc.contiguous(), s));
       } catch (const Error& e) {
         errors[static_cast<size_t>(i)] = e.what();
+      } catch (const std::exception& e) {  // e.g. LibTorch rejecting a degenerate image
+        errors[static_cast<size_t>(i)] =
+            detail::concat(split.describe(static_cast<size_t>(i), origin), ": cannot be resized: ", e.what());
       }
     }
   });
