@@ -23,6 +23,7 @@
 #include "clr/eval/runner.h"
 #include "clr/models/registry.h"
 #include "clr/train/clr_method.h"
+#include "clr/train/methods/finetune.h"
 #include "clr/train/supervised.h"
 #include "clr/core/hash.h"
 #include "clr/core/torch_compat.h"
@@ -455,9 +456,22 @@ void run(const RunArgs& a) {
   int64_t params = 0;
   for (const auto& p : backbone->parameters()) params += p.numel();
   params += backbone->feature_dim() * 1000 + 1000;  // torchvision's count includes the ImageNet fc
-  adapters::ReprogramOptions ro;
-  ro.variant(adapters::parse_variant(s.method)).kernel_size(s.kernel);
-  train::ClrMethod method(backbone, ro, params);
+  std::unique_ptr<train::Method> method;
+  train::FinetuneKind kind{};
+  if (train::parse_finetune_kind(s.method, &kind)) {
+    int64_t max_classes = 0;
+    for (const auto& t : seq) max_classes = std::max<int64_t>(max_classes, static_cast<int64_t>(t.classes.size()));
+    method = std::make_unique<train::FinetuneMethod>(backbone, kind, params, max_classes);
+  } else {
+    adapters::ReprogramOptions ro;
+    try {
+      ro.variant(adapters::parse_variant(s.method)).kernel_size(s.kernel);
+    } catch (const ConfigError&) {
+      throw ConfigError(detail::concat("unknown method '", s.method,
+                                       "'; expected clr, clr-full, residual, sgd, sgd-ll or linear"));
+    }
+    method = std::make_unique<train::ClrMethod>(backbone, ro, params);
+  }
 
   eval::RunOptions o;
   o.train = s.train;
@@ -468,7 +482,7 @@ void run(const RunArgs& a) {
   o.backbone_source = source;
   o.device = device.str();
   o.config_json = spec_json(s).dump();
-  const eval::Results r = eval::run_sequence(method, std::move(seq), o);
+  const eval::Results r = eval::run_sequence(*method, std::move(seq), o);
   std::cout << eval::format_matrix(r) << "results: " << s.out << "/results.json" << std::endl;
 }
 
@@ -611,7 +625,9 @@ void register_run(CLI::App& app) {
                   "A run config (TOML, docs/CONFIG.md) or an ImageFolder root: ROOT/<task>/{train,val,test}/<class>/<img> "
                   "(or one task: ROOT/{train,val,test}/<class>/<img>)")
       ->required();
-  sub->add_option("--method", a->method, "clr (default), clr-full or residual");
+  sub->add_option("--method", a->method,
+                  "clr (default), clr-full, residual; baselines: sgd (fine-tune everything, a head per task), "
+                  "linear (frozen backbone, a head per task), sgd-ll (frozen backbone, one shared last layer)");
   sub->add_option("--backbone", a->backbone,
                   "Backbone weights (safetensors or .pth), or an architecture name for a random backbone");
   sub->add_option("--arch", a->arch, "Architecture of the backbone file (default: from its metadata, else resnet18)");

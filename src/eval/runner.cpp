@@ -46,7 +46,7 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
   } close_log;
 
   Results r;
-  r.method = "clr";
+  r.method = method.name();
   r.variant = method.name();
   r.backbone_arch = o.backbone_arch;
   r.backbone_source = o.backbone_source;

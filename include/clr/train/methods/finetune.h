@@ -1,0 +1,63 @@
+// The non-continual-learning baselines that differ only in what they train
+// (METHODS.md): `sgd` fine-tunes the whole network on each task in turn with a head per
+// task; `linear` trains a head per task on the frozen backbone (BatchNorm in eval mode);
+// `sgd-ll` trains one shared last layer, as wide as the largest task, on the frozen
+// backbone (task t reads its first K_t outputs).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/linear.h>
+
+#include "clr/models/resnet.h"
+#include "clr/train/method.h"
+
+namespace clr::train {
+
+enum class FinetuneKind { kSgd, kLinear, kSgdLastLayer };
+
+// "sgd", "linear", "sgd-ll"; parse returns false for other names.
+bool parse_finetune_kind(const std::string& name, FinetuneKind* kind);
+std::string finetune_kind_name(FinetuneKind kind);
+
+class FinetuneMethod : public Method {
+ public:
+  // `backbone`: a feature-mode ResNet on its device. `max_classes`: the largest task's
+  // class count (the width of sgd-ll's shared layer; ignored otherwise).
+  FinetuneMethod(models::ResNet backbone, FinetuneKind kind, int64_t backbone_params_with_fc, int64_t max_classes);
+
+  std::string name() const override { return finetune_kind_name(kind_); }
+  void begin_task(const TaskInfo& task) override;
+  std::vector<at::Tensor> trainable_parameters() override;
+  at::Tensor loss(const at::Tensor& images, const at::Tensor& labels) override;
+  TensorMap snapshot() override;
+  void restore(const TensorMap& state) override;
+  void end_task() override;
+  at::Tensor predict(int64_t task, const at::Tensor& images) override;
+  TensorMap task_state(int64_t task) const override;
+  int64_t extra_params(int64_t task) const override;
+  int64_t backbone_params() const override { return backbone_params_; }
+  std::string backbone_fingerprint() const override { return fingerprint_; }
+  void set_training(bool on) override;
+  c10::Device device() const override;
+
+  models::ResNet backbone() const { return backbone_; }
+
+ private:
+  torch::nn::Linear& head_of(int64_t task);
+  at::Tensor logits(int64_t task, const at::Tensor& images);
+
+  FinetuneKind kind_;
+  models::ResNet backbone_;
+  std::vector<torch::nn::Linear> heads_;  // per task, or one shared (sgd-ll)
+  std::vector<int64_t> classes_;          // per task
+  int64_t backbone_params_;
+  int64_t max_classes_;
+  std::string fingerprint_;
+  int64_t current_ = -1;
+  bool training_ = false;
+};
+
+}  // namespace clr::train

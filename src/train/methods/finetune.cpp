@@ -1,0 +1,124 @@
+#include "clr/train/methods/finetune.h"
+
+#include <torch/torch.h>
+
+#include "clr/core/error.h"
+#include "clr/core/hash.h"
+#include "clr/models/registry.h"
+
+namespace clr::train {
+
+bool parse_finetune_kind(const std::string& name, FinetuneKind* kind) {
+  if (name == "sgd") *kind = FinetuneKind::kSgd;
+  else if (name == "linear") *kind = FinetuneKind::kLinear;
+  else if (name == "sgd-ll") *kind = FinetuneKind::kSgdLastLayer;
+  else return false;
+  return true;
+}
+
+std::string finetune_kind_name(FinetuneKind kind) {
+  switch (kind) {
+    case FinetuneKind::kSgd: return "sgd";
+    case FinetuneKind::kLinear: return "linear";
+    case FinetuneKind::kSgdLastLayer: return "sgd-ll";
+  }
+  return "?";
+}
+
+FinetuneMethod::FinetuneMethod(models::ResNet backbone, FinetuneKind kind, int64_t backbone_params_with_fc,
+                               int64_t max_classes)
+    : kind_(kind), backbone_(std::move(backbone)), backbone_params_(backbone_params_with_fc), max_classes_(max_classes) {
+  CLR_CHECK(backbone_->options().num_classes() == 0, ConfigError, "the backbone must be a feature extractor");
+  CLR_CHECK(kind_ != FinetuneKind::kSgdLastLayer || max_classes_ >= 2, ConfigError,
+            "sgd-ll needs the largest task's class count, got ", max_classes_);
+  for (auto& p : backbone_->parameters()) p.requires_grad_(kind_ == FinetuneKind::kSgd);
+  fingerprint_ = fingerprint(models::state_dict(*backbone_));
+}
+
+c10::Device FinetuneMethod::device() const { return backbone_->conv1->weight.device(); }
+
+torch::nn::Linear& FinetuneMethod::head_of(int64_t task) {
+  const size_t i = kind_ == FinetuneKind::kSgdLastLayer ? 0 : static_cast<size_t>(task);
+  CLR_CHECK(task >= 0 && i < heads_.size(), ConfigError, "task ", task, " has not been learned");
+  return heads_[i];
+}
+
+void FinetuneMethod::begin_task(const TaskInfo& task) {
+  CLR_ASSERT(task.index == static_cast<int64_t>(classes_.size()), "tasks must be learned in order");
+  CLR_CHECK(kind_ != FinetuneKind::kSgdLastLayer || task.num_classes <= max_classes_, ConfigError, "task '",
+            task.name, "' has ", task.num_classes, " classes, more than sgd-ll's shared layer (", max_classes_, ")");
+  classes_.push_back(task.num_classes);
+  if (kind_ != FinetuneKind::kSgdLastLayer || heads_.empty()) {
+    const int64_t width = kind_ == FinetuneKind::kSgdLastLayer ? max_classes_ : task.num_classes;
+    torch::nn::Linear head(backbone_->feature_dim(), width);
+    head->to(device());
+    heads_.push_back(head);
+  }
+  current_ = task.index;
+}
+
+std::vector<at::Tensor> FinetuneMethod::trainable_parameters() {
+  std::vector<at::Tensor> out;
+  if (kind_ == FinetuneKind::kSgd) {
+    for (auto& p : backbone_->parameters()) out.push_back(p);
+  }
+  for (auto& p : head_of(current_)->parameters()) out.push_back(p);
+  return out;
+}
+
+at::Tensor FinetuneMethod::logits(int64_t task, const at::Tensor& images) {
+  at::Tensor out = head_of(task)->forward(backbone_->features(images));
+  if (kind_ == FinetuneKind::kSgdLastLayer) out = out.narrow(1, 0, classes_[static_cast<size_t>(task)]);
+  return out;
+}
+
+at::Tensor FinetuneMethod::loss(const at::Tensor& images, const at::Tensor& labels) {
+  return torch::nn::functional::cross_entropy(logits(current_, images), labels);
+}
+
+TensorMap FinetuneMethod::snapshot() {
+  TensorMap s;
+  if (kind_ == FinetuneKind::kSgd) {
+    for (const auto& [k, v] : models::state_dict(*backbone_)) s.emplace("backbone." + k, v.detach().clone());
+  }
+  for (const auto& [k, v] : models::state_dict(*head_of(current_))) s.emplace("head." + k, v.detach().clone());
+  return s;
+}
+
+void FinetuneMethod::restore(const TensorMap& state) {
+  torch::NoGradGuard ng;
+  for (const auto& [k, v] : state) {
+    at::Tensor dst;
+    if (k.rfind("backbone.", 0) == 0) dst = models::state_dict(*backbone_).at(k.substr(9));
+    else dst = models::state_dict(*head_of(current_)).at(k.substr(5));
+    dst.copy_(v);
+  }
+}
+
+void FinetuneMethod::end_task() { current_ = -1; }
+
+at::Tensor FinetuneMethod::predict(int64_t task, const at::Tensor& images) { return logits(task, images); }
+
+TensorMap FinetuneMethod::task_state(int64_t task) const {
+  auto& self = const_cast<FinetuneMethod&>(*this);
+  TensorMap s;
+  for (const auto& [k, v] : models::state_dict(*self.head_of(task))) s.emplace("head." + k, v.detach().to(at::kCPU).clone());
+  return s;
+}
+
+int64_t FinetuneMethod::extra_params(int64_t task) const {
+  CLR_CHECK(task >= 0 && task < static_cast<int64_t>(classes_.size()), ConfigError, "no task ", task);
+  const int64_t f = backbone_->feature_dim();
+  if (kind_ == FinetuneKind::kSgdLastLayer) return task == 0 ? f * max_classes_ + max_classes_ : 0;
+  return f * classes_[static_cast<size_t>(task)] + classes_[static_cast<size_t>(task)];
+}
+
+void FinetuneMethod::set_training(bool on) {
+  training_ = on;
+  // Only sgd trains the backbone (BatchNorm statistics included); the frozen-backbone
+  // baselines keep it in eval mode.
+  backbone_->train(on && kind_ == FinetuneKind::kSgd);
+  for (auto& h : heads_) h->train(on);
+}
+
+}  // namespace clr::train
