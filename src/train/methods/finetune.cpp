@@ -37,7 +37,7 @@ FinetuneMethod::FinetuneMethod(models::ResNet backbone, FinetuneKind kind, int64
 
 c10::Device FinetuneMethod::device() const { return backbone_->conv1->weight.device(); }
 
-torch::nn::Linear& FinetuneMethod::head_of(int64_t task) {
+const torch::nn::Linear& FinetuneMethod::head_of(int64_t task) const {
   const size_t i = kind_ == FinetuneKind::kSgdLastLayer ? 0 : static_cast<size_t>(task);
   CLR_CHECK(task >= 0 && i < heads_.size(), ConfigError, "task ", task, " has not been learned");
   return heads_[i];
@@ -67,7 +67,8 @@ std::vector<at::Tensor> FinetuneMethod::trainable_parameters() {
 }
 
 at::Tensor FinetuneMethod::logits(int64_t task, const at::Tensor& images) {
-  at::Tensor out = head_of(task)->forward(backbone_->features(images));
+  torch::nn::Linear head = head_of(task);  // shares the module
+  at::Tensor out = head->forward(backbone_->features(images));
   if (kind_ == FinetuneKind::kSgdLastLayer) out = out.narrow(1, 0, classes_[static_cast<size_t>(task)]);
   return out;
 }
@@ -100,9 +101,8 @@ void FinetuneMethod::end_task() { current_ = -1; }
 at::Tensor FinetuneMethod::predict(int64_t task, const at::Tensor& images) { return logits(task, images); }
 
 TensorMap FinetuneMethod::task_state(int64_t task) const {
-  auto& self = const_cast<FinetuneMethod&>(*this);
   TensorMap s;
-  for (const auto& [k, v] : models::state_dict(*self.head_of(task))) s.emplace("head." + k, v.detach().to(at::kCPU).clone());
+  for (const auto& [k, v] : models::state_dict(*head_of(task))) s.emplace("head." + k, v.detach().to(at::kCPU).clone());
   return s;
 }
 

@@ -46,7 +46,7 @@ class FinetuneMethod : public Method {
   models::ResNet backbone() const { return backbone_; }
 
  private:
-  torch::nn::Linear& head_of(int64_t task);
+  const torch::nn::Linear& head_of(int64_t task) const;
   at::Tensor logits(int64_t task, const at::Tensor& images);
 
   FinetuneKind kind_;
