@@ -88,10 +88,11 @@ TensorMap FinetuneMethod::snapshot() {
 
 void FinetuneMethod::restore(const TensorMap& state) {
   torch::NoGradGuard ng;
+  const TensorMap backbone = models::state_dict(*backbone_);
+  const TensorMap head = models::state_dict(*head_of(current_));
   for (const auto& [k, v] : state) {
-    at::Tensor dst;
-    if (k.rfind("backbone.", 0) == 0) dst = models::state_dict(*backbone_).at(k.substr(9));
-    else dst = models::state_dict(*head_of(current_)).at(k.substr(5));
+    const bool in_backbone = k.rfind("backbone.", 0) == 0;
+    at::Tensor dst = in_backbone ? backbone.at(k.substr(9)) : head.at(k.substr(5));
     dst.copy_(v);
   }
 }
