@@ -189,9 +189,9 @@ void BatchLoader::for_each_batch(int64_t epoch,
         at::Tensor idx = torch::tensor(std::vector<int64_t>(order.begin() + lo, order.begin() + hi), torch::kLong);
         at::Tensor x = data_.images.index_select(0, idx);
         if (options_.hflip) {
-          for (int64_t i = lo; i < hi; ++i) {
-            if (flips[static_cast<size_t>(i)]) x[i - lo] = x[i - lo].flip({2});
-          }
+          const at::Tensor flip =
+              torch::tensor(std::vector<uint8_t>(flips.begin() + lo, flips.begin() + hi)).to(torch::kBool).view({-1, 1, 1, 1});
+          x = torch::where(flip, x.flip({3}), x);
         }
         if (crop > 0 && crop < full) {
           at::Tensor cropped = torch::empty({hi - lo, 3, crop, crop}, x.options());

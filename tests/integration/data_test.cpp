@@ -201,6 +201,30 @@ TEST(Loader, SeededShufflingAndPrefetchingCoverEveryImage) {
                ConfigError);
 }
 
+TEST(Loader, FlipsAreWholeHorizontalMirrors) {
+  data::PreparedSplit p;
+  p.images = torch::randint(0, 255, {4, 3, 5, 7}).to(torch::kUInt8);
+  p.labels = torch::tensor(std::vector<int64_t>{0, 1, 2, 3}, torch::kLong);
+  data::LoaderOptions lo;
+  lo.batch_size = 4;
+  lo.hflip = true;
+  lo.seed = 2;
+  data::BatchLoader loader(p, lo);
+  const at::Tensor plain = data::normalize(p.images), mirrored = data::normalize(p.images.flip({3}));
+  int flipped = 0, kept = 0;
+  for (int64_t e = 0; e < 4; ++e) {
+    loader.for_each_batch(e, [&](const at::Tensor& x, const at::Tensor&) {
+      for (int64_t i = 0; i < 4; ++i) {
+        if (test::bit_identical(x[i], mirrored[i])) ++flipped;
+        else if (test::bit_identical(x[i], plain[i])) ++kept;
+        else ADD_FAILURE() << "image " << i << " is neither itself nor its mirror";
+      }
+    });
+  }
+  EXPECT_GT(flipped, 0);
+  EXPECT_GT(kept, 0);
+}
+
 TEST(Loader, CentredAndRandomCrops) {
   data::PreparedSplit p;
   p.images = torch::arange(2 * 3 * 6 * 6, torch::kLong).remainder(251).to(torch::kUInt8).view({2, 3, 6, 6});
