@@ -453,9 +453,7 @@ void run(const RunArgs& a) {
   models::ResNet backbone = s.weights.empty() ? models::make_resnet(s.arch, 0, s.small_stem)
                                               : models::load_resnet(s.arch, s.weights, 0, s.small_stem);
   backbone->to(device);
-  int64_t params = 0;
-  for (const auto& p : backbone->parameters()) params += p.numel();
-  params += backbone->feature_dim() * 1000 + 1000;  // torchvision's count includes the ImageNet fc
+  const int64_t params = models::torchvision_param_count(*backbone);
   std::unique_ptr<train::Method> method;
   train::FinetuneKind kind{};
   if (train::parse_finetune_kind(s.method, &kind)) {

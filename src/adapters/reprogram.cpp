@@ -145,39 +145,33 @@ TensorMap ReprogrammedNetImpl::task_state() const {
 }
 
 void ReprogrammedNetImpl::load_task_state(const TensorMap& state) {
-  std::vector<std::string> missing, unexpected, mismatched;
+  KeyMismatch diff;
   for (const auto& kv : live_) {
     auto it = state.find(kv.first);
     if (it == state.end()) {
-      missing.push_back(kv.first);
+      diff.missing.push_back(kv.first);
     } else if (it->second.sizes() != kv.second.sizes()) {
-      mismatched.push_back(detail::concat(kv.first, " (got ", describe(it->second), ", expected ", describe(kv.second), ")"));
+      diff.mismatched.push_back(detail::concat(kv.first, " (got ", describe(it->second), ", expected ", describe(kv.second), ")"));
     }
   }
   for (const auto& kv : state) {
-    if (!live_.count(kv.first) && kv.first != "head.weight" && kv.first != "head.bias") unexpected.push_back(kv.first);
+    if (!live_.count(kv.first) && kv.first != "head.weight" && kv.first != "head.bias") diff.unexpected.push_back(kv.first);
   }
   auto hw = state.find("head.weight");
   auto hb = state.find("head.bias");
-  if (hw == state.end()) missing.push_back("head.weight");
-  if (hb == state.end()) missing.push_back("head.bias");
+  if (hw == state.end()) diff.missing.push_back("head.weight");
+  if (hb == state.end()) diff.missing.push_back("head.bias");
   if (hw != state.end() && hb != state.end()) {
     const auto& w = hw->second;
     const auto& b = hb->second;
     if (w.dim() != 2 || w.size(1) != backbone_->feature_dim() || b.dim() != 1 || b.size(0) != w.size(0) ||
         w.size(0) < 1) {
-      mismatched.push_back(detail::concat("head (got weight ", describe(w), " and bias ", describe(b),
+      diff.mismatched.push_back(detail::concat("head (got weight ", describe(w), " and bias ", describe(b),
                                           ", expected [K, ", backbone_->feature_dim(), "] and [K])"));
     }
   }
-  if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
-    std::string msg = detail::concat("task state does not fit this ", variant_name(options_.variant()),
-                                     " network:");
-    if (!missing.empty()) msg += detail::concat(" ", missing.size(), " missing keys (", join_first(missing), ");");
-    if (!unexpected.empty()) msg += detail::concat(" ", unexpected.size(), " unexpected keys (", join_first(unexpected), ");");
-    if (!mismatched.empty()) msg += detail::concat(" ", mismatched.size(), " shape mismatches (", join_first(mismatched, 4), ")");
-    throw IncompatibleError(msg);
-  }
+  CLR_CHECK(diff.empty(), IncompatibleError, "task state does not fit this ", variant_name(options_.variant()),
+            " network:", diff.summary());
   if (hw->second.size(0) != num_classes()) make_head(hw->second.size(0));
   torch::NoGradGuard no_grad;
   for (auto& [k, t] : live_) {

@@ -35,6 +35,14 @@ std::string join_first(const std::vector<std::string>& items, size_t limit) {
   return os.str();
 }
 
+std::string KeyMismatch::summary() const {
+  std::ostringstream os;
+  if (!missing.empty()) os << ' ' << missing.size() << " missing keys (" << join_first(missing) << ");";
+  if (!unexpected.empty()) os << ' ' << unexpected.size() << " unexpected keys (" << join_first(unexpected) << ");";
+  if (!mismatched.empty()) os << ' ' << mismatched.size() << " shape mismatches (" << join_first(mismatched, 4) << ");";
+  return os.str();
+}
+
 TensorMap clone_tensors(const TensorMap& tensors) {
   TensorMap out;
   for (const auto& [k, v] : tensors) out.emplace(k, v.detach().clone(at::MemoryFormat::Contiguous));

@@ -21,7 +21,7 @@ CostReport measure_cost(const std::string& arch, const adapters::ReprogramOption
   models::ResNet backbone = models::make_resnet(arch, /*num_classes=*/0, small_stem);
   for (const auto& p : backbone->parameters()) r.backbone_params += p.numel();
   const int64_t f = backbone->feature_dim();
-  r.backbone_params_with_fc = r.backbone_params + f * 1000 + 1000;
+  r.backbone_params_with_fc = models::torchvision_param_count(*backbone);
 
   const auto& sites = backbone->conv_sites();
   const auto shapes = backbone->site_shapes(input_size, input_size);

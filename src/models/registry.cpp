@@ -65,6 +65,14 @@ ResNet make_resnet(const std::string& arch, int64_t num_classes, bool small_stem
   return ResNet(ResNetOptions(spec.layers, spec.block).num_classes(num_classes).small_stem(small_stem));
 }
 
+int64_t torchvision_param_count(const ResNetImpl& net) {
+  int64_t n = 0;
+  for (const auto& p : net.named_parameters(/*recurse=*/true)) {
+    if (p.key().rfind("fc.", 0) != 0) n += p.value().numel();
+  }
+  return n + net.feature_dim() * 1000 + 1000;
+}
+
 TensorMap state_dict(const torch::nn::Module& module) {
   TensorMap out;
   for (const auto& p : module.named_parameters(/*recurse=*/true)) out.emplace(p.key(), p.value());
@@ -81,25 +89,22 @@ void load_state_dict(torch::nn::Module& module, const TensorMap& tensors, const 
     }
     return false;
   };
-  std::vector<std::string> missing, unexpected, mismatched;
+  KeyMismatch diff;
   for (const auto& kv : target) {
-    if (!tensors.count(kv.first)) missing.push_back(kv.first);
+    if (!tensors.count(kv.first)) diff.missing.push_back(kv.first);
   }
   for (const auto& [key, t] : tensors) {
     if (ignored(key)) continue;
     auto it = target.find(key);
     if (it == target.end()) {
-      unexpected.push_back(key);
+      diff.unexpected.push_back(key);
     } else if (it->second.sizes() != t.sizes()) {
-      mismatched.push_back(clr::detail::concat(key, " (file ", describe(t), ", ", options.model_name, " ",
+      diff.mismatched.push_back(clr::detail::concat(key, " (file ", describe(t), ", ", options.model_name, " ",
                                           describe(it->second), ")"));
     }
   }
-  if (options.strict && (!missing.empty() || !unexpected.empty() || !mismatched.empty())) {
-    std::string msg = clr::detail::concat(source, " does not fit ", options.model_name, ":");
-    if (!missing.empty()) msg += clr::detail::concat(" ", missing.size(), " missing keys (", join_first(missing), ");");
-    if (!unexpected.empty()) msg += clr::detail::concat(" ", unexpected.size(), " unexpected keys (", join_first(unexpected), ");");
-    if (!mismatched.empty()) msg += clr::detail::concat(" ", mismatched.size(), " shape mismatches (", join_first(mismatched, 4), ");");
+  if (options.strict && !diff.empty()) {
+    std::string msg = clr::detail::concat(source, " does not fit ", options.model_name, ":", diff.summary());
     const std::string guess = guess_architecture(tensors);
     if (!guess.empty() && options.model_name.rfind(guess, 0) != 0) msg += clr::detail::concat(" the file looks like a ", guess, " checkpoint");
     throw IncompatibleError(msg);

@@ -22,6 +22,14 @@ int64_t total_numel(const TensorMap& tensors);
 // The first `limit` items joined with ", ", plus "(and N more)".
 std::string join_first(const std::vector<std::string>& items, size_t limit = 8);
 
+// Differences between the keys a consumer expects and the keys it was given, and a
+// one-line summary for error messages ("2 missing keys (a, b); 1 unexpected keys (c);").
+struct KeyMismatch {
+  std::vector<std::string> missing, unexpected, mismatched;
+  bool empty() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
+  std::string summary() const;
+};
+
 // Deep copies (detached, contiguous), on the tensors' own devices.
 TensorMap clone_tensors(const TensorMap& tensors);
 

@@ -27,6 +27,11 @@ const ArchSpec& find_architecture(const std::string& name);
 // num_classes = 0 builds the feature extractor without fc.
 ResNet make_resnet(const std::string& arch, int64_t num_classes = 1000, bool small_stem = false);
 
+// Parameters of `net` counted as torchvision counts the whole model: its parameters
+// without fc plus a 1000-class ImageNet fc (the denominator of the paper's per-task
+// fractions), whatever fc `net` itself has.
+int64_t torchvision_param_count(const ResNetImpl& net);
+
 // Options for loading a state dict into a module.
 struct LoadOptions {
   // Missing or unexpected keys and shape mismatches are errors (listing the first
