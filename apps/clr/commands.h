@@ -12,6 +12,7 @@ namespace clr::apps {
 void register_params(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_run(CLI::App& app);
+void register_compare(CLI::App& app);
 void register_preview(CLI::App& app);
 void register_pretrain(CLI::App& app, int argc, char** argv);
 

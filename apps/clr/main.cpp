@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   clr::apps::register_params(app);
   clr::apps::register_inspect(app);
   clr::apps::register_run(app);
+  clr::apps::register_compare(app);
   clr::apps::register_preview(app);
   clr::apps::register_pretrain(app, argc, argv);
 

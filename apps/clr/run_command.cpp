@@ -22,8 +22,8 @@
 #include "clr/data/synthetic.h"
 #include "clr/eval/runner.h"
 #include "clr/models/registry.h"
-#include "clr/train/clr_method.h"
-#include "clr/train/methods/finetune.h"
+#include "clr/eval/compare.h"
+#include "clr/train/methods/registry.h"
 #include "clr/train/supervised.h"
 #include "clr/core/hash.h"
 #include "clr/core/torch_compat.h"
@@ -49,6 +49,7 @@ struct RunSpec {
   data::PrepareOptions prepare;
   data::SplitOptions split;
   train::TrainConfig train;
+  train::MethodOptions methods;  // hyperparameters of the baselines ([method] table)
 };
 
 struct RunArgs {
@@ -58,6 +59,11 @@ struct RunArgs {
   double lr = -1, val_fraction = -1;
   int64_t seed = -1;
   bool small_stem = false, allow_missing_test = false, skip_corrupt = false, hflip = false;
+  // Method hyperparameters (< 0: the config's or the default).
+  double ewc_lambda = -1, ewc_gamma = -1, si_c = -1, si_xi = -1, lwf_alpha = -1, lwf_temperature = -1,
+         derpp_alpha = -1, derpp_beta = -1;
+  int64_t fisher_samples = -1, buffer = -1, replay_batch = -1;
+  std::string methods;  // clr compare
 };
 
 std::string resolve(const std::string& base_dir, const std::string& p) {
@@ -245,7 +251,7 @@ RunSpec read_config(const std::string& path) {
   }
   const std::string base = path.find('/') == std::string::npos ? "." : path.substr(0, path.find_last_of('/'));
   RunSpec s;
-  check_keys(root, "(top level)", {"run", "backbone", "data", "train"});
+  check_keys(root, "(top level)", {"run", "backbone", "data", "train", "method"});
   if (const toml::table* r = root["run"].as_table()) {
     check_keys(*r, "run", {"method", "out", "seed", "device"});
     s.method = get(*r, "method", "run", s.method);
@@ -287,6 +293,22 @@ RunSpec read_config(const std::string& path) {
         s.tasks.push_back(std::move(t));
       }
     }
+  }
+  if (const toml::table* m = root["method"].as_table()) {
+    check_keys(*m, "method", {"ewc_lambda", "ewc_gamma", "fisher_samples", "si_c", "si_xi", "lwf_alpha",
+                              "lwf_temperature", "buffer", "replay_batch", "derpp_alpha", "derpp_beta"});
+    auto& o = s.methods;
+    o.ewc.lambda = get(*m, "ewc_lambda", "method", o.ewc.lambda);
+    o.ewc.gamma = get(*m, "ewc_gamma", "method", o.ewc.gamma);
+    o.ewc.fisher_samples = get(*m, "fisher_samples", "method", o.ewc.fisher_samples);
+    o.si.c = get(*m, "si_c", "method", o.si.c);
+    o.si.xi = get(*m, "si_xi", "method", o.si.xi);
+    o.lwf.alpha = get(*m, "lwf_alpha", "method", o.lwf.alpha);
+    o.lwf.temperature = get(*m, "lwf_temperature", "method", o.lwf.temperature);
+    o.replay.buffer = get(*m, "buffer", "method", o.replay.buffer);
+    o.replay.batch = get(*m, "replay_batch", "method", o.replay.batch);
+    o.replay.alpha = get(*m, "derpp_alpha", "method", o.replay.alpha);
+    o.replay.beta = get(*m, "derpp_beta", "method", o.replay.beta);
   }
   if (const toml::table* t = root["train"].as_table()) {
     check_keys(*t, "train", {"optimizer", "lr", "momentum", "weight_decay", "batch", "epochs", "schedule", "step_size",
@@ -331,7 +353,19 @@ nlohmann::ordered_json spec_json(const RunSpec& s) {
             {"penalty", s.train.penalty},
             {"patience", s.train.patience},
             {"hflip", s.train.hflip},
-            {"crop", s.train.crop}}}};
+            {"crop", s.train.crop}}},
+          {"method",
+           {{"ewc_lambda", s.methods.ewc.lambda},
+            {"ewc_gamma", s.methods.ewc.gamma},
+            {"fisher_samples", s.methods.ewc.fisher_samples},
+            {"si_c", s.methods.si.c},
+            {"si_xi", s.methods.si.xi},
+            {"lwf_alpha", s.methods.lwf.alpha},
+            {"lwf_temperature", s.methods.lwf.temperature},
+            {"buffer", s.methods.replay.buffer},
+            {"replay_batch", s.methods.replay.batch},
+            {"derpp_alpha", s.methods.replay.alpha},
+            {"derpp_beta", s.methods.replay.beta}}}};
 }
 
 RunSpec read_input(const std::string& input) {
@@ -388,9 +422,9 @@ void preview(const std::string& input, const std::string& out_dir, int64_t per_c
   }
 }
 
-void run(const RunArgs& a) {
+// The effective run description: the config (or ROOT), then the flags over it.
+RunSpec spec_of(const RunArgs& a) {
   RunSpec s = read_input(a.input);
-  // Flags override the config.
   if (!a.method.empty()) s.method = a.method;
   if (!a.out.empty()) s.out = a.out;
   if (a.seed >= 0) s.seed = static_cast<uint64_t>(a.seed);
@@ -427,15 +461,28 @@ void run(const RunArgs& a) {
   if (a.skip_corrupt) s.prepare.skip_corrupt = true;
   if (a.hflip) s.train.hflip = true;
   if (a.crop >= 0) s.train.crop = a.crop;
+  auto& m = s.methods;
+  if (a.ewc_lambda >= 0) m.ewc.lambda = a.ewc_lambda;
+  if (a.ewc_gamma >= 0) m.ewc.gamma = a.ewc_gamma;
+  if (a.fisher_samples >= 0) m.ewc.fisher_samples = a.fisher_samples;
+  if (a.si_c >= 0) m.si.c = a.si_c;
+  if (a.si_xi >= 0) m.si.xi = a.si_xi;
+  if (a.lwf_alpha >= 0) m.lwf.alpha = a.lwf_alpha;
+  if (a.lwf_temperature >= 0) m.lwf.temperature = a.lwf_temperature;
+  if (a.buffer >= 0) m.replay.buffer = a.buffer;
+  if (a.replay_batch >= 0) m.replay.batch = a.replay_batch;
+  if (a.derpp_alpha >= 0) m.replay.alpha = a.derpp_alpha;
+  if (a.derpp_beta >= 0) m.replay.beta = a.derpp_beta;
   s.train.seed = s.seed;
   s.split.seed = s.seed;
   s.train.validate();
   CLR_CHECK(s.weights.empty() || file_exists(s.weights), NotFoundError, "backbone weight file '", s.weights,
             "' does not exist");
+  return s;
+}
 
-  data::Sequence seq = sequence_of(s);
-
-  // The backbone.
+// Learns `seq` with s.method from a freshly loaded backbone; writes s.out.
+eval::Results run_spec(RunSpec s, data::Sequence seq) {
   const c10::Device device = runtime::parse_device(s.device);
   torch::manual_seed(s.seed);
   std::string source = "random";
@@ -454,22 +501,12 @@ void run(const RunArgs& a) {
                                               : models::load_resnet(s.arch, s.weights, 0, s.small_stem);
   backbone->to(device);
   const int64_t params = models::torchvision_param_count(*backbone);
-  std::unique_ptr<train::Method> method;
-  train::FinetuneKind kind{};
-  if (train::parse_finetune_kind(s.method, &kind)) {
-    int64_t max_classes = 0;
-    for (const auto& t : seq) max_classes = std::max<int64_t>(max_classes, static_cast<int64_t>(t.classes.size()));
-    method = std::make_unique<train::FinetuneMethod>(backbone, kind, params, max_classes);
-  } else {
-    adapters::ReprogramOptions ro;
-    try {
-      ro.variant(adapters::parse_variant(s.method)).kernel_size(s.kernel);
-    } catch (const ConfigError&) {
-      throw ConfigError(detail::concat("unknown method '", s.method,
-                                       "'; expected clr, clr-full, residual, sgd, sgd-ll or linear"));
-    }
-    method = std::make_unique<train::ClrMethod>(backbone, ro, params);
-  }
+  train::MethodOptions mo = s.methods;
+  mo.kernel = s.kernel;
+  mo.seed = s.seed;
+  mo.crop = s.train.crop;
+  for (const auto& t : seq) mo.max_classes = std::max<int64_t>(mo.max_classes, static_cast<int64_t>(t.classes.size()));
+  std::unique_ptr<train::Method> method = train::make_method(s.method, backbone, params, mo);
 
   eval::RunOptions o;
   o.train = s.train;
@@ -480,8 +517,67 @@ void run(const RunArgs& a) {
   o.backbone_source = source;
   o.device = device.str();
   o.config_json = spec_json(s).dump();
-  const eval::Results r = eval::run_sequence(*method, std::move(seq), o);
+  return eval::run_sequence(*method, std::move(seq), o);
+}
+
+void run(const RunArgs& a) {
+  const RunSpec s = spec_of(a);
+  const eval::Results r = run_spec(s, sequence_of(s));
   std::cout << eval::format_matrix(r) << "results: " << s.out << "/results.json" << std::endl;
+}
+
+std::vector<std::string> split_methods(const std::string& list) {
+  if (list == "all") return train::method_names();
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : list + ",") {
+    if (c == ',') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else if (c != ' ') {
+      cur += c;
+    }
+  }
+  const auto known = train::method_names();
+  for (const auto& m : out) {
+    CLR_CHECK(std::find(known.begin(), known.end(), m) != known.end(), ConfigError, "--methods: unknown method '", m,
+              "'; expected a comma-separated list of ", join_first(known, 20), " (or all)");
+  }
+  CLR_CHECK(!out.empty(), ConfigError, "--methods is empty; expected e.g. clr,sgd,ewc (or all)");
+  for (size_t i = 0; i < out.size(); ++i) {
+    CLR_CHECK(std::find(out.begin(), out.begin() + static_cast<long>(i), out[i]) == out.begin() + static_cast<long>(i),
+              ConfigError, "--methods names '", out[i], "' twice");
+  }
+  return out;
+}
+
+// `clr compare`: every method on the same sequence, backbone and seed.
+void compare(RunArgs a, const std::string& out_dir) {
+  const std::vector<std::string> methods = split_methods(a.methods);
+  a.method.clear();
+  a.out.clear();
+  RunSpec base = spec_of(a);
+  CLR_CHECK(!out_dir.empty(), ConfigError, "--out DIR is required");
+  const data::Sequence seq = sequence_of(base);
+  make_directories(out_dir);
+  std::vector<eval::Results> runs;
+  std::vector<std::string> dirs;
+  for (size_t i = 0; i < methods.size(); ++i) {
+    RunSpec s = base;
+    s.method = methods[i];
+    s.out = out_dir + "/" + methods[i];
+    log::info("compare: method ", i + 1, "/", methods.size(), " '", s.method, "' -> ", s.out);
+    runs.push_back(run_spec(s, seq));
+    dirs.push_back(methods[i]);
+    const auto rows = eval::compare_rows(runs, dirs);
+    RunSpec shown = base;
+    shown.method = a.methods;
+    shown.out = out_dir;
+    write_file_atomic(out_dir + "/compare.json", eval::compare_json(rows, spec_json(shown).dump()));
+    write_file_atomic(out_dir + "/compare.csv", eval::compare_csv(rows));
+  }
+  std::cout << eval::format_compare(eval::compare_rows(runs, dirs)) << "results: " << out_dir << "/compare.json"
+            << std::endl;
 }
 
 struct PretrainArgs {
@@ -615,17 +711,11 @@ void register_preview(CLI::App& app) {
   register_action(sub, [a] { preview(a->input, a->out, a->per_class, a->size); });
 }
 
-void register_run(CLI::App& app) {
-  auto a = std::make_shared<RunArgs>();
-  CLI::App* sub = app.add_subcommand(
-      "run", "Learn a sequence of tasks one after another and report the accuracy matrix (the main job)");
+void add_run_options(CLI::App* sub, RunArgs* a) {
   sub->add_option("input", a->input,
                   "A run config (TOML, docs/CONFIG.md) or an ImageFolder root: ROOT/<task>/{train,val,test}/<class>/<img> "
                   "(or one task: ROOT/{train,val,test}/<class>/<img>)")
       ->required();
-  sub->add_option("--method", a->method,
-                  "clr (default), clr-full, residual; baselines: sgd (fine-tune everything, a head per task), "
-                  "linear (frozen backbone, a head per task), sgd-ll (frozen backbone, one shared last layer)");
   sub->add_option("--backbone", a->backbone,
                   "Backbone weights (safetensors or .pth), or an architecture name for a random backbone");
   sub->add_option("--arch", a->arch, "Architecture of the backbone file (default: from its metadata, else resnet18)");
@@ -644,11 +734,55 @@ void register_run(CLI::App& app) {
   sub->add_option("--crop", a->crop, "Random CROP x CROP crops of the resized images in training, centred ones in "
                                      "evaluation (default 0: none)");
   sub->add_option("--device", a->device, "cpu (default), cuda, cuda:N or auto");
-  sub->add_option("--seed", a->seed, "Seed for initialisation, splits and shuffling (default 0)");
+  sub->add_option("--seed", a->seed, "Seed for initialisation, splits, shuffling, Fisher samples, buffers (default 0)");
+  const train::MethodOptions d;
+  const std::string g = "Method hyperparameters (docs/METHODS.md)";
+  sub->add_option("--ewc-lambda", a->ewc_lambda, detail::concat("ewc, online-ewc: penalty weight (default ", d.ewc.lambda, ")"))->group(g);
+  sub->add_option("--ewc-gamma", a->ewc_gamma, detail::concat("online-ewc: decay of the old Fisher (default ", d.ewc.gamma, ")"))->group(g);
+  sub->add_option("--fisher-samples", a->fisher_samples,
+                  detail::concat("ewc, online-ewc: training images per Fisher estimate, 0 = all (default ",
+                                 d.ewc.fisher_samples, ")"))->group(g);
+  sub->add_option("--si-c", a->si_c, detail::concat("si: penalty weight c (default ", d.si.c, ")"))->group(g);
+  sub->add_option("--si-xi", a->si_xi, detail::concat("si: damping xi (default ", d.si.xi, ")"))->group(g);
+  sub->add_option("--lwf-alpha", a->lwf_alpha, detail::concat("lwf: distillation weight (default ", d.lwf.alpha, ")"))->group(g);
+  sub->add_option("--lwf-temperature", a->lwf_temperature,
+                  detail::concat("lwf: softmax temperature (default ", d.lwf.temperature, ")"))->group(g);
+  sub->add_option("--buffer", a->buffer, detail::concat("er, derpp: replay buffer size in images over all tasks (default ",
+                                                        d.replay.buffer, ")"))->group(g);
+  sub->add_option("--replay-batch", a->replay_batch, "er, derpp: replayed images per step (default: the batch size)")
+      ->group(g);
+  sub->add_option("--derpp-alpha", a->derpp_alpha, detail::concat("derpp: logit-matching weight (default ", d.replay.alpha, ")"))->group(g);
+  sub->add_option("--derpp-beta", a->derpp_beta, detail::concat("derpp: replayed cross-entropy weight (default ", d.replay.beta, ")"))->group(g);
+}
+
+void register_run(CLI::App& app) {
+  auto a = std::make_shared<RunArgs>();
+  CLI::App* sub = app.add_subcommand(
+      "run", "Learn a sequence of tasks one after another and report the accuracy matrix (the main job)");
+  add_run_options(sub, a.get());
+  sub->add_option("--method", a->method, "clr (default) or a baseline (list below)");
   sub->add_option("--out", a->out, "Output directory (default runs/clr)");
-  sub->footer("Writes OUT/results.json, OUT/results.csv, OUT/adapters/*.safetensors and OUT/log.txt.\n" +
+  sub->footer("Methods:\n" + train::methods_help() +
+              "Writes OUT/results.json, OUT/results.csv, OUT/adapters/*.safetensors, OUT/log.txt (and\n"
+              "OUT/method_state.safetensors for methods with cross-task state: Fisher, path integrals, buffer).\n" +
               architectures_help());
   register_action(sub, [a] { run(*a); });
+}
+
+void register_compare(CLI::App& app) {
+  auto a = std::make_shared<RunArgs>();
+  auto out = std::make_shared<std::string>();
+  CLI::App* sub = app.add_subcommand(
+      "compare", "Learn the same sequence with several methods (same backbone, seed, recipe) and compare them");
+  add_run_options(sub, a.get());
+  sub->add_option("--methods", a->methods, "Comma-separated methods, or all")->required();
+  sub->add_option("--out", *out, "Output directory: OUT/<method>/ per run, OUT/compare.json, OUT/compare.csv")
+      ->required();
+  sub->footer("Methods:\n" + train::methods_help() +
+              "Prints average accuracy, BWT, forgetting, task-1 accuracy after the last task, extra parameters\n"
+              "per task (% of the backbone), stored bytes per task and training time relative to sgd.\n" +
+              architectures_help());
+  register_action(sub, [a, out] { compare(*a, *out); });
 }
 
 }  // namespace clr::apps

@@ -28,6 +28,12 @@ int64_t total_numel(const TensorMap& tensors) {
   return n;
 }
 
+int64_t total_bytes(const TensorMap& tensors) {
+  int64_t n = 0;
+  for (const auto& kv : tensors) n += kv.second.numel() * static_cast<int64_t>(kv.second.element_size());
+  return n;
+}
+
 std::string join_first(const std::vector<std::string>& items, size_t limit) {
   std::ostringstream os;
   for (size_t i = 0; i < items.size() && i < limit; ++i) os << (i ? ", " : "") << items[i];

@@ -55,7 +55,7 @@ std::vector<double> first_task_curve(const AccuracyMatrix& r) {
 std::string results_json(const Results& r) {
   using json = nlohmann::ordered_json;
   json tasks = json::array();
-  json extra = json::array(), fraction = json::array(), seconds = json::array();
+  json extra = json::array(), fraction = json::array(), seconds = json::array(), bytes = json::array();
   for (const auto& t : r.tasks) {
     tasks.push_back({{"name", t.name},
                      {"classes", t.classes},
@@ -75,6 +75,7 @@ std::string results_json(const Results& r) {
     extra.push_back(t.extra_params);
     fraction.push_back(r.backbone_params > 0 ? static_cast<double>(t.extra_params) / r.backbone_params : 0.0);
     seconds.push_back(t.train_seconds);
+    bytes.push_back(t.stored_bytes);
   }
   json matrix = json::array();
   for (const auto& row : r.accuracy) {
@@ -103,6 +104,7 @@ std::string results_json(const Results& r) {
       {"first_task_curve", have ? json(first_task_curve(r.accuracy)) : json::array()},
       {"extra_params_per_task", extra},
       {"extra_params_fraction", fraction},
+      {"stored_bytes_per_task", bytes},
       {"train_seconds", seconds},
       {"device", r.device},
       {"seed", r.seed},

@@ -60,6 +60,7 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
             o.out_dir);
 
   std::vector<data::PreparedSplit> tests;
+  int64_t method_bytes_before = 0;
   for (size_t t = 0; t < sequence.size(); ++t) {
     const data::TaskData& task = sequence[t];
     log::info("task ", t + 1, "/", sequence.size(), " '", task.name, "': ", task.classes.size(), " classes, ",
@@ -76,7 +77,17 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
     torch::manual_seed(o.train.seed * 1000003ull + t);
     method.begin_task(info);
     const train::TaskTrainReport rep = train::train_task(method, info, train, val, o.train);
-    method.end_task();
+    train::TaskEnd end;
+    end.train = &train;
+    end.batch_size = o.train.batch_size * 2;
+    end.crop = o.train.crop;
+    method.end_task(end);
+    const TensorMap method_state = method.method_state();
+    const int64_t method_bytes = total_bytes(method_state);
+    if (!method_state.empty()) {
+      write_safetensors(o.out_dir + "/method_state.safetensors", method_state,
+                        {{"format", "clr.method_state/0"}, {"method", method.name()}, {"after_task", task.name}});
+    }
 
     TaskRecord rec;
     rec.name = task.name;
@@ -87,6 +98,8 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
     rec.skipped_images = static_cast<int64_t>(train.skipped.size() + val.skipped.size() + tests.back().skipped.size());
     rec.test_is_val = task.test_is_val;
     rec.extra_params = method.extra_params(info.index);
+    rec.stored_bytes = total_bytes(method.task_state(info.index)) + std::max<int64_t>(0, method_bytes - method_bytes_before);
+    method_bytes_before = method_bytes;
     rec.train_seconds = rep.train_seconds;
     rec.train_images_per_second = rep.images_per_second;
     rec.decode_seconds = decode;
@@ -96,20 +109,24 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
     rec.best_epoch = rep.best_epoch;
     rec.best_val_accuracy = rep.best_val_accuracy;
     rec.adapter_file = "adapters/" + safe_file_name(task.name, t) + ".safetensors";
-    nlohmann::json classes = task.classes;
-    write_safetensors(o.out_dir + "/" + rec.adapter_file, method.task_state(info.index),
-                      {{"format", "clr.adapter/0"},
-                       {"task", task.name},
-                       {"classes", classes.dump()},
-                       {"variant", method.name()},
-                       {"backbone_arch", o.backbone_arch},
-                       {"backbone_fingerprint", method.backbone_fingerprint()},
-                       {"input_size", std::to_string(o.train.crop > 0 ? o.train.crop : o.prepare.size)},
-                       {"resize", std::to_string(o.prepare.size)},
-                       {"mean", "[0.485, 0.456, 0.406]"},
-                       {"std", "[0.229, 0.224, 0.225]"},
-                       {"created", now_utc()}});
     r.tasks.push_back(rec);
+    // Replay trains old heads: their saved states are rewritten with the new ones.
+    for (size_t j = method.changes_old_task_states() ? 0 : t; j <= t; ++j) {
+      nlohmann::json classes = sequence[j].classes;
+      write_safetensors(o.out_dir + "/" + r.tasks[j].adapter_file, method.task_state(static_cast<int64_t>(j)),
+                        {{"format", "clr.adapter/0"},
+                         {"task", sequence[j].name},
+                         {"classes", classes.dump()},
+                         {"variant", method.name()},
+                         {"backbone_arch", o.backbone_arch},
+                         {"backbone_fingerprint", method.backbone_fingerprint()},
+                         {"input_size", std::to_string(o.train.crop > 0 ? o.train.crop : o.prepare.size)},
+                         {"resize", std::to_string(o.prepare.size)},
+                         {"mean", "[0.485, 0.456, 0.406]"},
+                         {"std", "[0.229, 0.224, 0.225]"},
+                         {"after_task", std::to_string(t + 1)},
+                         {"created", now_utc()}});
+    }
 
     std::vector<std::optional<double>> row(sequence.size());
     for (size_t j = 0; j <= t; ++j) row[j] = train::evaluate(method, static_cast<int64_t>(j), tests[j], o.train.batch_size * 2, o.train.crop);

@@ -29,7 +29,7 @@ TensorMap ClrMethod::snapshot() { return net_->task_state(); }
 
 void ClrMethod::restore(const TensorMap& state) { net_->load_task_state(state); }
 
-void ClrMethod::end_task() {
+void ClrMethod::end_task(const TaskEnd&) {
   CLR_ASSERT(current_ >= 0, "end_task without begin_task");
   states_.push_back(net_->task_state());
   extra_.push_back(net_->task_state_size().trainable());

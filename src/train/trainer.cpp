@@ -111,6 +111,7 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
       }
       loss.backward();
       opt->step();
+      method.after_step();
       loss_sum += loss.item<double>() * static_cast<double>(x.size(0));
       seen += x.size(0);
       char status[64];

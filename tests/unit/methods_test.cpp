@@ -87,9 +87,9 @@ INSTANTIATE_TEST_SUITE_P(Baselines, Finetune,
 TEST(Finetune, SgdLastLayerPredictsOnlyTheTasksClasses) {
   train::FinetuneMethod m(models::make_resnet("resnet18", 0, true), train::FinetuneKind::kSgdLastLayer, 1, 7);
   m.begin_task({0, "a", 3});
-  m.end_task();
+  m.end_task({});
   m.begin_task({1, "b", 7});
-  m.end_task();
+  m.end_task({});
   m.set_training(false);
   torch::NoGradGuard ng;
   const at::Tensor x = torch::randn({2, 3, 16, 16});

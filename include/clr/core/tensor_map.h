@@ -19,6 +19,9 @@ std::string describe(const at::Tensor& t);
 // Total number of elements over all tensors.
 int64_t total_numel(const TensorMap& tensors);
 
+// Total bytes of all tensors' elements (as stored: numel x element size).
+int64_t total_bytes(const TensorMap& tensors);
+
 // The first `limit` items joined with ", ", plus "(and N more)".
 std::string join_first(const std::vector<std::string>& items, size_t limit = 8);
 

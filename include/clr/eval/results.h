@@ -30,6 +30,10 @@ struct TaskRecord {
   int64_t skipped_images = 0;   // undecodable images skipped (--skip-corrupt)
   bool test_is_val = false;     // no test split: accuracy is on val
   int64_t extra_params = 0;
+  // Bytes the method stores because it learned this task: the task's own state
+  // (adapter, head, or a whole backbone) plus what its cross-task state (Fisher,
+  // anchors, replay buffer) grew by. The shared backbone is not counted.
+  int64_t stored_bytes = 0;
   double train_seconds = 0;
   double train_images_per_second = 0;
   double decode_seconds = 0;        // decoding + resizing all splits into the cache (before epoch 1)

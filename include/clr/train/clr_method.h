@@ -22,7 +22,7 @@ class ClrMethod : public Method {
   at::Tensor loss(const at::Tensor& images, const at::Tensor& labels) override;
   TensorMap snapshot() override;
   void restore(const TensorMap& state) override;
-  void end_task() override;
+  void end_task(const TaskEnd& end) override;
   at::Tensor predict(int64_t task, const at::Tensor& images) override;
   TensorMap task_state(int64_t task) const override;
   int64_t extra_params(int64_t task) const override;

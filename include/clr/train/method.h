@@ -13,12 +13,24 @@
 
 #include "clr/core/tensor_map.h"
 
+namespace clr::data {
+struct PreparedSplit;
+}
+
 namespace clr::train {
 
 struct TaskInfo {
   int64_t index = 0;  // 0-based position in the sequence
   std::string name;
   int64_t num_classes = 0;
+};
+
+// What a method may use when it closes a task: the task's training images (for a
+// Fisher estimate, a replay buffer, stored logits) and the evaluation transform.
+struct TaskEnd {
+  const data::PreparedSplit* train = nullptr;  // never null when the runner calls
+  int64_t batch_size = 32;
+  int64_t crop = 0;  // > 0: centred crop x crop windows, as in evaluation
 };
 
 class Method {
@@ -34,12 +46,20 @@ class Method {
   // Copy of / return to the current task's trainable state (for best-validation selection).
   virtual TensorMap snapshot() = 0;
   virtual void restore(const TensorMap& state) = 0;
+  // Called after every optimiser step (path-integral importance, ...).
+  virtual void after_step() {}
   // Called once the current task's final state is chosen.
-  virtual void end_task() = 0;
+  virtual void end_task(const TaskEnd& end) = 0;
   // Eval-mode logits of `images` for task `task` (any task seen so far).
   virtual at::Tensor predict(int64_t task, const at::Tensor& images) = 0;
   // What has to be stored for task `task` (saved with the run).
   virtual TensorMap task_state(int64_t task) const = 0;
+  // True when learning a task may change the stored state of earlier tasks (old heads
+  // trained by replay): the runner then saves every task's state again.
+  virtual bool changes_old_task_states() const { return false; }
+  // State kept across tasks beyond the per-task states (Fisher and anchors, path
+  // integrals, the replay buffer): saved with the run and counted in stored bytes.
+  virtual TensorMap method_state() const { return {}; }
   // Extra parameters this method holds for task `task` (trainable values, as the paper counts).
   virtual int64_t extra_params(int64_t task) const = 0;
   // Parameters of the shared backbone (the denominator of extra-parameter fractions).

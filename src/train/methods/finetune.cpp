@@ -4,6 +4,7 @@
 
 #include "clr/core/error.h"
 #include "clr/core/hash.h"
+#include "clr/data/loader.h"
 #include "clr/models/registry.h"
 
 namespace clr::train {
@@ -66,11 +67,31 @@ std::vector<at::Tensor> FinetuneMethod::trainable_parameters() {
   return out;
 }
 
-at::Tensor FinetuneMethod::logits(int64_t task, const at::Tensor& images) {
+at::Tensor FinetuneMethod::head_logits(int64_t task, const at::Tensor& features) const {
   torch::nn::Linear head = head_of(task);  // shares the module
-  at::Tensor out = head->forward(backbone_->features(images));
+  at::Tensor out = head->forward(features);
   if (kind_ == FinetuneKind::kSgdLastLayer) out = out.narrow(1, 0, classes_[static_cast<size_t>(task)]);
   return out;
+}
+
+at::Tensor FinetuneMethod::logits(int64_t task, const at::Tensor& images) {
+  return head_logits(task, backbone_->features(images));
+}
+
+std::vector<std::pair<std::string, at::Tensor>> FinetuneMethod::backbone_parameters() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& item : backbone_->named_parameters()) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+void FinetuneMethod::for_each_eval_batch(const data::PreparedSplit& split, const TaskEnd& end, int64_t batch_size,
+                                         const std::function<void(const at::Tensor&, const at::Tensor&)>& fn) {
+  set_training(false);
+  data::LoaderOptions lo;
+  lo.batch_size = batch_size;
+  lo.crop = end.crop;
+  lo.device = device();
+  data::BatchLoader(split, lo).for_each_batch(0, fn);
 }
 
 at::Tensor FinetuneMethod::loss(const at::Tensor& images, const at::Tensor& labels) {
@@ -97,7 +118,7 @@ void FinetuneMethod::restore(const TensorMap& state) {
   }
 }
 
-void FinetuneMethod::end_task() { current_ = -1; }
+void FinetuneMethod::end_task(const TaskEnd&) { current_ = -1; }
 
 at::Tensor FinetuneMethod::predict(int64_t task, const at::Tensor& images) { return logits(task, images); }
 

@@ -5,7 +5,9 @@
 // backbone (task t reads its first K_t outputs).
 #pragma once
 
+#include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/nn/modules/container/modulelist.h>
@@ -34,7 +36,7 @@ class FinetuneMethod : public Method {
   at::Tensor loss(const at::Tensor& images, const at::Tensor& labels) override;
   TensorMap snapshot() override;
   void restore(const TensorMap& state) override;
-  void end_task() override;
+  void end_task(const TaskEnd& end) override;
   at::Tensor predict(int64_t task, const at::Tensor& images) override;
   TensorMap task_state(int64_t task) const override;
   int64_t extra_params(int64_t task) const override;
@@ -45,9 +47,21 @@ class FinetuneMethod : public Method {
 
   models::ResNet backbone() const { return backbone_; }
 
- private:
+ protected:
   const torch::nn::Linear& head_of(int64_t task) const;
+  // Logits of task `task` from backbone features (sgd-ll: its first K outputs).
+  at::Tensor head_logits(int64_t task, const at::Tensor& features) const;
   at::Tensor logits(int64_t task, const at::Tensor& images);
+  // The backbone's parameters (what the SGD-family regularisers protect), by name.
+  std::vector<std::pair<std::string, at::Tensor>> backbone_parameters() const;
+  int64_t num_tasks() const { return static_cast<int64_t>(classes_.size()); }
+  int64_t current_task() const { return current_; }
+  int64_t classes_of(int64_t task) const { return classes_.at(static_cast<size_t>(task)); }
+  int64_t max_classes() const { return max_classes_; }
+  // Runs fn(images, labels) over `split` without shuffling or augmentation (centred
+  // crops when end.crop > 0), in eval mode, on the method's device.
+  void for_each_eval_batch(const data::PreparedSplit& split, const TaskEnd& end, int64_t batch_size,
+                           const std::function<void(const at::Tensor&, const at::Tensor&)>& fn);
 
   FinetuneKind kind_;
   models::ResNet backbone_;

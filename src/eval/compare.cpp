@@ -1,0 +1,130 @@
+#include "clr/eval/compare.h"
+
+#include <cstdio>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "clr/core/error.h"
+
+namespace clr::eval {
+
+std::vector<CompareRow> compare_rows(const std::vector<Results>& runs, const std::vector<std::string>& run_dirs) {
+  CLR_ASSERT(runs.size() == run_dirs.size(), "one directory per run");
+  std::vector<CompareRow> rows;
+  std::optional<double> sgd_seconds;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const Results& r = runs[i];
+    CompareRow row;
+    row.method = r.method;
+    row.run_dir = run_dirs[i];
+    row.tasks = static_cast<int64_t>(r.tasks.size());
+    if (!r.accuracy.empty()) {
+      row.average_accuracy = average_accuracy(r.accuracy);
+      row.bwt = backward_transfer(r.accuracy);
+      row.forgetting = forgetting(r.accuracy);
+      row.first_task_curve = first_task_curve(r.accuracy);
+      row.first_task_final = row.first_task_curve.back();
+    }
+    for (const auto& t : r.tasks) {
+      row.extra_params_per_task += static_cast<double>(t.extra_params);
+      row.stored_bytes_total += t.stored_bytes;
+      row.train_seconds += t.train_seconds;
+    }
+    if (!r.tasks.empty()) {
+      const auto n = static_cast<double>(r.tasks.size());
+      row.extra_params_per_task /= n;
+      row.stored_bytes_per_task = static_cast<double>(row.stored_bytes_total) / n;
+      row.extra_params_fraction =
+          r.backbone_params > 0 ? row.extra_params_per_task / static_cast<double>(r.backbone_params) : 0;
+    }
+    if (r.method == "sgd") sgd_seconds = row.train_seconds;
+    rows.push_back(row);
+  }
+  if (sgd_seconds && *sgd_seconds > 0) {
+    for (auto& row : rows) row.train_time_vs_sgd = row.train_seconds / *sgd_seconds;
+  }
+  return rows;
+}
+
+std::string compare_json(const std::vector<CompareRow>& rows, const std::string& config_json) {
+  using json = nlohmann::ordered_json;
+  json methods = json::array();
+  for (const auto& r : rows) {
+    methods.push_back({{"method", r.method},
+                       {"run_dir", r.run_dir},
+                       {"tasks", r.tasks},
+                       {"average_accuracy", r.average_accuracy},
+                       {"bwt", r.bwt},
+                       {"forgetting", r.forgetting},
+                       {"first_task_final", r.first_task_final},
+                       {"first_task_curve", r.first_task_curve},
+                       {"extra_params_per_task", r.extra_params_per_task},
+                       {"extra_params_fraction", r.extra_params_fraction},
+                       {"stored_bytes_per_task", r.stored_bytes_per_task},
+                       {"stored_bytes_total", r.stored_bytes_total},
+                       {"train_seconds", r.train_seconds},
+                       {"train_time_vs_sgd", r.train_time_vs_sgd ? json(*r.train_time_vs_sgd) : json(nullptr)}});
+  }
+  json j = {{"schema", "clr.compare/1"}, {"methods", methods}};
+  if (!config_json.empty()) j["config"] = json::parse(config_json);
+  return j.dump(2) + "\n";
+}
+
+std::string compare_csv(const std::vector<CompareRow>& rows) {
+  std::ostringstream os;
+  os << "method,tasks,average_accuracy,bwt,forgetting,first_task_final,extra_params_per_task,extra_params_fraction,"
+        "stored_bytes_per_task,stored_bytes_total,train_seconds,train_time_vs_sgd\n";
+  char buf[512];
+  for (const auto& r : rows) {
+    std::snprintf(buf, sizeof buf, "%s,%lld,%.6f,%.6f,%.6f,%.6f,%.1f,%.8f,%.1f,%lld,%.3f,", r.method.c_str(),
+                  static_cast<long long>(r.tasks), r.average_accuracy, r.bwt, r.forgetting, r.first_task_final,
+                  r.extra_params_per_task, r.extra_params_fraction, r.stored_bytes_per_task,
+                  static_cast<long long>(r.stored_bytes_total), r.train_seconds);
+    os << buf;
+    if (r.train_time_vs_sgd) {
+      std::snprintf(buf, sizeof buf, "%.4f", *r.train_time_vs_sgd);
+      os << buf;
+    }
+    os << '\n';
+  }
+  return os.str();
+}
+
+namespace {
+
+std::string human_bytes(double b) {
+  char buf[32];
+  if (b < 1024) std::snprintf(buf, sizeof buf, "%.0f B", b);
+  else if (b < 1024 * 1024) std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024);
+  else if (b < 1024.0 * 1024 * 1024) std::snprintf(buf, sizeof buf, "%.1f MiB", b / (1024 * 1024));
+  else std::snprintf(buf, sizeof buf, "%.2f GiB", b / (1024.0 * 1024 * 1024));
+  return buf;
+}
+
+}  // namespace
+
+std::string format_compare(const std::vector<CompareRow>& rows) {
+  std::ostringstream os;
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%-11s %8s %8s %10s %8s %14s %12s %9s\n", "method", "avg acc", "BWT", "forgetting",
+                "task 1", "extra params", "stored/task", "time/sgd");
+  os << buf;
+  for (const auto& r : rows) {
+    std::string ratio = "-";
+    if (r.train_time_vs_sgd) {
+      std::snprintf(buf, sizeof buf, "%.2fx", *r.train_time_vs_sgd);
+      ratio = buf;
+    }
+    std::snprintf(buf, sizeof buf, "%-11s %7.2f%% %+7.2f %9.2f%% %7.2f%% %13.3f%% %12s %9s\n", r.method.c_str(),
+                  100 * r.average_accuracy, 100 * r.bwt, 100 * r.forgetting, 100 * r.first_task_final,
+                  100 * r.extra_params_fraction, human_bytes(r.stored_bytes_per_task).c_str(), ratio.c_str());
+    os << buf;
+  }
+  os << "avg acc: mean over tasks after the last one; BWT and forgetting in points; task 1: accuracy on the first\n"
+        "task after the last; extra params: mean per task, % of the backbone; stored/task: mean bytes kept per task\n"
+        "beyond the shared backbone (heads, adapters, Fisher, buffers); time/sgd: training time relative to sgd.\n";
+  return os.str();
+}
+
+}  // namespace clr::eval

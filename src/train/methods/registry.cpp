@@ -1,0 +1,80 @@
+#include "clr/train/methods/registry.h"
+
+#include <algorithm>
+
+#include "clr/adapters/reprogram.h"
+#include "clr/core/error.h"
+#include "clr/core/tensor_map.h"
+#include "clr/train/clr_method.h"
+#include "clr/train/methods/finetune.h"
+#include "clr/train/methods/separate.h"
+
+namespace clr::train {
+namespace {
+
+struct Entry {
+  const char* name;
+  const char* help;
+};
+
+constexpr Entry kMethods[] = {
+    {"clr", "channel-wise lightweight reprogramming: a depthwise 3x3 after every conv with kernel > 1, BN and a "
+            "head per task on the frozen backbone"},
+    {"clr-full", "CLR after every conv, the 1x1 downsample convs included"},
+    {"residual", "a 1x1 residual adapter per conv instead of the CLR kernel (ablation)"},
+    {"sgd", "fine-tune the whole network on each task in turn, a head per task"},
+    {"sgd-ll", "frozen backbone, one shared last layer as wide as the largest task"},
+    {"linear", "frozen backbone, a head per task (linear probe)"},
+    {"ewc", "sgd + (lambda/2) sum over past tasks of F_k (theta - theta*_k)^2"},
+    {"online-ewc", "sgd + (lambda/2) F~ (theta - theta*)^2, one decayed Fisher and the latest anchor"},
+    {"si", "sgd + c Omega (theta - theta~)^2, Omega from the path integral of the loss"},
+    {"lwf", "sgd + distillation of the previous model's outputs on the old heads"},
+    {"er", "sgd + experience replay from a reservoir buffer of past images"},
+    {"derpp", "DER++: replay with stored logits (MSE) and labels (CE)"},
+    {"separate", "a fully fine-tuned copy of the backbone per task (upper bound; a whole backbone per task)"},
+};
+
+}  // namespace
+
+std::vector<std::string> method_names() {
+  std::vector<std::string> out;
+  for (const auto& e : kMethods) out.push_back(e.name);
+  return out;
+}
+
+std::string methods_help() {
+  std::string out;
+  for (const auto& e : kMethods) out += detail::concat("  ", e.name, std::string(12 - std::string(e.name).size(), ' '),
+                                                        e.help, "\n");
+  return out;
+}
+
+std::unique_ptr<Method> make_method(const std::string& name, models::ResNet backbone, int64_t params,
+                                    MethodOptions o) {
+  FinetuneKind kind{};
+  if (parse_finetune_kind(name, &kind)) {
+    return std::make_unique<FinetuneMethod>(std::move(backbone), kind, params, o.max_classes);
+  }
+  if (name == "ewc" || name == "online-ewc") {
+    o.ewc.online = name == "online-ewc";
+    o.ewc.seed = o.seed;
+    return std::make_unique<EwcMethod>(std::move(backbone), params, o.ewc);
+  }
+  if (name == "si") return std::make_unique<SiMethod>(std::move(backbone), params, o.si);
+  if (name == "lwf") return std::make_unique<LwfMethod>(std::move(backbone), params, o.lwf);
+  if (name == "er" || name == "derpp") {
+    o.replay.derpp = name == "derpp";
+    o.replay.seed = o.seed;
+    o.replay.crop = o.crop;
+    return std::make_unique<ReplayMethod>(std::move(backbone), params, o.max_classes, o.replay);
+  }
+  if (name == "separate") return std::make_unique<SeparateMethod>(std::move(backbone), params);
+  const auto variants = adapters::variant_names();
+  CLR_CHECK(std::find(variants.begin(), variants.end(), name) != variants.end(), ConfigError, "unknown method '",
+            name, "'; expected one of ", join_first(method_names(), 20));
+  adapters::ReprogramOptions ro;
+  ro.variant(adapters::parse_variant(name)).kernel_size(o.kernel);
+  return std::make_unique<ClrMethod>(std::move(backbone), ro, params);
+}
+
+}  // namespace clr::train

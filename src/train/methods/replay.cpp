@@ -1,0 +1,237 @@
+#include "clr/train/methods/replay.h"
+
+#include <map>
+
+#include <torch/torch.h>
+
+#include "clr/core/error.h"
+#include "clr/core/log.h"
+#include "clr/data/image.h"
+#include "clr/data/loader.h"
+
+namespace clr::train {
+
+// ---------------------------------------------------------------- ReplayBuffer
+
+ReplayBuffer::ReplayBuffer(int64_t capacity, int64_t logit_width, uint64_t seed)
+    : capacity_(capacity), logit_width_(logit_width), rng_(seed * 1000003ull + 29) {
+  CLR_CHECK(capacity_ >= 0, ConfigError, "the replay buffer size must be >= 0, got ", capacity_);
+}
+
+std::vector<std::pair<int64_t, int64_t>> ReplayBuffer::offer(const at::Tensor& images, const at::Tensor& labels,
+                                                              int64_t task) {
+  CLR_ASSERT(images.dim() == 4 && images.scalar_type() == at::kByte, "replay images must be uint8 [N,3,S,S]");
+  CLR_ASSERT(labels.size(0) == images.size(0), "one label per image");
+  std::map<int64_t, int64_t> written;  // slot -> index into images
+  for (int64_t i = 0; i < images.size(0); ++i) {
+    const int64_t n = seen_++;
+    if (capacity_ == 0) continue;
+    int64_t slot = n;
+    if (n >= capacity_) {
+      slot = static_cast<int64_t>(rng_() % static_cast<uint64_t>(n + 1));
+      if (slot >= capacity_) continue;
+    }
+    written[slot] = i;
+  }
+  if (written.empty()) return {};
+  if (!images_.defined()) {
+    images_ = torch::zeros({capacity_, images.size(1), images.size(2), images.size(3)}, torch::kUInt8);
+    labels_ = torch::zeros({capacity_}, torch::kLong);
+    tasks_ = torch::zeros({capacity_}, torch::kLong);
+    if (logit_width_ > 0) logits_ = torch::zeros({capacity_, logit_width_}, torch::kFloat);
+  }
+  CLR_CHECK(images.sizes().slice(1) == images_.sizes().slice(1), ConfigError,
+            "replayed images must all have one size; the buffer holds ", describe(images_), ", offered ",
+            describe(images));
+  std::vector<int64_t> slots, index;
+  for (const auto& [s, i] : written) {
+    slots.push_back(s);
+    index.push_back(i);
+  }
+  const at::Tensor s = torch::tensor(slots, torch::kLong), ix = torch::tensor(index, torch::kLong);
+  images_.index_copy_(0, s, images.to(torch::kCPU).index_select(0, ix));
+  labels_.index_copy_(0, s, labels.to(torch::kCPU, torch::kLong).index_select(0, ix));
+  tasks_.index_fill_(0, s, task);
+  if (logits_.defined()) logits_.index_fill_(0, s, 0.0);
+  filled_ = std::min(seen_, capacity_);
+  return {written.begin(), written.end()};
+}
+
+void ReplayBuffer::set_logits(const std::vector<int64_t>& slots, const at::Tensor& logits) {
+  CLR_ASSERT(logits_.defined(), "this buffer stores no logits");
+  CLR_ASSERT(logits.size(0) == static_cast<int64_t>(slots.size()) && logits.size(1) <= logit_width_,
+             "logits do not fit the buffer");
+  const at::Tensor s = torch::tensor(slots, torch::kLong);
+  at::Tensor padded = torch::zeros({logits.size(0), logit_width_}, torch::kFloat);
+  padded.narrow(1, 0, logits.size(1)).copy_(logits.detach().to(torch::kCPU, torch::kFloat));
+  logits_.index_copy_(0, s, padded);
+}
+
+std::vector<int64_t> ReplayBuffer::sample(int64_t k) {
+  const int64_t m = size();
+  std::vector<int64_t> all(static_cast<size_t>(m));
+  for (int64_t i = 0; i < m; ++i) all[static_cast<size_t>(i)] = i;
+  k = std::min(k, m);
+  for (int64_t i = 0; i < k; ++i) {  // partial Fisher-Yates
+    const auto j = i + static_cast<int64_t>(rng_() % static_cast<uint64_t>(m - i));
+    std::swap(all[static_cast<size_t>(i)], all[static_cast<size_t>(j)]);
+  }
+  all.resize(static_cast<size_t>(k));
+  return all;
+}
+
+at::Tensor ReplayBuffer::images() const { return images_.defined() ? images_.narrow(0, 0, filled_) : at::Tensor(); }
+at::Tensor ReplayBuffer::labels() const { return labels_.defined() ? labels_.narrow(0, 0, filled_) : at::Tensor(); }
+at::Tensor ReplayBuffer::tasks() const { return tasks_.defined() ? tasks_.narrow(0, 0, filled_) : at::Tensor(); }
+at::Tensor ReplayBuffer::logits() const { return logits_.defined() ? logits_.narrow(0, 0, filled_) : at::Tensor(); }
+
+TensorMap ReplayBuffer::state() const {
+  if (empty()) return {};
+  TensorMap s{{"buffer.images", images().clone()},
+              {"buffer.labels", labels().clone()},
+              {"buffer.tasks", tasks().clone()},
+              {"buffer.seen", torch::tensor({seen_}, torch::kLong)}};
+  if (logits_.defined()) s.emplace("buffer.logits", logits().clone());
+  return s;
+}
+
+// ---------------------------------------------------------------- ER / DER++
+
+ReplayMethod::ReplayMethod(models::ResNet backbone, int64_t backbone_params_with_fc, int64_t max_classes,
+                           ReplayOptions options)
+    : FinetuneMethod(std::move(backbone), FinetuneKind::kSgd, backbone_params_with_fc, max_classes),
+      options_(options),
+      buffer_(options.buffer, options.derpp ? max_classes : 0, options.seed) {
+  CLR_CHECK(options_.batch >= 0, ConfigError, "the replay batch must be >= 0, got ", options_.batch);
+  CLR_CHECK(!options_.derpp || max_classes >= 2, ConfigError, "derpp needs the widest task's class count");
+  CLR_CHECK(options_.alpha >= 0 && options_.beta >= 0, ConfigError, "derpp alpha and beta must be >= 0");
+}
+
+std::vector<at::Tensor> ReplayMethod::trainable_parameters() {
+  std::vector<at::Tensor> out = FinetuneMethod::trainable_parameters();
+  if (buffer_.empty()) return out;  // nothing replayed: exactly sgd
+  for (int64_t j = 0; j < current_task(); ++j) {
+    for (auto& p : head_of(j)->parameters()) out.push_back(p);
+  }
+  return out;
+}
+
+TensorMap ReplayMethod::snapshot() {
+  TensorMap s = FinetuneMethod::snapshot();
+  if (buffer_.empty()) return s;
+  for (int64_t j = 0; j < current_task(); ++j) {
+    for (const auto& item : head_of(j)->named_parameters()) {
+      s.emplace(detail::concat("heads.", j, ".", item.key()), item.value().detach().clone());
+    }
+  }
+  return s;
+}
+
+void ReplayMethod::restore(const TensorMap& state) {
+  TensorMap own;
+  torch::NoGradGuard ng;
+  for (const auto& [k, v] : state) {
+    if (k.rfind("heads.", 0) != 0) {
+      own.emplace(k, v);
+      continue;
+    }
+    const size_t dot = k.find('.', 6);
+    const int64_t j = std::stoll(k.substr(6, dot - 6));
+    head_of(j)->named_parameters()[k.substr(dot + 1)].copy_(v);
+  }
+  FinetuneMethod::restore(own);
+}
+
+at::Tensor ReplayMethod::replay_images(const std::vector<int64_t>& slots) const {
+  at::Tensor x = buffer_.images().index_select(0, torch::tensor(slots, torch::kLong));
+  const int64_t full = x.size(2), crop = options_.crop;
+  if (crop > 0 && crop < full) {
+    const int64_t o = (full - crop) / 2;  // centred, as the loader's evaluation crops
+    x = x.slice(2, o, o + crop).slice(3, o, o + crop);
+  }
+  return data::normalize(x.to(device()));
+}
+
+at::Tensor ReplayMethod::replay_cross_entropy(const at::Tensor& features, const std::vector<int64_t>& slots,
+                                              bool sum) const {
+  const at::Tensor tasks = buffer_.tasks(), labels = buffer_.labels();
+  std::map<int64_t, std::vector<int64_t>> by_task;  // task -> positions in `slots`
+  for (size_t i = 0; i < slots.size(); ++i) {
+    by_task[tasks[slots[i]].item<int64_t>()].push_back(static_cast<int64_t>(i));
+  }
+  at::Tensor total = torch::zeros({}, features.options());
+  for (const auto& [task, pos] : by_task) {
+    std::vector<int64_t> s;
+    for (int64_t p : pos) s.push_back(slots[static_cast<size_t>(p)]);
+    const at::Tensor y = labels.index_select(0, torch::tensor(s, torch::kLong)).to(device());
+    const at::Tensor f = features.index_select(0, torch::tensor(pos, torch::kLong).to(device()));
+    total = total + torch::nn::functional::cross_entropy(
+                        head_logits(task, f), y,
+                        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  }
+  return sum ? total : total / static_cast<double>(slots.size());
+}
+
+at::Tensor ReplayMethod::loss(const at::Tensor& images, const at::Tensor& labels) {
+  if (batch_size_ == 0) batch_size_ = options_.batch > 0 ? options_.batch : images.size(0);
+  if (buffer_.empty()) return FinetuneMethod::loss(images, labels);
+  if (!options_.derpp) {
+    const std::vector<int64_t> slots = buffer_.sample(batch_size_);
+    const int64_t b = images.size(0);
+    const at::Tensor features = backbone_->features(torch::cat({images, replay_images(slots)}));
+    const at::Tensor current = torch::nn::functional::cross_entropy(
+        head_logits(current_task(), features.narrow(0, 0, b)), labels,
+        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+    const at::Tensor replayed = replay_cross_entropy(features.narrow(0, b, features.size(0) - b), slots, true);
+    return (current + replayed) / static_cast<double>(b + static_cast<int64_t>(slots.size()));
+  }
+  at::Tensor l = FinetuneMethod::loss(images, labels);
+  // Logit matching on one draw: squared error over each sample's own task's logits.
+  const std::vector<int64_t> s1 = buffer_.sample(batch_size_);
+  const at::Tensor f1 = backbone_->features(replay_images(s1));
+  const at::Tensor stored = buffer_.logits().index_select(0, torch::tensor(s1, torch::kLong)).to(device());
+  const at::Tensor tasks = buffer_.tasks();
+  std::map<int64_t, std::vector<int64_t>> by_task;
+  for (size_t i = 0; i < s1.size(); ++i) by_task[tasks[s1[i]].item<int64_t>()].push_back(static_cast<int64_t>(i));
+  at::Tensor sse = torch::zeros({}, l.options());
+  int64_t count = 0;
+  for (const auto& [task, pos] : by_task) {
+    const at::Tensor ix = torch::tensor(pos, torch::kLong).to(device());
+    const int64_t k = classes_of(task);
+    const at::Tensor out = head_logits(task, f1.index_select(0, ix));
+    sse = sse + (out - stored.index_select(0, ix).narrow(1, 0, k)).pow(2).sum();
+    count += static_cast<int64_t>(pos.size()) * k;
+  }
+  // Cross-entropy on a second, independent draw.
+  const std::vector<int64_t> s2 = buffer_.sample(batch_size_);
+  const at::Tensor ce = replay_cross_entropy(backbone_->features(replay_images(s2)), s2, false);
+  return l + options_.alpha * (sse / static_cast<double>(count)) + options_.beta * ce;
+}
+
+void ReplayMethod::end_task(const TaskEnd& end) {
+  CLR_ASSERT(end.train != nullptr, "end_task needs the training split");
+  const data::PreparedSplit& train = *end.train;
+  const int64_t task = current_task();
+  const auto written = buffer_.offer(train.images, train.labels, task);
+  if (options_.derpp && !written.empty()) {
+    std::vector<int64_t> slots, index;
+    for (const auto& [s, i] : written) {
+      slots.push_back(s);
+      index.push_back(i);
+    }
+    const at::Tensor ix = torch::tensor(index, torch::kLong);
+    data::PreparedSplit chosen;
+    chosen.images = train.images.index_select(0, ix);
+    chosen.labels = train.labels.index_select(0, ix);
+    std::vector<at::Tensor> out;
+    torch::NoGradGuard ng;
+    for_each_eval_batch(chosen, end, end.batch_size,
+                        [&](const at::Tensor& x, const at::Tensor&) { out.push_back(logits(task, x).to(torch::kCPU)); });
+    buffer_.set_logits(slots, torch::cat(out));
+  }
+  log::info("  ", name(), ": buffer holds ", buffer_.size(), "/", buffer_.capacity(), " images after ",
+            buffer_.seen(), " offered");
+  FinetuneMethod::end_task(end);
+}
+
+}  // namespace clr::train

@@ -1,0 +1,56 @@
+#include "clr/train/methods/separate.h"
+
+#include <torch/torch.h>
+
+#include "clr/core/error.h"
+#include "clr/models/registry.h"
+
+namespace clr::train {
+
+SeparateMethod::SeparateMethod(models::ResNet backbone, int64_t backbone_params_with_fc)
+    : FinetuneMethod(std::move(backbone), FinetuneKind::kSgd, backbone_params_with_fc, 0) {
+  initial_ = clone_tensors(models::state_dict(*backbone_));
+}
+
+void SeparateMethod::begin_task(const TaskInfo& task) {
+  FinetuneMethod::begin_task(task);
+  if (task.index == 0) return;
+  torch::NoGradGuard ng;
+  for (auto& [k, v] : models::state_dict(*backbone_)) v.copy_(initial_.at(k));
+}
+
+void SeparateMethod::end_task(const TaskEnd& end) {
+  nets_.push_back(models::ResNet(std::dynamic_pointer_cast<models::ResNetImpl>(backbone_->clone())));
+  nets_.back()->eval();
+  for (auto& p : nets_.back()->parameters()) p.requires_grad_(false);
+  FinetuneMethod::end_task(end);
+}
+
+at::Tensor SeparateMethod::predict(int64_t task, const at::Tensor& images) {
+  if (task == current_task()) return FinetuneMethod::predict(task, images);
+  CLR_CHECK(task >= 0 && task < static_cast<int64_t>(nets_.size()), ConfigError, "task ", task,
+            " has not been learned");
+  return head_logits(task, nets_[static_cast<size_t>(task)]->features(images));
+}
+
+TensorMap SeparateMethod::task_state(int64_t task) const {
+  CLR_CHECK(task >= 0 && task < static_cast<int64_t>(nets_.size()), ConfigError, "no state for task ", task);
+  TensorMap s = FinetuneMethod::task_state(task);
+  for (const auto& [k, v] : models::state_dict(*nets_[static_cast<size_t>(task)])) {
+    s.emplace("backbone." + k, v.detach().to(at::kCPU).clone());
+  }
+  return s;
+}
+
+int64_t SeparateMethod::extra_params(int64_t task) const {
+  int64_t n = 0;
+  for (const auto& p : backbone_->parameters()) n += p.numel();
+  return n + FinetuneMethod::extra_params(task);
+}
+
+void SeparateMethod::set_training(bool on) {
+  FinetuneMethod::set_training(on);
+  for (auto& net : nets_) net->eval();
+}
+
+}  // namespace clr::train
