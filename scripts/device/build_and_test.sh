@@ -27,6 +27,7 @@ cmake --build build-cuda 2>&1 | tee "$OUT/build.log" | grep -E "warning|error|FA
 set +e
 CLR_TEST_ALLOW_MISSING_SYSTEM_DATA=1 CLR_NUM_THREADS=4 ctest --test-dir build-cuda --output-on-failure -j 4 2>&1 | tee "$OUT/ctest.log" | tail -30
 ctest --test-dir build-cuda -L gpu -V 2>&1 | grep -E "\[gpu\]|Passed|Failed|Skipped" | tee "$OUT/gpu.log"
+[ "${SKIP_BENCH:-0}" = 1 ] && exit 0
 B=build-cuda/clr_bench_throughput
 {
   $B --arch resnet18 --size 64 --small-stem --batch 32,256 --device cuda --steps 30

@@ -9,3 +9,9 @@ cd .deps/debs
 apt-get download nlohmann-json3-dev libcli11-dev libssl-dev libssl3 googletest \
   libstb-dev libwebp-dev libwebp7 zlib1g-dev zlib1g libsqlite3-dev libsqlite3-0 libtomlplusplus-dev libtomlplusplus3
 ls -la
+# The default sequence's data (dataset-fashion-mnist, fonts-dejavu), for
+# scripts/device/compare_default.sh; setup.sh installs the packages here.
+cd ../..
+mkdir -p .deps/share/datasets .deps/share/fonts/truetype
+cp -r /usr/share/datasets/fashion-mnist .deps/share/datasets/
+cp -r /usr/share/fonts/truetype/dejavu .deps/share/fonts/truetype/

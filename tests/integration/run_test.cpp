@@ -1,7 +1,9 @@
 // `clr run` end to end on small sequences made by tests/python/make_data.py.
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
+#include <map>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -56,6 +58,59 @@ TEST(Run, ClrHasZeroForgettingAndBitIdenticalOldAccuracies) {
   const Metadata md = read_safetensors_metadata(out.path() + "/" + j["tasks"][1]["adapter"].get<std::string>());
   EXPECT_EQ(md.at("task"), "beta");
   EXPECT_EQ(md.at("backbone_fingerprint"), j["backbone"]["fingerprint"]);
+}
+
+// Every method on the same small sequence, end to end, and the comparison table.
+TEST(Compare, AllMethodsEndToEnd) {
+  test::TempDir out("compare");
+  const Result r = clr_cmd("compare " + data("seq") +
+                           " --methods all --backbone resnet18 --small-stem --size 16 --epochs 1 --batch 8 --seed 2"
+                           " --buffer 16 --fisher-samples 8 --out " + out.path());
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(read_file(out.file("compare.json")));
+  EXPECT_EQ(j["schema"], "clr.compare/1");
+  const auto& methods = j["methods"];
+  ASSERT_EQ(methods.size(), 13u);
+  std::map<std::string, nlohmann::json> by;
+  for (const auto& m : methods) {
+    by[m["method"].get<std::string>()] = m;
+    EXPECT_NE(r.out.find(m["method"].get<std::string>()), std::string::npos) << "the table lists every method";
+    const auto res = nlohmann::json::parse(read_file(out.path() + "/" + m["run_dir"].get<std::string>() + "/results.json"));
+    EXPECT_TRUE(res["complete"].get<bool>()) << m["method"];
+    EXPECT_EQ(res["accuracy_matrix"].size(), 3u);
+    EXPECT_EQ(res["stored_bytes_per_task"].size(), 3u);
+    EXPECT_EQ(m["average_accuracy"].get<double>(), res["average_accuracy"].get<double>());
+    EXPECT_GT(m["stored_bytes_per_task"].get<double>(), 0);
+  }
+  // Every method started from the same backbone.
+  const auto clr_fp = nlohmann::json::parse(read_file(out.path() + "/clr/results.json"))["backbone"]["fingerprint"];
+  for (const auto& m : methods) {
+    const auto res = nlohmann::json::parse(read_file(out.path() + "/" + m["run_dir"].get<std::string>() + "/results.json"));
+    EXPECT_EQ(res["backbone"]["fingerprint"], clr_fp) << m["method"];
+  }
+  EXPECT_EQ(by["clr"]["forgetting"].get<double>(), 0.0);
+  EXPECT_EQ(by["separate"]["forgetting"].get<double>(), 0.0);
+  EXPECT_EQ(by["linear"]["forgetting"].get<double>(), 0.0);
+  EXPECT_EQ(by["sgd"]["train_time_vs_sgd"].get<double>(), 1.0);
+  EXPECT_GT(by["separate"]["extra_params_fraction"].get<double>(), 0.9);
+  EXPECT_LT(by["clr"]["extra_params_fraction"].get<double>(), 0.01);
+  // EWC keeps a Fisher and a centre: far more bytes than sgd's heads.
+  EXPECT_GT(by["ewc"]["stored_bytes_total"].get<int64_t>(), 10 * by["sgd"]["stored_bytes_total"].get<int64_t>());
+  EXPECT_TRUE(file_exists(out.path() + "/derpp/method_state.safetensors"));
+  const std::string csv = read_file(out.file("compare.csv"));
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 14);
+}
+
+TEST(Compare, BadMethodListsAreConfigErrors) {
+  test::TempDir out("compare-bad");
+  Result r = clr_cmd("compare " + data("seq") + " --methods clr,ewcc --out " + out.path());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("unknown method 'ewcc'"), std::string::npos) << r.out;
+  r = clr_cmd("compare " + data("seq") + " --methods clr,clr --out " + out.path());
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = clr_cmd("run " + data("seq") + " --method lwf --lwf-temperature 0 --epochs 1 --out " + out.path());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("temperature"), std::string::npos) << r.out;
 }
 
 TEST(Run, SameSeedSameResults) {
