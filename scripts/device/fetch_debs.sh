@@ -12,6 +12,7 @@ ls -la
 # The default sequence's data (dataset-fashion-mnist, fonts-dejavu), for
 # scripts/device/compare_default.sh; setup.sh installs the packages here.
 cd ../..
-mkdir -p .deps/share/datasets .deps/share/fonts/truetype
+# Only the fonts the config names: the device tool carries at most 64 MiB.
+mkdir -p .deps/share/datasets .deps/share/fonts/truetype/dejavu
 cp -r /usr/share/datasets/fashion-mnist .deps/share/datasets/
-cp -r /usr/share/fonts/truetype/dejavu .deps/share/fonts/truetype/
+for f in $(grep -o '/usr/share/fonts/[^"]*' configs/default.toml | sort -u); do cp "$f" .deps/share/fonts/truetype/dejavu/; done
