@@ -29,7 +29,7 @@ std::vector<CompareRow> compare_rows(const std::vector<Results>& runs, const std
     for (const auto& t : r.tasks) {
       row.extra_params_per_task += static_cast<double>(t.extra_params);
       row.stored_bytes_total += t.stored_bytes;
-      row.train_seconds += t.train_seconds;
+      row.train_seconds += t.train_seconds + t.end_task_seconds;
     }
     if (!r.tasks.empty()) {
       const auto n = static_cast<double>(r.tasks.size());

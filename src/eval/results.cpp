@@ -68,6 +68,7 @@ std::string results_json(const Results& r) {
                      {"best_epoch", t.best_epoch},
                      {"best_val_accuracy", t.best_val_accuracy},
                      {"train_images_per_second", t.train_images_per_second},
+                     {"end_task_seconds", t.end_task_seconds},
                      {"decode_seconds", t.decode_seconds},
                      {"train_decode_seconds", t.train_decode_seconds},
                      {"epoch_seconds", t.epoch_seconds},

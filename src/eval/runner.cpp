@@ -1,5 +1,6 @@
 #include "clr/eval/runner.h"
 
+#include <chrono>
 #include <ctime>
 
 #include <nlohmann/json.hpp>
@@ -81,7 +82,9 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
     end.train = &train;
     end.batch_size = o.train.batch_size * 2;
     end.crop = o.train.crop;
+    const auto end_start = std::chrono::steady_clock::now();
     method.end_task(end);
+    const double end_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - end_start).count();
     const TensorMap method_state = method.method_state();
     const int64_t method_bytes = total_bytes(method_state);
     if (!method_state.empty()) {
@@ -101,6 +104,7 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
     rec.stored_bytes = total_bytes(method.task_state(info.index)) + std::max<int64_t>(0, method_bytes - method_bytes_before);
     method_bytes_before = method_bytes;
     rec.train_seconds = rep.train_seconds;
+    rec.end_task_seconds = end_seconds;
     rec.train_images_per_second = rep.images_per_second;
     rec.decode_seconds = decode;
     rec.train_decode_seconds = train.decode_seconds;

@@ -23,7 +23,7 @@ struct CompareRow {
   double extra_params_fraction = 0;    // mean over tasks, of the backbone
   double stored_bytes_per_task = 0;    // mean over tasks
   int64_t stored_bytes_total = 0;
-  double train_seconds = 0;            // all tasks
+  double train_seconds = 0;            // all tasks: training epochs and closing each task
   std::optional<double> train_time_vs_sgd;  // train_seconds / sgd's (when sgd ran)
 };
 

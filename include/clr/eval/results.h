@@ -35,6 +35,7 @@ struct TaskRecord {
   // anchors, replay buffer) grew by. The shared backbone is not counted.
   int64_t stored_bytes = 0;
   double train_seconds = 0;
+  double end_task_seconds = 0;      // closing the task (Fisher estimate, buffer logits, ...)
   double train_images_per_second = 0;
   double decode_seconds = 0;        // decoding + resizing all splits into the cache (before epoch 1)
   double train_decode_seconds = 0;  // the train split's share of it
