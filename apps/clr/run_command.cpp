@@ -1,5 +1,7 @@
 // `clr run CONFIG.toml | ROOT`: the main job.
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -59,10 +61,13 @@ struct RunArgs {
   double lr = -1, val_fraction = -1;
   int64_t seed = -1;
   bool small_stem = false, allow_missing_test = false, skip_corrupt = false, hflip = false;
-  // Method hyperparameters (< 0: the config's or the default).
-  double ewc_lambda = -1, ewc_gamma = -1, si_c = -1, si_xi = -1, lwf_alpha = -1, lwf_temperature = -1,
-         derpp_alpha = -1, derpp_beta = -1;
-  int64_t fisher_samples = -1, buffer = -1, replay_batch = -1;
+  // Method hyperparameters (NaN / kUnset: the config's or the default; any value given
+  // is applied and then validated, negative ones included).
+  static constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
+  static constexpr int64_t kUnset = std::numeric_limits<int64_t>::min();
+  double ewc_lambda = kNan, ewc_gamma = kNan, si_c = kNan, si_xi = kNan, lwf_alpha = kNan, lwf_temperature = kNan,
+         derpp_alpha = kNan, derpp_beta = kNan;
+  int64_t fisher_samples = kUnset, buffer = kUnset, replay_batch = kUnset;
   std::string methods;  // clr compare
 };
 
@@ -461,21 +466,29 @@ RunSpec spec_of(const RunArgs& a) {
   if (a.skip_corrupt) s.prepare.skip_corrupt = true;
   if (a.hflip) s.train.hflip = true;
   if (a.crop >= 0) s.train.crop = a.crop;
+  auto set = [](double flag, double& value) {
+    if (!std::isnan(flag)) value = flag;
+  };
+  auto set_int = [](int64_t flag, int64_t& value) {
+    if (flag != RunArgs::kUnset) value = flag;
+  };
   auto& m = s.methods;
-  if (a.ewc_lambda >= 0) m.ewc.lambda = a.ewc_lambda;
-  if (a.ewc_gamma >= 0) m.ewc.gamma = a.ewc_gamma;
-  if (a.fisher_samples >= 0) m.ewc.fisher_samples = a.fisher_samples;
-  if (a.si_c >= 0) m.si.c = a.si_c;
-  if (a.si_xi >= 0) m.si.xi = a.si_xi;
-  if (a.lwf_alpha >= 0) m.lwf.alpha = a.lwf_alpha;
-  if (a.lwf_temperature >= 0) m.lwf.temperature = a.lwf_temperature;
-  if (a.buffer >= 0) m.replay.buffer = a.buffer;
-  if (a.replay_batch >= 0) m.replay.batch = a.replay_batch;
-  if (a.derpp_alpha >= 0) m.replay.alpha = a.derpp_alpha;
-  if (a.derpp_beta >= 0) m.replay.beta = a.derpp_beta;
+  set(a.ewc_lambda, m.ewc.lambda);
+  set(a.ewc_gamma, m.ewc.gamma);
+  set_int(a.fisher_samples, m.ewc.fisher_samples);
+  set(a.si_c, m.si.c);
+  set(a.si_xi, m.si.xi);
+  set(a.lwf_alpha, m.lwf.alpha);
+  set(a.lwf_temperature, m.lwf.temperature);
+  set_int(a.buffer, m.replay.buffer);
+  set_int(a.replay_batch, m.replay.batch);
+  set(a.derpp_alpha, m.replay.alpha);
+  set(a.derpp_beta, m.replay.beta);
   s.train.seed = s.seed;
   s.split.seed = s.seed;
   s.train.validate();
+  s.methods.kernel = s.kernel;
+  s.methods.validate();
   CLR_CHECK(s.weights.empty() || file_exists(s.weights), NotFoundError, "backbone weight file '", s.weights,
             "' does not exist");
   return s;

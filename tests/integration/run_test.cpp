@@ -111,6 +111,11 @@ TEST(Compare, BadMethodListsAreConfigErrors) {
   r = clr_cmd("run " + data("seq") + " --method lwf --lwf-temperature 0 --epochs 1 --out " + out.path());
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("temperature"), std::string::npos) << r.out;
+  // A bad setting of a later method fails before the first method trains.
+  r = clr_cmd("compare " + data("seq") + " --methods clr,derpp --derpp-beta -1 --out " + out.path());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--derpp-beta"), std::string::npos) << r.out;
+  EXPECT_FALSE(file_exists(out.path() + "/clr/results.json"));
 }
 
 TEST(Run, SameSeedSameResults) {

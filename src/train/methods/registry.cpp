@@ -36,6 +36,14 @@ constexpr Entry kMethods[] = {
 
 }  // namespace
 
+void MethodOptions::validate() const {
+  CLR_CHECK(kernel >= 1 && kernel % 2 == 1, ConfigError, "the CLR kernel size must be odd and >= 1, got ", kernel);
+  ewc.validate();
+  si.validate();
+  lwf.validate();
+  replay.validate();
+}
+
 std::vector<std::string> method_names() {
   std::vector<std::string> out;
   for (const auto& e : kMethods) out.push_back(e.name);
@@ -51,6 +59,7 @@ std::string methods_help() {
 
 std::unique_ptr<Method> make_method(const std::string& name, models::ResNet backbone, int64_t params,
                                     MethodOptions o) {
+  o.validate();
   FinetuneKind kind{};
   if (parse_finetune_kind(name, &kind)) {
     return std::make_unique<FinetuneMethod>(std::move(backbone), kind, params, o.max_classes);

@@ -58,12 +58,15 @@ double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11)
 
 // ---------------------------------------------------------------- EWC / online EWC
 
+void EwcOptions::validate() const {
+  CLR_CHECK(lambda >= 0, ConfigError, "ewc lambda (--ewc-lambda) must be >= 0, got ", lambda);
+  CLR_CHECK(gamma >= 0 && gamma <= 1, ConfigError, "online-ewc gamma (--ewc-gamma) must be in [0, 1], got ", gamma);
+  CLR_CHECK(fisher_samples >= 0, ConfigError, "--fisher-samples must be >= 0, got ", fisher_samples);
+}
+
 EwcMethod::EwcMethod(models::ResNet backbone, int64_t backbone_params_with_fc, EwcOptions options)
     : FinetuneMethod(std::move(backbone), FinetuneKind::kSgd, backbone_params_with_fc, 0), options_(options) {
-  CLR_CHECK(options_.lambda >= 0, ConfigError, "ewc lambda must be >= 0, got ", options_.lambda);
-  CLR_CHECK(options_.gamma >= 0 && options_.gamma <= 1, ConfigError, "online-ewc gamma must be in [0, 1], got ",
-            options_.gamma);
-  CLR_CHECK(options_.fisher_samples >= 0, ConfigError, "fisher samples must be >= 0, got ", options_.fisher_samples);
+  options_.validate();
 }
 
 std::vector<at::Tensor> EwcMethod::fisher(int64_t task, const data::PreparedSplit& split, const TaskEnd& end) {
@@ -147,10 +150,14 @@ TensorMap EwcMethod::method_state() const {
 
 // ---------------------------------------------------------------- SI
 
+void SiOptions::validate() const {
+  CLR_CHECK(c >= 0, ConfigError, "si c (--si-c) must be >= 0, got ", c);
+  CLR_CHECK(xi > 0, ConfigError, "si xi (--si-xi) must be > 0, got ", xi);
+}
+
 SiMethod::SiMethod(models::ResNet backbone, int64_t backbone_params_with_fc, SiOptions options)
     : FinetuneMethod(std::move(backbone), FinetuneKind::kSgd, backbone_params_with_fc, 0), options_(options) {
-  CLR_CHECK(options_.c >= 0, ConfigError, "si c must be >= 0, got ", options_.c);
-  CLR_CHECK(options_.xi > 0, ConfigError, "si xi must be > 0, got ", options_.xi);
+  options_.validate();
   params_ = values(backbone_parameters());
 }
 
@@ -198,10 +205,14 @@ TensorMap SiMethod::method_state() const {
 
 // ---------------------------------------------------------------- LwF
 
+void LwfOptions::validate() const {
+  CLR_CHECK(alpha >= 0, ConfigError, "lwf alpha (--lwf-alpha) must be >= 0, got ", alpha);
+  CLR_CHECK(temperature > 0, ConfigError, "lwf temperature (--lwf-temperature) must be > 0, got ", temperature);
+}
+
 LwfMethod::LwfMethod(models::ResNet backbone, int64_t backbone_params_with_fc, LwfOptions options)
     : FinetuneMethod(std::move(backbone), FinetuneKind::kSgd, backbone_params_with_fc, 0), options_(options) {
-  CLR_CHECK(options_.alpha >= 0, ConfigError, "lwf alpha must be >= 0, got ", options_.alpha);
-  CLR_CHECK(options_.temperature > 0, ConfigError, "lwf temperature must be > 0, got ", options_.temperature);
+  options_.validate();
 }
 
 void LwfMethod::begin_task(const TaskInfo& task) {

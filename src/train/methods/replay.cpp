@@ -97,14 +97,26 @@ TensorMap ReplayBuffer::state() const {
 
 // ---------------------------------------------------------------- ER / DER++
 
+void ReplayOptions::validate() const {
+  CLR_CHECK(buffer >= 0, ConfigError, "the replay buffer (--buffer) must be >= 0 images, got ", buffer);
+  CLR_CHECK(batch >= 0, ConfigError, "the replay batch (--replay-batch) must be >= 0, got ", batch);
+  CLR_CHECK(alpha >= 0 && beta >= 0, ConfigError, "derpp alpha and beta (--derpp-alpha, --derpp-beta) must be >= 0, got ",
+            alpha, " and ", beta);
+}
+
+namespace {
+int64_t checked_buffer(const ReplayOptions& o) {
+  o.validate();
+  return o.buffer;
+}
+}  // namespace
+
 ReplayMethod::ReplayMethod(models::ResNet backbone, int64_t backbone_params_with_fc, int64_t max_classes,
                            ReplayOptions options)
     : FinetuneMethod(std::move(backbone), FinetuneKind::kSgd, backbone_params_with_fc, max_classes),
       options_(options),
-      buffer_(options.buffer, options.derpp ? max_classes : 0, options.seed) {
-  CLR_CHECK(options_.batch >= 0, ConfigError, "the replay batch must be >= 0, got ", options_.batch);
+      buffer_(checked_buffer(options), options.derpp ? max_classes : 0, options.seed) {
   CLR_CHECK(!options_.derpp || max_classes >= 2, ConfigError, "derpp needs the widest task's class count");
-  CLR_CHECK(options_.alpha >= 0 && options_.beta >= 0, ConfigError, "derpp alpha and beta must be >= 0");
 }
 
 std::vector<at::Tensor> ReplayMethod::trainable_parameters() {

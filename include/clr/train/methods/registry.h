@@ -22,6 +22,8 @@ struct MethodOptions {
   uint64_t seed = 0;      // Fisher sampling, the replay buffer
   int64_t crop = 0;       // the training crop (replayed images are centre-cropped to it)
   int64_t max_classes = 0;  // the widest task of the sequence (sgd-ll, derpp)
+  // Checks every method's settings (so `clr compare` fails before training anything).
+  void validate() const;
 };
 
 // Names in the order help and `clr compare --methods all` list them.

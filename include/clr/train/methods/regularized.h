@@ -21,6 +21,7 @@ struct EwcOptions {
   double gamma = 1.0;            // online decay of the old Fisher
   int64_t fisher_samples = 512;  // training images per Fisher estimate (0: all)
   uint64_t seed = 0;             // picks the images and samples the labels
+  void validate() const;         // ConfigError naming the flag for values out of range
 };
 
 // Offline EWC keeps its penalty in constant memory: sum_k F_k (theta - theta*_k)^2 =
@@ -50,6 +51,7 @@ class EwcMethod : public FinetuneMethod {
 struct SiOptions {
   double c = 100;    // weight of the surrogate penalty
   double xi = 0.1;   // damping of the importance normaliser
+  void validate() const;
 };
 
 class SiMethod : public FinetuneMethod {
@@ -75,6 +77,7 @@ class SiMethod : public FinetuneMethod {
 struct LwfOptions {
   double alpha = 1.0;        // weight of the distillation term
   double temperature = 2.0;  // softmax temperature T
+  void validate() const;
 };
 
 // Old heads stay frozen (FACIL without exemplars): the distillation acts on the

@@ -62,6 +62,7 @@ struct ReplayOptions {
   double beta = 0.5;          // derpp: weight of the replayed cross-entropy
   int64_t crop = 0;           // > 0: replayed images are centre-cropped to crop x crop
   uint64_t seed = 0;
+  void validate() const;
 };
 
 class ReplayMethod : public FinetuneMethod {
