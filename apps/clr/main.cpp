@@ -54,7 +54,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version exit 0; every usage error is exit code 2, as documented.
+    return app.exit(e) == 0 ? 0 : 2;
   }
   try {
     if (!log_level.empty()) clr::log::set_level(clr::log::parse_level(log_level));

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 #include <cstdio>
+#include <optional>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -491,6 +492,13 @@ RunSpec spec_of(const RunArgs& a) {
   s.methods.validate();
   CLR_CHECK(s.weights.empty() || file_exists(s.weights), NotFoundError, "backbone weight file '", s.weights,
             "' does not exist");
+  // The file's metadata fills what was not set, so the spec (and the configuration
+  // stored with a run) says what really runs.
+  if (!s.weights.empty() && detect_weight_format(s.weights) == WeightFormat::kSafetensors) {
+    const Metadata md = read_safetensors_metadata(s.weights);
+    if (!s.arch_given && md.count("arch")) s.arch = md.at("arch");
+    if (!s.small_stem_given && md.count("small_stem")) s.small_stem = md.at("small_stem") == "true";
+  }
   return s;
 }
 
@@ -500,11 +508,6 @@ eval::Results run_spec(RunSpec s, data::Sequence seq) {
   torch::manual_seed(s.seed);
   std::string source = "random";
   if (!s.weights.empty()) {
-    if (detect_weight_format(s.weights) == WeightFormat::kSafetensors) {
-      const Metadata md = read_safetensors_metadata(s.weights);
-      if (!s.arch_given && md.count("arch")) s.arch = md.at("arch");
-      if (!s.small_stem_given && md.count("small_stem")) s.small_stem = md.at("small_stem") == "true";
-    }
     source = s.weights;
   } else {
     log::warn("no backbone weights given: the ", s.arch, " backbone is randomly initialised, so accuracy measures "
@@ -564,8 +567,55 @@ std::vector<std::string> split_methods(const std::string& list) {
   return out;
 }
 
+// A finished run of `s` on `seq` already in s.out (for `clr compare --reuse`): complete,
+// made with the same configuration (its method and output directory aside) and the
+// same tasks. Anything else is run again, with a line saying why.
+std::optional<eval::Results> reusable_run(const RunSpec& s, const data::Sequence& seq) {
+  const std::string path = s.out + "/results.json";
+  if (!file_exists(path)) return std::nullopt;
+  eval::Results r;
+  try {
+    r = eval::read_results(path);
+  } catch (const Error& e) {
+    log::warn("compare: not reusing ", path, ": ", e.what());
+    return std::nullopt;
+  }
+  auto comparable = [](const std::string& text) {  // key order does not matter
+    nlohmann::json j = nlohmann::json::parse(text);
+    if (j.contains("run")) {
+      j["run"].erase("out");
+      j["run"].erase("method");
+    }
+    return j;
+  };
+  std::string why;
+  if (!r.complete) {
+    why = "the run did not finish";
+  } else if (r.method != s.method) {
+    why = "it is a run of '" + r.method + "'";
+  } else if (r.config_json.empty() ||
+             comparable(r.config_json) != comparable(spec_json(s).dump())) {
+    why = "it was made with another configuration";
+  } else if (r.tasks.size() != seq.size()) {
+    why = detail::concat("it has ", r.tasks.size(), " tasks, the sequence ", seq.size());
+  } else {
+    for (size_t i = 0; i < seq.size() && why.empty(); ++i) {
+      if (r.tasks[i].name != seq[i].name || r.tasks[i].classes != static_cast<int64_t>(seq[i].classes.size())) {
+        why = detail::concat("its task ", i + 1, " is '", r.tasks[i].name, "' with ", r.tasks[i].classes,
+                             " classes, the sequence's '", seq[i].name, "' with ", seq[i].classes.size());
+      }
+    }
+  }
+  if (!why.empty()) {
+    log::info("compare: running '", s.method, "' again (", path, ": ", why, ")");
+    return std::nullopt;
+  }
+  log::info("compare: reusing the finished run in ", s.out);
+  return r;
+}
+
 // `clr compare`: every method on the same sequence, backbone and seed.
-void compare(RunArgs a, const std::string& out_dir) {
+void compare(RunArgs a, const std::string& out_dir, bool reuse) {
   const std::vector<std::string> methods = split_methods(a.methods);
   a.method.clear();
   a.out.clear();
@@ -580,7 +630,8 @@ void compare(RunArgs a, const std::string& out_dir) {
     s.method = methods[i];
     s.out = out_dir + "/" + methods[i];
     log::info("compare: method ", i + 1, "/", methods.size(), " '", s.method, "' -> ", s.out);
-    runs.push_back(run_spec(s, seq));
+    std::optional<eval::Results> previous = reuse ? reusable_run(s, seq) : std::nullopt;
+    runs.push_back(previous ? *previous : run_spec(s, seq));
     dirs.push_back(methods[i]);
     const auto rows = eval::compare_rows(runs, dirs);
     RunSpec shown = base;
@@ -766,6 +817,19 @@ void add_run_options(CLI::App* sub, RunArgs* a) {
       ->group(g);
   sub->add_option("--derpp-alpha", a->derpp_alpha, detail::concat("derpp: logit-matching weight (default ", d.replay.alpha, ")"))->group(g);
   sub->add_option("--derpp-beta", a->derpp_beta, detail::concat("derpp: replayed cross-entropy weight (default ", d.replay.beta, ")"))->group(g);
+  // NaN means "not given" inside RunArgs, so a literal nan (or inf) is refused here.
+  const CLI::Validator finite(
+      [](std::string& v) -> std::string {
+        char* end = nullptr;
+        const double x = std::strtod(v.c_str(), &end);
+        if (end == v.c_str() || *end != '\0') return "expected a number, got '" + v + "'";
+        return std::isfinite(x) ? std::string() : "expected a finite number, got '" + v + "'";
+      },
+      "NUMBER");
+  for (const char* name : {"--ewc-lambda", "--ewc-gamma", "--si-c", "--si-xi", "--lwf-alpha", "--lwf-temperature",
+                           "--derpp-alpha", "--derpp-beta", "--lr", "--val-fraction"}) {
+    sub->get_option(name)->check(finite);
+  }
 }
 
 void register_run(CLI::App& app) {
@@ -795,7 +859,12 @@ void register_compare(CLI::App& app) {
               "Prints average accuracy, BWT, forgetting, task-1 accuracy after the last task, extra parameters\n"
               "per task (% of the backbone), stored bytes per task and training time relative to sgd.\n" +
               architectures_help());
-  register_action(sub, [a, out] { compare(*a, *out); });
+  auto reuse = std::make_shared<bool>(false);
+  sub->add_flag("--reuse", *reuse,
+                "Keep the finished runs already in OUT/<method>/ that were made with the same configuration and "
+                "tasks (a compare that was stopped resumes; runs made in parallel with `clr run --out OUT/<method>` "
+                "are tabulated)");
+  register_action(sub, [a, out, reuse] { compare(*a, *out, *reuse); });
 }
 
 }  // namespace clr::apps

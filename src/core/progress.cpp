@@ -35,10 +35,14 @@ void Progress::update(int64_t done, const std::string& status) {
   status_ = status;
   const auto now = std::chrono::steady_clock::now();
   const double since = std::chrono::duration<double>(now - last_draw_).count();
-  if (since >= (tty_ ? 0.1 : 10.0)) {
+  if (since >= interval()) {
     last_draw_ = now;
     draw(false);
   }
+}
+
+bool Progress::due() const {
+  return g_enabled && std::chrono::duration<double>(std::chrono::steady_clock::now() - last_draw_).count() >= interval();
 }
 
 void Progress::finish(const std::string& status) {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "clr/core/error.h"
+#include "clr/core/file_io.h"
 
 namespace clr::eval {
 namespace {
@@ -113,6 +114,76 @@ std::string results_json(const Results& r) {
   };
   if (!r.config_json.empty()) j["config"] = json::parse(r.config_json);
   return j.dump(2) + "\n";
+}
+
+Results read_results(const std::string& path) {
+  using json = nlohmann::json;
+  CLR_CHECK(file_exists(path), NotFoundError, "results file '", path, "' does not exist");
+  json j;
+  try {
+    j = json::parse(read_file(path));
+  } catch (const json::exception& e) {
+    throw FormatError(detail::concat("'", path, "' is not JSON: ", e.what()));
+  }
+  CLR_CHECK(j.is_object() && j.value("schema", "") == "clr.results/1", FormatError, "'", path,
+            "' is not a clr results file (expected \"schema\": \"clr.results/1\")");
+  Results r;
+  try {
+    r.method = j.at("method").get<std::string>();
+    r.variant = j.value("variant", "");
+    const json& b = j.at("backbone");
+    r.backbone_arch = b.at("arch").get<std::string>();
+    r.backbone_params = b.at("params").get<int64_t>();
+    r.backbone_fingerprint = b.at("fingerprint").get<std::string>();
+    r.backbone_source = b.value("source", "");
+    r.device = j.at("device").get<std::string>();
+    r.seed = j.value("seed", uint64_t{0});
+    r.complete = j.value("complete", false);
+    const json& extra = j.at("extra_params_per_task");
+    const json& bytes = j.at("stored_bytes_per_task");
+    const json& seconds = j.at("train_seconds");
+    const json& tasks = j.at("tasks");
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      const json& t = tasks[i];
+      TaskRecord rec;
+      rec.name = t.at("name").get<std::string>();
+      rec.classes = t.at("classes").get<int64_t>();
+      rec.train_images = t.at("train_images").get<int64_t>();
+      rec.val_images = t.value("val_images", int64_t{0});
+      rec.test_images = t.at("test_images").get<int64_t>();
+      rec.skipped_images = t.value("skipped_images", int64_t{0});
+      rec.test_is_val = t.value("test_is_val", false);
+      rec.epochs = t.value("epochs", int64_t{0});
+      rec.best_epoch = t.value("best_epoch", int64_t{0});
+      rec.best_val_accuracy = t.value("best_val_accuracy", 0.0);
+      rec.train_images_per_second = t.value("train_images_per_second", 0.0);
+      rec.end_task_seconds = t.value("end_task_seconds", 0.0);
+      rec.decode_seconds = t.value("decode_seconds", 0.0);
+      rec.train_decode_seconds = t.value("train_decode_seconds", 0.0);
+      rec.epoch_seconds = t.value("epoch_seconds", std::vector<double>{});
+      rec.adapter_file = t.value("adapter", "");
+      rec.extra_params = extra.at(i).get<int64_t>();
+      rec.stored_bytes = bytes.at(i).get<int64_t>();
+      rec.train_seconds = seconds.at(i).get<double>();
+      r.tasks.push_back(rec);
+    }
+    for (const json& row : j.at("accuracy_matrix")) {
+      std::vector<std::optional<double>> out;
+      for (const json& v : row) out.push_back(v.is_null() ? std::nullopt : std::optional<double>(v.get<double>()));
+      CLR_CHECK(out.size() == r.tasks.size(), FormatError, "'", path, "': an accuracy_matrix row has ", out.size(),
+                " entries for ", r.tasks.size(), " tasks");
+      for (size_t k = 0; k <= r.accuracy.size() && k < out.size(); ++k) {
+        CLR_CHECK(out[k].has_value(), FormatError, "'", path, "': accuracy_matrix[", r.accuracy.size(), "][", k,
+                  "] is null");
+      }
+      r.accuracy.push_back(out);
+    }
+    if (j.contains("config")) r.config_json = j.at("config").dump();
+  } catch (const json::exception& e) {
+    throw FormatError(detail::concat("'", path, "' is missing a field or has one of the wrong type: ", e.what()));
+  }
+  CLR_CHECK(r.accuracy.size() <= r.tasks.size(), FormatError, "'", path, "': more accuracy rows than tasks");
+  return r;
 }
 
 std::string results_csv(const Results& r) {

@@ -98,26 +98,35 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
     method.set_training(true);
     Progress progress(detail::concat("task ", task.index + 1, " '", task.name, "' epoch ", epoch + 1, "/", config.epochs),
                       train.size());
-    double loss_sum = 0;
+    // The loss is summed on the device and read only when the progress line is drawn
+    // and at the end of the epoch: reading it every step would wait for the GPU.
+    at::Tensor loss_acc;
     int64_t seen = 0;
+    std::string status_line;
     const auto t0 = std::chrono::steady_clock::now();
     loader.for_each_batch(epoch, [&](const at::Tensor& x, const at::Tensor& y) {
       opt->zero_grad();
       at::Tensor loss = method.loss(x, y);
       if (config.penalty > 0) {
-        at::Tensor reg = torch::zeros({}, loss.options());
-        for (const auto& p : params) reg = reg + p.norm();
-        loss = loss + config.penalty * reg;
+        std::vector<at::Tensor> norms;
+        norms.reserve(params.size());
+        for (const auto& p : params) norms.push_back(p.norm());
+        loss = loss + config.penalty * torch::stack(norms).sum();
       }
       loss.backward();
       opt->step();
       method.after_step();
-      loss_sum += loss.item<double>() * static_cast<double>(x.size(0));
+      const at::Tensor weighted = loss.detach() * static_cast<double>(x.size(0));
+      loss_acc = loss_acc.defined() ? loss_acc + weighted : weighted;
       seen += x.size(0);
-      char status[64];
-      std::snprintf(status, sizeof status, "loss %.4f", loss_sum / static_cast<double>(seen));
-      progress.update(seen, status);
+      if (progress.due()) {
+        char status[64];
+        std::snprintf(status, sizeof status, "loss %.4f", loss_acc.item<double>() / static_cast<double>(seen));
+        status_line = status;
+      }
+      progress.update(seen, status_line);
     });
+    const double loss_sum = loss_acc.defined() ? loss_acc.item<double>() : 0.0;
     const double epoch_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     report.train_seconds += epoch_seconds;
     report.epoch_seconds.push_back(epoch_seconds);

@@ -97,8 +97,38 @@ TEST(Compare, AllMethodsEndToEnd) {
   // EWC keeps a Fisher and a centre: far more bytes than sgd's heads.
   EXPECT_GT(by["ewc"]["stored_bytes_total"].get<int64_t>(), 10 * by["sgd"]["stored_bytes_total"].get<int64_t>());
   EXPECT_TRUE(file_exists(out.path() + "/derpp/method_state.safetensors"));
+  // sgd-ll keeps one shared layer, counted once; linear a head per task.
+  EXPECT_LT(by["sgd-ll"]["stored_bytes_total"].get<int64_t>(), by["linear"]["stored_bytes_total"].get<int64_t>());
   const std::string csv = read_file(out.file("compare.csv"));
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 14);
+}
+
+// --reuse keeps finished runs made with the same settings (also by `clr run`) and runs
+// again what differs.
+TEST(Compare, ReuseKeepsMatchingFinishedRuns) {
+  test::TempDir out("compare-reuse");
+  // The shipped backbone: its metadata (arch, small stem) must be part of the stored
+  // configuration on both sides, or nothing would ever be reused.
+  const std::string common = std::string(" --backbone ") + CLR_SOURCE_DIR +
+                             "/models/resnet18-shapes-32px.safetensors --size 16 --epochs 1 --batch 8 --seed 2";
+  ASSERT_EQ(clr_cmd("run " + data("seq") + common + " --method linear --out " + out.path() + "/linear").code, 0);
+  const std::string before = read_file(out.path() + "/linear/results.json");
+  Result r = clr_cmd("compare " + data("seq") + common + " --methods linear,sgd-ll --reuse --out " + out.path());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("reusing the finished run in " + out.path() + "/linear"), std::string::npos) << r.out;
+  EXPECT_EQ(read_file(out.path() + "/linear/results.json"), before) << "the reused run was rewritten";
+  EXPECT_TRUE(file_exists(out.path() + "/sgd-ll/results.json"));
+  const auto j = nlohmann::json::parse(read_file(out.file("compare.json")));
+  ASSERT_EQ(j["methods"].size(), 2u);
+  EXPECT_EQ(j["methods"][0]["average_accuracy"],
+            nlohmann::json::parse(before)["average_accuracy"]);
+  // Another seed is another experiment: both run again.
+  std::string other = common;
+  other.replace(other.find("--seed 2"), 8, "--seed 3");
+  r = clr_cmd("compare " + data("seq") + other + " --methods linear --reuse --out " + out.path());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("another configuration"), std::string::npos) << r.out;
+  EXPECT_NE(read_file(out.path() + "/linear/results.json"), before);
 }
 
 TEST(Compare, BadMethodListsAreConfigErrors) {
@@ -111,6 +141,10 @@ TEST(Compare, BadMethodListsAreConfigErrors) {
   r = clr_cmd("run " + data("seq") + " --method lwf --lwf-temperature 0 --epochs 1 --out " + out.path());
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("temperature"), std::string::npos) << r.out;
+  // NaN stands for 'not given' inside the program, so it must not be accepted as a value.
+  r = clr_cmd("run " + data("seq") + " --method ewc --ewc-lambda nan --epochs 1 --out " + out.path());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("finite"), std::string::npos) << r.out;
   // A bad setting of a later method fails before the first method trains.
   r = clr_cmd("compare " + data("seq") + " --methods clr,derpp --derpp-beta -1 --out " + out.path());
   EXPECT_EQ(r.code, 2) << r.out;

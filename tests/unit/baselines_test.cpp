@@ -15,6 +15,11 @@
 #include "clr/eval/runner.h"
 #include "clr/models/registry.h"
 #include "clr/train/methods/registry.h"
+#include "clr/train/methods/regularized.h"
+#include "clr/train/methods/replay.h"
+#include "clr/train/methods/separate.h"
+#include "clr/data/image.h"
+#include "clr/data/loader.h"
 #include "test_util.h"
 
 namespace clr {
@@ -29,7 +34,7 @@ data::Sequence shapes_sequence(int tasks) {
     o.train_per_class = 8;
     o.val_per_class = 2;
     o.test_per_class = 4;
-    o.size = 16;
+    o.size = 8;
     o.seed = 10 + static_cast<uint64_t>(t);
     data::TaskData task = data::make_shapes_task(o);
     task.name = "t" + std::to_string(t);
@@ -92,7 +97,7 @@ struct MethodRun {
 };
 
 MethodRun run_method(const std::string& name, train::MethodOptions mo, data::Sequence seq, const std::string& out,
-               int64_t epochs = 2, double lr = 1e-3) {
+               int64_t epochs = 2, double lr = 1e-3, int64_t size = 8) {
   torch::manual_seed(0);
   models::ResNet backbone = models::make_resnet("resnet18", 0, true);
   for (const auto& t : seq) mo.max_classes = std::max<int64_t>(mo.max_classes, static_cast<int64_t>(t.classes.size()));
@@ -101,7 +106,7 @@ MethodRun run_method(const std::string& name, train::MethodOptions mo, data::Seq
   o.train.epochs = epochs;
   o.train.batch_size = 8;
   o.train.lr = lr;
-  o.prepare.size = 16;
+  o.prepare.size = size;  // 8 x 8 by default: eleven runs of ResNet-18 stay cheap on 2 cores
   o.out_dir = out;
   o.backbone_arch = "resnet18";
   o.device = "cpu";
@@ -184,7 +189,7 @@ TEST(Baselines, OnlineEwcEqualsEwcOnTwoTasks) {
 
 TEST(Baselines, SgdForgetsAConflictingSecondTask) {
   test::TempDir dir("forget");
-  const MethodRun sgd = run_method("sgd", {}, conflicting_sequence(), dir.path() + "/sgd", 4);
+  const MethodRun sgd = run_method("sgd", {}, conflicting_sequence(), dir.path() + "/sgd", 4, 1e-3, 16);
   const auto& r = sgd.results.accuracy;
   std::printf("sgd on the conflicting sequence: task 1 %.3f -> %.3f, task 2 %.3f\n", *r[0][0], *r[1][0], *r[1][1]);
   EXPECT_GT(*r[0][0], 0.9);  // task 1 was learned
@@ -192,7 +197,7 @@ TEST(Baselines, SgdForgetsAConflictingSecondTask) {
   EXPECT_GT(eval::forgetting(r), 0.3);
   // The methods that cannot forget, on the same sequence.
   for (const std::string name : {"clr", "linear", "separate"}) {
-    const MethodRun m = run_method(name, {}, conflicting_sequence(), dir.path() + "/" + name, 4);
+    const MethodRun m = run_method(name, {}, conflicting_sequence(), dir.path() + "/" + name, 4, 1e-3, 16);
     EXPECT_EQ(*m.results.accuracy[1][0], *m.results.accuracy[0][0]) << name;
   }
 }
@@ -246,8 +251,125 @@ TEST(Baselines, DerppStoresLogitsAndSavesItsBuffer) {
   EXPECT_GT(r.method_state.at("buffer.logits").abs().sum().item<double>(), 0.0);
   const TensorMap saved = read_safetensors(dir.path() + "/method_state.safetensors").tensors;
   EXPECT_TRUE(saved.at("buffer.images").equal(r.method_state.at("buffer.images")));
-  // The buffer is counted in the stored bytes: 12 images of 3x16x16 bytes and more.
-  EXPECT_GT(r.results.tasks[0].stored_bytes, 12 * 3 * 16 * 16);
+  // The buffer is counted in the stored bytes: 12 images of 3x8x8 bytes with their
+  // labels, tasks and logits, and the head.
+  EXPECT_EQ(r.results.tasks[0].stored_bytes, 4 * (512 * 3 + 3) + total_bytes(r.method_state));
+}
+
+// Each DER++ term has an effect: switching either weight on changes the run that has
+// both off (which still replays through BatchNorm, so it is compared with itself).
+TEST(Baselines, EachDerppTermChangesTheRun) {
+  test::TempDir dir("derpp-terms");
+  auto with = [&](double alpha, double beta, const std::string& name) {
+    train::MethodOptions mo;
+    mo.replay.buffer = 12;
+    mo.replay.alpha = alpha;
+    mo.replay.beta = beta;
+    return run_method("derpp", mo, shapes_sequence(2), dir.path() + "/" + name);
+  };
+  const MethodRun none = with(0, 0, "none");
+  EXPECT_EQ(with(0, 0, "none-again").backbone, none.backbone) << "the run is not deterministic";
+  EXPECT_NE(with(0.2, 0, "alpha").backbone, none.backbone) << "the logit-matching term has no effect";
+  EXPECT_NE(with(0, 0.5, "beta").backbone, none.backbone) << "the replayed cross-entropy has no effect";
+}
+
+// The logits DER++ stores for the last task's images are that task's final model's
+// eval-mode logits of the very images stored.
+TEST(Baselines, DerppStoresTheFinalModelsLogits) {
+  test::TempDir dir("derpp-logits");
+  torch::manual_seed(0);
+  train::MethodOptions mo;
+  mo.replay.buffer = 40;
+  mo.max_classes = 5;
+  auto method = train::make_method("derpp", models::make_resnet("resnet18", 0, true), 11689512, mo);
+  eval::RunOptions o;
+  o.train.epochs = 1;
+  o.train.batch_size = 8;
+  o.prepare.size = 8;
+  o.out_dir = dir.path();
+  o.device = "cpu";
+  Progress::set_enabled(false);
+  eval::run_sequence(*method, shapes_sequence(2), o);
+  const auto& replay = dynamic_cast<const train::ReplayMethod&>(*method);
+  const at::Tensor tasks = replay.buffer().tasks();
+  const at::Tensor last = tasks.eq(1).nonzero().squeeze(1);
+  ASSERT_GT(last.size(0), 0) << "the buffer holds none of the last task's images";
+  method->set_training(false);
+  torch::NoGradGuard ng;
+  const at::Tensor images = data::normalize(replay.buffer().images().index_select(0, last));
+  const at::Tensor expected = method->predict(1, images);
+  const at::Tensor stored = replay.buffer().logits().index_select(0, last).narrow(1, 0, 5);
+  EXPECT_LT((expected - stored).abs().max().item<double>(), 1e-5);
+}
+
+// ER trains an old head only while its task has images in the buffer.
+TEST(Baselines, ErTrainsOnlyTheHeadsOfReplayedTasks) {
+  train::ReplayOptions ro;
+  ro.buffer = 4;
+  train::ReplayMethod m(models::make_resnet("resnet18", 0, true), 1, 3, ro);
+  data::PreparedSplit some, none;
+  some.images = torch::zeros({10, 3, 8, 8}, torch::kUInt8);
+  some.labels = torch::zeros({10}, torch::kLong);
+  none.images = torch::zeros({0, 3, 8, 8}, torch::kUInt8);
+  none.labels = torch::zeros({0}, torch::kLong);
+  train::TaskEnd end;
+  m.begin_task({0, "a", 3});
+  end.train = &some;
+  m.end_task(end);  // the buffer now holds only task 0
+  m.begin_task({1, "b", 3});
+  end.train = &none;
+  m.end_task(end);  // task 1 offers nothing
+  m.begin_task({2, "c", 3});
+  EXPECT_EQ(m.replayed_tasks(), (std::vector<int64_t>{0}));
+  // Trainable: the backbone, the current head and task 0's head; task 1's is left out.
+  int64_t head_weights = 0;
+  for (const auto& p : m.trainable_parameters()) head_weights += p.dim() == 2 && p.size(1) == 512 ? 1 : 0;
+  EXPECT_EQ(head_weights, 2);
+}
+
+// EWC's merged penalty (lambda/2) A (theta - c)^2 has the gradient of the sum of one
+// penalty per task, sum_k lambda F_k (theta - theta*_k), over three tasks (the merge
+// is not exercised by two), with Fisher values that are 0 in places.
+TEST(Baselines, OfflineEwcMergeHasTheGradientOfOnePenaltyPerTask) {
+  torch::manual_seed(5);
+  std::vector<at::Tensor> a, c, fs, thetas;
+  for (int k = 0; k < 3; ++k) {
+    at::Tensor f = torch::rand({50}, torch::kDouble) * (torch::rand({50}, torch::kDouble) > 0.3);
+    at::Tensor theta = torch::randn({50}, torch::kDouble);
+    fs.push_back(f);
+    thetas.push_back(theta);
+    std::vector<at::Tensor> fk{f}, tk{theta};
+    train::EwcMethod::merge_offline(a, c, fk, tk);
+  }
+  const at::Tensor theta = torch::randn({50}, torch::kDouble);
+  const double lambda = 3;
+  at::Tensor expected = torch::zeros({50}, torch::kDouble);
+  for (int k = 0; k < 3; ++k) expected += lambda * fs[k] * (theta - thetas[k]);
+  const at::Tensor merged = lambda * a[0] * (theta - c[0]);
+  EXPECT_LT((merged - expected).abs().max().item<double>(), 1e-12);
+  EXPECT_TRUE(a[0].equal(fs[0] + fs[1] + fs[2]));
+}
+
+TEST(Baselines, SeparateStartsEveryTaskFromThePretrainedBackbone) {
+  torch::manual_seed(0);
+  models::ResNet backbone = models::make_resnet("resnet18", 0, true);
+  const std::string pretrained = fingerprint(models::state_dict(*backbone));
+  train::SeparateMethod m(backbone, 1);
+  data::PreparedSplit s;
+  s.images = torch::zeros({2, 3, 8, 8}, torch::kUInt8);
+  s.labels = torch::zeros({2}, torch::kLong);
+  train::TaskEnd end;
+  end.train = &s;
+  m.begin_task({0, "a", 3});
+  {
+    torch::NoGradGuard ng;
+    backbone->conv1->weight.add_(1);  // what training task 0 would do
+  }
+  m.end_task(end);
+  EXPECT_NE(fingerprint(m.task_state(0)), "");
+  m.begin_task({1, "b", 3});
+  EXPECT_EQ(fingerprint(models::state_dict(*backbone)), pretrained);
+  EXPECT_TRUE(m.task_state(0).at("backbone.conv1.weight").equal(backbone->conv1->weight + 1));
 }
 
 TEST(Baselines, SeparateCostsAWholeBackbonePerTask) {

@@ -5,6 +5,7 @@
 #include "clr/core/error.h"
 #include "clr/core/hash.h"
 #include "clr/core/progress.h"
+#include "clr/core/safetensors.h"
 #include "clr/data/synthetic.h"
 #include "clr/eval/runner.h"
 #include "clr/models/registry.h"
@@ -69,7 +70,14 @@ TEST_P(Finetune, BackboneChangesOnlyForSgd) {
   if (c.kind == train::FinetuneKind::kSgdLastLayer) {
     EXPECT_EQ(r.tasks[0].extra_params, 512 * 5 + 5);  // the shared layer, counted once
     EXPECT_EQ(r.tasks[1].extra_params, 0);
+    // Stored once too: the layer is cross-task state, and later tasks add nothing.
+    EXPECT_EQ(r.tasks[0].stored_bytes, 4 * (512 * 5 + 5));
+    EXPECT_EQ(r.tasks[1].stored_bytes, 0);
+    EXPECT_TRUE(m.task_state(0).empty());
+    EXPECT_TRUE(m.method_state().at("shared_head.weight").equal(
+        read_safetensors(out.path() + "/method_state.safetensors").tensors.at("shared_head.weight")));
   } else {
+    EXPECT_EQ(r.tasks[1].stored_bytes, 4 * (512 * 5 + 5));
     EXPECT_EQ(r.tasks[1].extra_params, 512 * 5 + 5);
   }
 }

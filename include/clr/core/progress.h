@@ -16,6 +16,9 @@ class Progress {
   ~Progress();
   // Sets the units done so far and a short status ("loss 0.53").
   void update(int64_t done, const std::string& status = "");
+  // True when the next update() would draw: compute an expensive status (one that
+  // waits for the GPU) only then.
+  bool due() const;
   // Prints the final state and a newline.
   void finish(const std::string& status = "");
   // Silences all Progress output (tests, --quiet).
@@ -23,6 +26,7 @@ class Progress {
 
  private:
   void draw(bool final_line);
+  double interval() const { return tty_ ? 0.1 : 10.0; }
 
   std::string label_, unit_, status_;
   int64_t total_, done_ = 0;

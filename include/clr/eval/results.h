@@ -63,6 +63,9 @@ struct Results {
 
 // results.json text (schema clr.results/1 plus extra fields).
 std::string results_json(const Results& r);
+// Reads a results.json written by results_json (FormatError naming the file and the
+// field when it is not one; NotFoundError when it does not exist).
+Results read_results(const std::string& path);
 // results.csv text: one row per (after_task, task) with accuracy.
 std::string results_csv(const Results& r);
 // The accuracy matrix as an aligned text table (for stdout).

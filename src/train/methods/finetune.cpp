@@ -124,7 +124,18 @@ at::Tensor FinetuneMethod::predict(int64_t task, const at::Tensor& images) { ret
 
 TensorMap FinetuneMethod::task_state(int64_t task) const {
   TensorMap s;
+  if (kind_ == FinetuneKind::kSgdLastLayer) {
+    head_of(task);  // checks that the task was learned
+    return s;
+  }
   for (const auto& [k, v] : models::state_dict(*head_of(task))) s.emplace("head." + k, v.detach().to(at::kCPU).clone());
+  return s;
+}
+
+TensorMap FinetuneMethod::method_state() const {
+  TensorMap s;
+  if (kind_ != FinetuneKind::kSgdLastLayer || heads_.empty()) return s;
+  for (const auto& [k, v] : models::state_dict(*heads_[0])) s.emplace("shared_head." + k, v.detach().to(at::kCPU).clone());
   return s;
 }
 

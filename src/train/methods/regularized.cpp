@@ -1,6 +1,7 @@
 #include "clr/train/methods/regularized.h"
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <numeric>
 #include <random>
@@ -59,7 +60,7 @@ double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11)
 // ---------------------------------------------------------------- EWC / online EWC
 
 void EwcOptions::validate() const {
-  CLR_CHECK(lambda >= 0, ConfigError, "ewc lambda (--ewc-lambda) must be >= 0, got ", lambda);
+  CLR_CHECK(lambda >= 0 && std::isfinite(lambda), ConfigError, "ewc lambda (--ewc-lambda) must be finite and >= 0, got ", lambda);
   CLR_CHECK(gamma >= 0 && gamma <= 1, ConfigError, "online-ewc gamma (--ewc-gamma) must be in [0, 1], got ", gamma);
   CLR_CHECK(fisher_samples >= 0, ConfigError, "--fisher-samples must be >= 0, got ", fisher_samples);
 }
@@ -119,26 +120,34 @@ at::Tensor EwcMethod::loss(const at::Tensor& images, const at::Tensor& labels) {
   return l + (options_.lambda / 2) * weighted_distance(values(backbone_parameters()), precision_, centre_, l.options());
 }
 
+void EwcMethod::merge_offline(std::vector<at::Tensor>& precision, std::vector<at::Tensor>& centre,
+                              const std::vector<at::Tensor>& f, const std::vector<at::Tensor>& theta) {
+  torch::NoGradGuard ng;
+  if (precision.empty()) {
+    precision = f;
+    centre = theta;
+    return;
+  }
+  for (size_t i = 0; i < f.size(); ++i) {
+    const at::Tensor a = precision[i] + f[i];
+    centre[i] = torch::where(a > 0, (precision[i] * centre[i] + f[i] * theta[i]) / a, theta[i]);
+    precision[i] = a;
+  }
+}
+
 void EwcMethod::end_task(const TaskEnd& end) {
   CLR_ASSERT(end.train != nullptr, "end_task needs the training split");
   const std::vector<at::Tensor> fk = fisher(current_task(), *end.train, end);
   const std::vector<at::Tensor> theta = detached_clones(values(backbone_parameters()));
   torch::NoGradGuard ng;
-  if (precision_.empty()) {
+  if (!options_.online) {
+    merge_offline(precision_, centre_, fk, theta);
+  } else if (precision_.empty()) {
     precision_ = fk;
     centre_ = theta;
-    if (!options_.online) {
-      for (size_t i = 0; i < fk.size(); ++i) weighted_anchor_.push_back(fk[i] * theta[i]);
-    }
-  } else if (options_.online) {
+  } else {
     for (size_t i = 0; i < fk.size(); ++i) precision_[i] = options_.gamma * precision_[i] + fk[i];
     centre_ = theta;
-  } else {
-    for (size_t i = 0; i < fk.size(); ++i) {
-      precision_[i].add_(fk[i]);
-      weighted_anchor_[i].add_(fk[i] * theta[i]);
-      centre_[i] = torch::where(precision_[i] > 0, weighted_anchor_[i] / precision_[i], theta[i]);
-    }
   }
   FinetuneMethod::end_task(end);
 }
@@ -151,8 +160,8 @@ TensorMap EwcMethod::method_state() const {
 // ---------------------------------------------------------------- SI
 
 void SiOptions::validate() const {
-  CLR_CHECK(c >= 0, ConfigError, "si c (--si-c) must be >= 0, got ", c);
-  CLR_CHECK(xi > 0, ConfigError, "si xi (--si-xi) must be > 0, got ", xi);
+  CLR_CHECK(c >= 0 && std::isfinite(c), ConfigError, "si c (--si-c) must be finite and >= 0, got ", c);
+  CLR_CHECK(xi > 0 && std::isfinite(xi), ConfigError, "si xi (--si-xi) must be finite and > 0, got ", xi);
 }
 
 SiMethod::SiMethod(models::ResNet backbone, int64_t backbone_params_with_fc, SiOptions options)
@@ -206,8 +215,8 @@ TensorMap SiMethod::method_state() const {
 // ---------------------------------------------------------------- LwF
 
 void LwfOptions::validate() const {
-  CLR_CHECK(alpha >= 0, ConfigError, "lwf alpha (--lwf-alpha) must be >= 0, got ", alpha);
-  CLR_CHECK(temperature > 0, ConfigError, "lwf temperature (--lwf-temperature) must be > 0, got ", temperature);
+  CLR_CHECK(alpha >= 0 && std::isfinite(alpha), ConfigError, "lwf alpha (--lwf-alpha) must be finite and >= 0, got ", alpha);
+  CLR_CHECK(temperature > 0 && std::isfinite(temperature), ConfigError, "lwf temperature (--lwf-temperature) must be finite and > 0, got ", temperature);
 }
 
 LwfMethod::LwfMethod(models::ResNet backbone, int64_t backbone_params_with_fc, LwfOptions options)

@@ -1,6 +1,9 @@
 #include "clr/train/methods/replay.h"
 
+#include <algorithm>
+#include <cmath>
 #include <map>
+#include <set>
 
 #include <torch/torch.h>
 
@@ -100,7 +103,8 @@ TensorMap ReplayBuffer::state() const {
 void ReplayOptions::validate() const {
   CLR_CHECK(buffer >= 0, ConfigError, "the replay buffer (--buffer) must be >= 0 images, got ", buffer);
   CLR_CHECK(batch >= 0, ConfigError, "the replay batch (--replay-batch) must be >= 0, got ", batch);
-  CLR_CHECK(alpha >= 0 && beta >= 0, ConfigError, "derpp alpha and beta (--derpp-alpha, --derpp-beta) must be >= 0, got ",
+  CLR_CHECK(alpha >= 0 && beta >= 0 && std::isfinite(alpha) && std::isfinite(beta), ConfigError,
+            "derpp alpha and beta (--derpp-alpha, --derpp-beta) must be finite and >= 0, got ",
             alpha, " and ", beta);
 }
 
@@ -119,10 +123,19 @@ ReplayMethod::ReplayMethod(models::ResNet backbone, int64_t backbone_params_with
   CLR_CHECK(!options_.derpp || max_classes >= 2, ConfigError, "derpp needs the widest task's class count");
 }
 
+std::vector<int64_t> ReplayMethod::replayed_tasks() const {
+  std::vector<int64_t> out;
+  if (buffer_.empty()) return out;
+  const at::Tensor tasks = buffer_.tasks().contiguous();  // int64, CPU
+  const std::set<int64_t> present(tasks.data_ptr<int64_t>(), tasks.data_ptr<int64_t>() + tasks.numel());
+  return {present.begin(), present.end()};
+}
+
 std::vector<at::Tensor> ReplayMethod::trainable_parameters() {
   std::vector<at::Tensor> out = FinetuneMethod::trainable_parameters();
-  if (buffer_.empty()) return out;  // nothing replayed: exactly sgd
-  for (int64_t j = 0; j < current_task(); ++j) {
+  // Old heads train only through replayed samples; a task the reservoir left out keeps
+  // its head exactly (the recipe's L2 penalty would otherwise drift it under Adam).
+  for (int64_t j : replayed_tasks()) {
     for (auto& p : head_of(j)->parameters()) out.push_back(p);
   }
   return out;
@@ -130,8 +143,7 @@ std::vector<at::Tensor> ReplayMethod::trainable_parameters() {
 
 TensorMap ReplayMethod::snapshot() {
   TensorMap s = FinetuneMethod::snapshot();
-  if (buffer_.empty()) return s;
-  for (int64_t j = 0; j < current_task(); ++j) {
+  for (int64_t j : replayed_tasks()) {
     for (const auto& item : head_of(j)->named_parameters()) {
       s.emplace(detail::concat("heads.", j, ".", item.key()), item.value().detach().clone());
     }
@@ -185,7 +197,8 @@ at::Tensor ReplayMethod::replay_cross_entropy(const at::Tensor& features, const 
 }
 
 at::Tensor ReplayMethod::loss(const at::Tensor& images, const at::Tensor& labels) {
-  if (batch_size_ == 0) batch_size_ = options_.batch > 0 ? options_.batch : images.size(0);
+  // Replay as many images as the largest training batch seen (a short first batch does not fix it).
+  batch_size_ = options_.batch > 0 ? options_.batch : std::max(batch_size_, images.size(0));
   if (buffer_.empty()) return FinetuneMethod::loss(images, labels);
   if (!options_.derpp) {
     const std::vector<int64_t> slots = buffer_.sample(batch_size_);

@@ -38,7 +38,10 @@ class FinetuneMethod : public Method {
   void restore(const TensorMap& state) override;
   void end_task(const TaskEnd& end) override;
   at::Tensor predict(int64_t task, const at::Tensor& images) override;
+  // A head per task (`sgd`, `linear`); nothing for `sgd-ll`, whose one shared layer is
+  // cross-task state (method_state), so it is stored and counted once.
   TensorMap task_state(int64_t task) const override;
+  TensorMap method_state() const override;
   int64_t extra_params(int64_t task) const override;
   int64_t backbone_params() const override { return backbone_params_; }
   std::string backbone_fingerprint() const override { return fingerprint_; }

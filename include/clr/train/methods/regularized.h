@@ -26,7 +26,8 @@ struct EwcOptions {
 
 // Offline EWC keeps its penalty in constant memory: sum_k F_k (theta - theta*_k)^2 =
 // A (theta - c)^2 + const with A = sum_k F_k and c = sum_k F_k theta*_k / A, exact in
-// the gradient. So both forms store a precision A and a centre c per parameter.
+// the gradient. So both forms store a precision A and a centre c per parameter; offline
+// EWC updates them as A' = A + F_k, c' = (A c + F_k theta*_k) / A' (theta*_k where A' = 0).
 class EwcMethod : public FinetuneMethod {
  public:
   EwcMethod(models::ResNet backbone, int64_t backbone_params_with_fc, EwcOptions options);
@@ -40,12 +41,15 @@ class EwcMethod : public FinetuneMethod {
   // head: per-sample squared gradients of log p(y|x), y drawn from the model's
   // prediction, eval mode, averaged over the samples. Public for tests.
   std::vector<at::Tensor> fisher(int64_t task, const data::PreparedSplit& split, const TaskEnd& end);
+  // Offline EWC's constant-memory merge of one more task (Fisher `f` at parameters
+  // `theta`) into precision A and centre c (both empty before the first task).
+  static void merge_offline(std::vector<at::Tensor>& precision, std::vector<at::Tensor>& centre,
+                            const std::vector<at::Tensor>& f, const std::vector<at::Tensor>& theta);
 
  private:
   EwcOptions options_;
-  std::vector<at::Tensor> precision_;        // A (online: F~)
-  std::vector<at::Tensor> weighted_anchor_;  // offline: sum_k F_k theta*_k
-  std::vector<at::Tensor> centre_;           // c (online: theta* of the latest task)
+  std::vector<at::Tensor> precision_;  // A (online: F~)
+  std::vector<at::Tensor> centre_;     // c (online: theta* of the latest task)
 };
 
 struct SiOptions {

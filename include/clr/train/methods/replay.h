@@ -80,6 +80,8 @@ class ReplayMethod : public FinetuneMethod {
   TensorMap method_state() const override { return buffer_.state(); }
 
   const ReplayBuffer& buffer() const { return buffer_; }
+  // Tasks with at least one image in the buffer (their heads train), ascending.
+  std::vector<int64_t> replayed_tasks() const;
 
  private:
   // Normalised images, labels, tasks (and stored logits) of `slots`, on the device.
@@ -89,7 +91,7 @@ class ReplayMethod : public FinetuneMethod {
 
   ReplayOptions options_;
   ReplayBuffer buffer_;
-  int64_t batch_size_ = 0;  // learned from the first training batch when options_.batch == 0
+  int64_t batch_size_ = 0;  // the largest training batch so far when options_.batch == 0
 };
 
 }  // namespace clr::train
