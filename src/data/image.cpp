@@ -66,16 +66,23 @@ at::Tensor decode_image(const std::string& bytes, const std::string& origin) {
   return t;
 }
 
-void write_png(const std::string& path, const at::Tensor& hwc) {
-  CLR_CHECK(hwc.dim() == 3 && hwc.size(2) == 3 && hwc.scalar_type() == torch::kUInt8, ConfigError,
-            "write_png expects uint8 [H, W, 3], got ", hwc.sizes());
+std::string encode_png(const at::Tensor& hwc) {
+  CLR_CHECK(hwc.dim() == 3 && (hwc.size(2) == 1 || hwc.size(2) == 3 || hwc.size(2) == 4) &&
+                hwc.scalar_type() == torch::kUInt8,
+            ConfigError, "PNG encoding expects uint8 [H, W, 1|3|4], got ", hwc.sizes());
   const at::Tensor c = hwc.contiguous();
   std::string bytes;
   auto sink = [](void* ctx, void* data, int size) { static_cast<std::string*>(ctx)->append(static_cast<char*>(data), size); };
-  const int w = static_cast<int>(c.size(1)), h = static_cast<int>(c.size(0));
-  CLR_CHECK(stbi_write_png_to_func(sink, &bytes, w, h, 3, c.data_ptr(), w * 3) != 0, FormatError,
-            "PNG encoding of '", path, "' failed");
-  write_file_atomic(path, bytes);
+  const int w = static_cast<int>(c.size(1)), h = static_cast<int>(c.size(0)), n = static_cast<int>(c.size(2));
+  CLR_CHECK(stbi_write_png_to_func(sink, &bytes, w, h, n, c.data_ptr(), w * n) != 0, FormatError,
+            "PNG encoding of a ", h, "x", w, " image failed");
+  return bytes;
+}
+
+void write_png(const std::string& path, const at::Tensor& hwc) {
+  CLR_CHECK(hwc.dim() == 3 && hwc.size(2) == 3 && hwc.scalar_type() == torch::kUInt8, ConfigError,
+            "write_png expects uint8 [H, W, 3], got ", hwc.sizes());
+  write_file_atomic(path, encode_png(hwc));
 }
 
 at::Tensor read_image(const std::string& path) { return decode_image(read_file(path), path); }

@@ -22,6 +22,9 @@ at::Tensor resize_square(const at::Tensor& hwc, int64_t size);
 
 // Writes a uint8 [H, W, 3] image as PNG (crash-safely).
 void write_png(const std::string& path, const at::Tensor& hwc);
+// PNG bytes of a uint8 [H, W, C] image, C = 1 (grey), 3 (RGB) or 4 (RGBA). The same
+// pixels always give the same bytes.
+std::string encode_png(const at::Tensor& hwc);
 
 // ImageNet mean and std (RGB, 0..1 scale).
 constexpr float kImageNetMean[3] = {0.485f, 0.456f, 0.406f};
