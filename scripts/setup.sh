@@ -20,6 +20,16 @@ PACKAGES=(
   dataset-fashion-mnist                    # IDX data for tests and the default sequence
   fonts-dejavu-core fonts-dejavu-extra     # glyph tasks of the default sequence
   libgtest-dev libgmock-dev                # tests
+  # The benchmark suite (clr data build, docs/SUITE.md): image assets and fonts, and
+  # rsvg-convert to render the SVG ones.
+  librsvg2-bin openclipart-svg gnome-cards-data kdegames-mahjongg-data-kf5 kgeography-data
+  pingus-data gimp-data mypaint-data extremetuxracer-data
+  fonts-freefont-ttf fonts-noto-core culmus fonts-bpg-georgian fonts-sil-abyssinica
+  fonts-lohit-deva fonts-lohit-beng-bengali fonts-lohit-taml fonts-tlwg-garuda-ttf
+  fonts-tlwg-kinnari-ttf fonts-tlwg-loma-ttf fonts-tlwg-norasi-ttf fonts-nanum
+  fonts-unfonts-core fonts-ipafont-gothic fonts-wqy-microhei fonts-khmeros fonts-gfs-didot
+  fonts-gfs-artemisia fonts-gfs-neohellenic fonts-urw-base35 fonts-dancingscript
+  fonts-kaushanscript fonts-blankenburg fonts-gotico-antiqua fonts-comic-neue
   python3 python3-torch python3-torchvision python3-numpy python3-pil  # reference outputs and test data
 )
 

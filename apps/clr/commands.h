@@ -14,6 +14,7 @@ void register_inspect(CLI::App& app);
 void register_run(CLI::App& app);
 void register_compare(CLI::App& app);
 void register_preview(CLI::App& app);
+void register_data(CLI::App& app);
 void register_pretrain(CLI::App& app, int argc, char** argv);
 
 // Records the action run_selected() runs for a parsed subcommand.

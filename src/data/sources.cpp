@@ -1,10 +1,12 @@
 #include "clr/data/sources.h"
 
 #include <sqlite3.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <set>
@@ -249,6 +251,11 @@ struct Db {
               "cannot open SQLite catalog '", p, "': ", db ? sqlite3_errmsg(db) : "out of memory");
   }
   ~Db() { sqlite3_close(db); }
+  bool has_table(const std::string& name) {
+    bool found = false;
+    query("SELECT name FROM sqlite_master WHERE type='table' AND name='" + name + "'", [&](sqlite3_stmt*) { found = true; });
+    return found;
+  }
   // Runs `sql` and calls row(stmt) per row.
   template <typename F>
   void query(const std::string& sql, F&& row) {
@@ -275,6 +282,14 @@ Sequence read_skill(const std::string& root, const SkillOptions& options) {
   std::map<int64_t, std::string> names;
   db.query("SELECT dataset_id, dataset_name FROM datasets ORDER BY dataset_id",
            [&](sqlite3_stmt* st) { names[sqlite3_column_int64(st, 0)] = column_text(st, 1); });
+
+  // Optional class names (catalogs written by write_skill_catalog have them).
+  std::map<std::pair<int64_t, int64_t>, std::string> class_names;
+  if (db.has_table("classes")) {
+    db.query("SELECT dataset_id, class_id, class_name FROM classes", [&](sqlite3_stmt* st) {
+      class_names[{sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1)}] = column_text(st, 2);
+    });
+  }
 
   // (order, dataset_id) of the selected tasks.
   std::vector<std::pair<int64_t, int64_t>> selected;
@@ -326,7 +341,8 @@ Sequence read_skill(const std::string& root, const SkillOptions& options) {
     int64_t next = 0;
     for (auto& kv : label_of) {
       kv.second = next++;
-      t.classes.push_back(std::to_string(kv.first));
+      auto named = class_names.find({id, kv.first});
+      t.classes.push_back(named != class_names.end() ? named->second : std::to_string(kv.first));
     }
     std::vector<std::string> unknown;
     for (const auto& [set, cls, path] : rows) {
@@ -352,6 +368,86 @@ Sequence read_skill(const std::string& root, const SkillOptions& options) {
     seq.push_back(std::move(t));
   }
   return seq;
+}
+
+void write_skill_catalog(const std::string& root, const SkillCatalog& catalog) {
+  make_directories(root + "/rolling_releases");
+  const std::string path = root + "/rolling_releases/database_2.sqlite";
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  std::remove(tmp.c_str());
+  sqlite3* db = nullptr;
+  CLR_CHECK(sqlite3_open_v2(tmp.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) == SQLITE_OK,
+            NotFoundError, "cannot create SQLite catalog '", tmp, "': ", db ? sqlite3_errmsg(db) : "out of memory");
+  struct Closer {
+    sqlite3* db;
+    std::string tmp;
+    bool ok = false;
+    ~Closer() {
+      sqlite3_close(db);
+      if (!ok) std::remove(tmp.c_str());
+    }
+  } closer{db, tmp};
+  auto exec = [&](const std::string& sql) {
+    char* err = nullptr;
+    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+    const std::string msg = err ? err : "";
+    sqlite3_free(err);
+    CLR_CHECK(rc == SQLITE_OK, FormatError, "writing '", tmp, "' failed: ", msg, " (", sql.substr(0, 80), ")");
+  };
+  exec("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;");
+  exec("CREATE TABLE datasets(dataset_id INTEGER PRIMARY KEY, dataset_name TEXT NOT NULL)");
+  exec("CREATE TABLE classes(dataset_id INTEGER, class_id INTEGER, class_name TEXT, PRIMARY KEY(dataset_id, class_id))");
+  exec("CREATE TABLE files(hash TEXT, path TEXT, filename TEXT, class_id INTEGER, dataset_id INTEGER, "
+       "problem INTEGER DEFAULT 0, \"set\" INTEGER)");
+  exec("BEGIN");
+  auto prepared = [&](const char* sql) {
+    sqlite3_stmt* st = nullptr;
+    CLR_CHECK(sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK, FormatError, "'", tmp, "': ", sqlite3_errmsg(db));
+    return st;
+  };
+  auto step = [&](sqlite3_stmt* st) {
+    CLR_CHECK(sqlite3_step(st) == SQLITE_DONE, FormatError, "'", tmp, "': ", sqlite3_errmsg(db));
+    sqlite3_reset(st);
+  };
+  sqlite3_stmt* ds = prepared("INSERT INTO datasets VALUES(?, ?)");
+  sqlite3_stmt* cs = prepared("INSERT INTO classes VALUES(?, ?, ?)");
+  sqlite3_stmt* fs = prepared("INSERT INTO files VALUES(?, ?, ?, ?, ?, 0, ?)");
+  std::ostringstream csv;
+  csv << "oldid,newid,name,class_num,train_num,test_num\n";
+  int64_t order = 0;
+  for (const auto& d : catalog.datasets) {
+    sqlite3_bind_int64(ds, 1, d.id);
+    sqlite3_bind_text(ds, 2, d.name.c_str(), -1, SQLITE_TRANSIENT);
+    step(ds);
+    for (size_t c = 0; c < d.classes.size(); ++c) {
+      sqlite3_bind_int64(cs, 1, d.id);
+      sqlite3_bind_int64(cs, 2, static_cast<int64_t>(c));
+      sqlite3_bind_text(cs, 3, d.classes[c].c_str(), -1, SQLITE_TRANSIENT);
+      step(cs);
+    }
+    int64_t train = 0, test = 0;
+    for (const auto& f : d.files) {
+      sqlite3_bind_text(fs, 1, f.hash.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(fs, 2, f.path.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(fs, 3, f.filename.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_int64(fs, 4, f.class_id);
+      sqlite3_bind_int64(fs, 5, d.id);
+      sqlite3_bind_int(fs, 6, f.set);
+      step(fs);
+      train += f.set == 0 ? 1 : 0;
+      test += f.set == 2 ? 1 : 0;
+    }
+    csv << d.id << ',' << ++order << ',' << d.name << ',' << d.classes.size() << ',' << train << ',' << test << '\n';
+  }
+  sqlite3_finalize(ds);
+  sqlite3_finalize(cs);
+  sqlite3_finalize(fs);
+  exec("COMMIT");
+  CLR_CHECK(sqlite3_close(db) == SQLITE_OK, FormatError, "closing '", tmp, "' failed");
+  closer.db = nullptr;
+  CLR_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, NotFoundError, "cannot rename '", tmp, "' to '", path, "'");
+  closer.ok = true;
+  write_file_atomic(root + "/tasks.csv", csv.str());
 }
 
 }  // namespace clr::data

@@ -52,4 +52,26 @@ struct SkillOptions {
 };
 Sequence read_skill(const std::string& root, const SkillOptions& options);
 
+// Writing a catalog in that layout (the benchmark suite does): ROOT/rolling_releases/
+// database_2.sqlite with datasets, files and a classes(dataset_id, class_id,
+// class_name) table that read_skill uses for class names, and ROOT/tasks.csv listing
+// every dataset in order (oldid,newid,name,class_num,train_num,test_num). The images
+// themselves are the caller's (ROOT/original_images/<name><path><filename>).
+struct SkillFile {
+  std::string hash, path, filename;  // path starts and ends with '/'
+  int64_t class_id = 0;
+  int set = 0;                       // 0 train, 1 val, 2 test
+};
+struct SkillDataset {
+  int64_t id = 0;
+  std::string name;
+  std::vector<std::string> classes;  // class_id -> name
+  std::vector<SkillFile> files;
+};
+struct SkillCatalog {
+  std::vector<SkillDataset> datasets;
+};
+// Written to a temporary file and renamed: the same catalog gives the same bytes.
+void write_skill_catalog(const std::string& root, const SkillCatalog& catalog);
+
 }  // namespace clr::data
