@@ -18,6 +18,12 @@ NAME="${NAME:-compare}"
 JOBS="${JOBS:-13}"
 CLR="${CLR:-build-cuda/clr}"
 mkdir -p "$OUT"
+# A call that carries .deps replaces it there, so the libraries build_and_test.sh
+# unpacked may be gone: unpack them again.
+if [ ! -d .deps/root/usr ]; then
+  mkdir -p .deps/root
+  for f in .deps/debs/*.deb; do dpkg -x "$f" .deps/root; done
+fi
 DEVICE_CONFIG="${CONFIG%.toml}-device.toml"
 sed "s|/usr/share|$PWD/.deps/share|g" "$CONFIG" > "$DEVICE_CONFIG"
 RUN="$PWD/runs/$NAME"

@@ -10,7 +10,7 @@ apt-get download nlohmann-json3-dev libcli11-dev libssl-dev libssl3 googletest \
   libstb-dev libwebp-dev libwebp7 zlib1g-dev zlib1g libsqlite3-dev libsqlite3-0 libtomlplusplus-dev libtomlplusplus3
 ls -la
 # The default sequence's data (dataset-fashion-mnist, fonts-dejavu), for
-# scripts/device/compare_default.sh; setup.sh installs the packages here.
+# scripts/device/compare.sh; setup.sh installs the packages here.
 cd ../..
 # Only the fonts the config names: the device tool carries at most 64 MiB.
 mkdir -p .deps/share/datasets .deps/share/fonts/truetype/dejavu
