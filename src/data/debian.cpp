@@ -87,7 +87,9 @@ DebianPackage read_debian_package(const std::string& name, const std::string& ro
       std::string l = line.substr(8);
       l.erase(0, l.find_first_not_of(" \t"));
       l.erase(l.find_last_not_of(" \t\r") + 1);
-      if (!l.empty() && std::find(p.licenses.begin(), p.licenses.end(), l) == p.licenses.end()) {
+      // A licence name, not a sentence some copyright files put there.
+      const bool sentence = l.size() > 100 || l.find(" is ") != std::string::npos || l.find(" the ") != std::string::npos;
+      if (!l.empty() && !sentence && std::find(p.licenses.begin(), p.licenses.end(), l) == p.licenses.end()) {
         p.licenses.push_back(l);
       }
     }

@@ -401,7 +401,11 @@ SuiteSummary build_suite(const SuiteOptions& options) {
   json packages = json::array();
   for (const auto& p : all_packages) {
     const DebianPackage& dp = ctx.package(p);
-    packages.push_back({{"name", dp.name}, {"version", dp.version}, {"licenses", dp.licenses}});
+    // librsvg2-bin renders; every other package supplies images, fonts or data.
+    packages.push_back({{"name", dp.name},
+                        {"version", dp.version},
+                        {"licenses", dp.licenses},
+                        {"role", dp.name == "librsvg2-bin" ? "renderer" : "assets"}});
   }
   json manifest = {{"schema", "clr.suite/1"},
                    {"seed", options.seed},
