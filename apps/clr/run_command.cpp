@@ -27,6 +27,7 @@
 #include "clr/models/registry.h"
 #include "clr/eval/compare.h"
 #include "clr/train/methods/registry.h"
+#include "clr/train/simclr.h"
 #include "clr/train/supervised.h"
 #include "clr/core/hash.h"
 #include "clr/core/torch_compat.h"
@@ -645,7 +646,8 @@ void compare(RunArgs a, const std::string& out_dir, bool reuse) {
 }
 
 struct PretrainArgs {
-  std::string input, arch = "resnet18", out, device = "cpu", optimizer = "sgd", schedule = "cosine";
+  std::string input, arch = "resnet18", out, device = "cpu", optimizer = "sgd", schedule = "cosine", mode = "supervised";
+  train::SimclrOptions simclr;
   bool small_stem = false, fp16 = false, hflip = false;
   int64_t epochs = 30, batch = 128, size = 0, patience = 1000000;
   double lr = 0.1, weight_decay = 5e-5, val_fraction = 0.05;
@@ -653,8 +655,12 @@ struct PretrainArgs {
   std::string command_line;
 };
 
-// `clr pretrain`: supervised training of a whole backbone on one labelled task.
+// `clr pretrain`: training of a whole backbone on one dataset, supervised (with an
+// fc of the dataset's classes) or self-supervised (SimCLR; labels only for the kNN
+// validation monitor).
 void pretrain(const PretrainArgs& a) {
+  CLR_CHECK(a.mode == "supervised" || a.mode == "simclr", ConfigError, "--mode must be supervised or simclr, got '",
+            a.mode, "'");
   RunSpec s = read_input(a.input);
   if (a.size > 0) s.prepare.size = a.size;
   data::Sequence seq = sequence_of(s);
@@ -685,18 +691,27 @@ void pretrain(const PretrainArgs& a) {
   const c10::Device device = runtime::parse_device(a.device);
   torch::manual_seed(a.seed);
   const auto k = static_cast<int64_t>(task.classes.size());
-  models::ResNet net = models::make_resnet(a.arch, k, a.small_stem);
+  const bool ssl = a.mode == "simclr";
+  models::ResNet net = models::make_resnet(a.arch, ssl ? 0 : k, a.small_stem);
   net->to(device);
-  train::SupervisedModel model(net);
+  std::unique_ptr<train::Method> model;
+  std::unique_ptr<train::SimclrModel> simclr_model;
+  if (ssl) {
+    simclr_model = std::make_unique<train::SimclrModel>(net, a.simclr);
+  } else {
+    model = std::make_unique<train::SupervisedModel>(net);
+  }
+  train::Method& method = ssl ? static_cast<train::Method&>(*simclr_model) : *model;
   const auto t0 = std::chrono::steady_clock::now();
   log::info("pretrain ", a.arch, a.small_stem ? " (small stem)" : "", " on ", task.origin, ": ", k, " classes, ",
             task.train.size(), " train / ", task.val.size(), " val images at ", s.prepare.size, " px, device ",
             device.str());
   const data::PreparedSplit train = data::prepare_split(task.train, task.origin + " (train)", s.prepare);
   const data::PreparedSplit val = data::prepare_split(task.val, task.origin + " (val)", s.prepare);
+  if (ssl) simclr_model->set_probe(train.images, train.labels, k);
   train::TaskInfo info{0, task.name, k};
-  model.begin_task(info);
-  const train::TaskTrainReport rep = train::train_task(model, info, train, val, tc);
+  method.begin_task(info);
+  const train::TaskTrainReport rep = train::train_task(method, info, train, val, tc);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   TensorMap weights;
@@ -718,6 +733,8 @@ void pretrain(const PretrainArgs& a) {
                      {"epochs", std::to_string(rep.epochs_run)},
                      {"best_epoch", std::to_string(rep.best_epoch)},
                      {"val_accuracy", std::to_string(rep.best_val_accuracy)},
+                     {"mode", a.mode},
+                     {"val_metric", ssl ? "knn" : "classifier"},
                      {"device", device.str()},
                      {"wall_seconds", std::to_string(wall)},
                      {"libtorch", compat::torch_version()},
@@ -726,6 +743,7 @@ void pretrain(const PretrainArgs& a) {
                               {"arch", a.arch},
                               {"classes", k},
                               {"epochs", rep.epochs_run},
+                              {"mode", a.mode},
                               {"best_val_accuracy", rep.best_val_accuracy},
                               {"train_images_per_second", rep.images_per_second},
                               {"wall_seconds", wall},
@@ -739,10 +757,18 @@ void register_pretrain(CLI::App& app, int argc, char** argv) {
   auto a = std::make_shared<PretrainArgs>();
   for (int i = 0; i < argc; ++i) a->command_line += (i ? " " : "") + std::string(argv[i]);
   CLI::App* sub = app.add_subcommand(
-      "pretrain", "Train a whole backbone (with fc) on one labelled dataset and write torchvision-named safetensors");
+      "pretrain", "Train a whole backbone on one dataset (supervised, or self-supervised with SimCLR) and write "
+                  "torchvision-named safetensors");
   sub->add_option("data", a->input, "A config (TOML) with one [[data.tasks]] entry, or a single-task ImageFolder root")
       ->required();
   sub->add_option("--arch", a->arch, "Architecture")->capture_default_str();
+  sub->add_option("--mode", a->mode,
+                  "supervised (an fc over the dataset's classes) or simclr (self-supervised; labels only feed the kNN "
+                  "validation monitor, and the file holds no fc)")
+      ->capture_default_str();
+  sub->add_option("--temperature", a->simclr.temperature, "simclr: NT-Xent temperature")->capture_default_str();
+  sub->add_option("--min-crop", a->simclr.min_scale, "simclr: smallest random crop, as a fraction of the image area")
+      ->capture_default_str();
   sub->add_flag("--small-stem", a->small_stem, "3x3 stride-1 stem without max-pool (32-64 px inputs)");
   sub->add_option("--out", a->out, "Output weight file (.safetensors)")->required();
   sub->add_option("--epochs", a->epochs)->capture_default_str();

@@ -265,5 +265,26 @@ TEST(Pretrain, WritesALoadableTorchvisionNamedBackbone) {
   EXPECT_EQ(r.code, 0) << r.out;
 }
 
+// Self-supervised pretraining writes a feature extractor (no fc) that clr run loads.
+TEST(Pretrain, SimclrWritesABackboneWithoutFc) {
+  test::TempDir out("pretrain-simclr");
+  const std::string cfg = out.file("shapes.toml");
+  write_file_atomic(cfg, "[data]\nsize = 16\n[[data.tasks]]\nkind = \"shapes\"\nclasses = 4\ntrain_per_class = 12\n"
+                         "val_per_class = 3\nsize = 16\n");
+  Result r = clr_cmd("pretrain " + cfg + " --mode simclr --small-stem --epochs 2 --batch 16 --out " + out.file("s.safetensors"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  const Metadata md = read_safetensors_metadata(out.file("s.safetensors"));
+  EXPECT_EQ(md.at("mode"), "simclr");
+  EXPECT_EQ(md.at("val_metric"), "knn");
+  const auto tensors = read_safetensors(out.file("s.safetensors")).tensors;
+  EXPECT_EQ(tensors.count("fc.weight"), 0u);
+  EXPECT_EQ(tensors.count("layer4.1.bn2.running_var"), 1u);
+  r = clr_cmd("run " + test::test_data_dir() + "/seq/alpha --backbone " + out.file("s.safetensors") +
+              " --size 16 --epochs 1 --out " + out.file("run"));
+  EXPECT_EQ(r.code, 0) << r.out;
+  r = clr_cmd("pretrain " + cfg + " --mode byol --out " + out.file("x.safetensors"));
+  EXPECT_EQ(r.code, 2) << r.out;
+}
+
 }  // namespace
 }  // namespace clr

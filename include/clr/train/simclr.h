@@ -1,0 +1,69 @@
+// Self-supervised pretraining of a backbone (`clr pretrain --mode simclr`): SimCLR
+// (Chen et al. 2020). Two random views of every image (resized crop, mirror, colour
+// jitter, greyscale, made on the device in one batched pass), a two-layer projection
+// head, and the NT-Xent loss: each view must pick its partner out of the 2B - 1 other
+// views. Labels are never used for training. Validation reports the accuracy of a
+// k-nearest-neighbour vote against a bank of labelled training images (the usual SSL
+// monitor), which picks the best epoch.
+#pragma once
+
+#include <torch/nn/modules/container/sequential.h>
+
+#include "clr/models/resnet.h"
+#include "clr/train/method.h"
+
+namespace clr::train {
+
+struct SimclrOptions {
+  double temperature = 0.2;     // NT-Xent temperature
+  int64_t projection_dim = 128; // output of the projection head
+  double min_scale = 0.2;       // smallest crop area (fraction of the image); 1: no crop
+  double jitter = 0.4;          // brightness / contrast / saturation jitter strength
+  double grey = 0.2;            // probability of a greyscale view
+  int64_t knn = 20;             // neighbours in the validation vote
+  int64_t bank = 4096;          // labelled training images kept for the vote
+  void validate() const;
+};
+
+class SimclrModel : public Method {
+ public:
+  // `net`: a feature-mode ResNet (num_classes 0) on its device.
+  SimclrModel(models::ResNet net, SimclrOptions options);
+
+  // The labelled images (uint8 [N, 3, S, S] with labels) the validation vote compares
+  // against; up to options.bank of them, evenly spaced.
+  void set_probe(const at::Tensor& images_u8, const at::Tensor& labels, int64_t num_classes);
+
+  std::string name() const override { return "simclr"; }
+  void begin_task(const TaskInfo& task) override;
+  std::vector<at::Tensor> trainable_parameters() override;
+  at::Tensor loss(const at::Tensor& images, const at::Tensor& labels) override;
+  TensorMap snapshot() override;
+  void restore(const TensorMap& state) override;
+  void end_task(const TaskEnd&) override {}
+  // Scores per class from the k-nearest-neighbour vote (cosine similarity of backbone
+  // features against the probe bank).
+  at::Tensor predict(int64_t task, const at::Tensor& images) override;
+  TensorMap task_state(int64_t task) const override;
+  int64_t extra_params(int64_t task) const override;
+  int64_t backbone_params() const override;
+  std::string backbone_fingerprint() const override;
+  void set_training(bool on) override;
+  c10::Device device() const override { return net_->conv1->weight.device(); }
+
+  // One random view of a batch of normalised images (ImageNet mean/std), same shape.
+  at::Tensor augment(const at::Tensor& images) const;
+  // NT-Xent of 2B projections [2B, D] where rows i and i + B are views of one image.
+  static at::Tensor nt_xent(const at::Tensor& z, double temperature);
+
+ private:
+  models::ResNet net_;
+  torch::nn::Sequential head_{nullptr};
+  SimclrOptions options_;
+  at::Tensor bank_images_;  // uint8, CPU
+  at::Tensor bank_labels_;  // int64, CPU
+  at::Tensor bank_features_;  // normalised features on the device; undefined when stale
+  int64_t num_classes_ = 0;
+};
+
+}  // namespace clr::train

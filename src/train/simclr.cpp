@@ -1,0 +1,171 @@
+#include "clr/train/simclr.h"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "clr/core/error.h"
+#include "clr/core/hash.h"
+#include "clr/data/image.h"
+#include "clr/models/registry.h"
+
+namespace clr::train {
+namespace {
+
+namespace F = torch::nn::functional;
+
+at::Tensor channel_stats(const float v[3], const at::TensorOptions& o) { return torch::tensor({v[0], v[1], v[2]}, o).view({1, 3, 1, 1}); }
+
+}  // namespace
+
+void SimclrOptions::validate() const {
+  CLR_CHECK(temperature > 0 && std::isfinite(temperature), ConfigError, "--temperature must be > 0, got ", temperature);
+  CLR_CHECK(projection_dim >= 2, ConfigError, "the projection dimension must be >= 2, got ", projection_dim);
+  CLR_CHECK(min_scale > 0 && min_scale <= 1, ConfigError, "the smallest crop scale must be in (0, 1], got ", min_scale);
+  CLR_CHECK(jitter >= 0 && jitter < 1, ConfigError, "colour jitter must be in [0, 1), got ", jitter);
+  CLR_CHECK(grey >= 0 && grey <= 1, ConfigError, "the greyscale probability must be in [0, 1], got ", grey);
+  CLR_CHECK(knn >= 1 && bank >= 1, ConfigError, "the kNN monitor needs k >= 1 and a bank >= 1");
+}
+
+SimclrModel::SimclrModel(models::ResNet net, SimclrOptions options) : net_(std::move(net)), options_(options) {
+  options_.validate();
+  CLR_CHECK(net_->options().num_classes() == 0, ConfigError, "SimCLR trains a feature-mode ResNet (no fc)");
+  const int64_t f = net_->feature_dim();
+  head_ = torch::nn::Sequential(torch::nn::Linear(f, f), torch::nn::ReLU(), torch::nn::Linear(f, options_.projection_dim));
+  head_->to(device());
+}
+
+void SimclrModel::set_probe(const at::Tensor& images_u8, const at::Tensor& labels, int64_t num_classes) {
+  CLR_CHECK(images_u8.dim() == 4 && images_u8.size(0) == labels.size(0) && labels.size(0) > 0,
+            ConfigError, "the SimCLR probe needs uint8 [N, 3, S, S] images with one label each");
+  const int64_t n = images_u8.size(0), keep = std::min(n, options_.bank);
+  at::Tensor idx = torch::linspace(0, static_cast<double>(n - 1), keep).round().to(torch::kLong);
+  bank_images_ = images_u8.index_select(0, idx).contiguous();
+  bank_labels_ = labels.to(torch::kCPU, torch::kLong).index_select(0, idx);
+  num_classes_ = num_classes;
+  bank_features_ = at::Tensor();
+}
+
+void SimclrModel::begin_task(const TaskInfo& task) {
+  CLR_CHECK(task.index == 0, ConfigError, "SimCLR pretraining learns one dataset");
+  CLR_CHECK(bank_images_.defined(), ConfigError, "set_probe() before training (the validation monitor needs it)");
+}
+
+std::vector<at::Tensor> SimclrModel::trainable_parameters() {
+  std::vector<at::Tensor> out;
+  for (auto& p : net_->parameters()) out.push_back(p);
+  for (auto& p : head_->parameters()) out.push_back(p);
+  return out;
+}
+
+at::Tensor SimclrModel::augment(const at::Tensor& x) const {
+  const auto o = x.options();
+  const int64_t b = x.size(0);
+  at::Tensor mean = channel_stats(data::kImageNetMean, o), std = channel_stats(data::kImageNetStd, o);
+  at::Tensor rgb = x * std + mean;
+  // Random resized crop and mirror: per sample, the output grid samples a window of
+  // area `scale` and aspect ratio in [3/4, 4/3] of the input.
+  at::Tensor scale = torch::rand({b}, o) * (1 - options_.min_scale) + options_.min_scale;
+  // (min_scale 1 turns the crop off altogether: no aspect change either.)
+  const double max_log_ratio = options_.min_scale < 1 ? std::log(4.0 / 3.0) : 0.0;
+  at::Tensor log_ratio = (torch::rand({b}, o) * 2 - 1) * max_log_ratio;
+  at::Tensor w = torch::sqrt(scale * torch::exp(log_ratio)).clamp_max(1);
+  at::Tensor h = torch::sqrt(scale / torch::exp(log_ratio)).clamp_max(1);
+  at::Tensor cx = (torch::rand({b}, o) * 2 - 1) * (1 - w);
+  at::Tensor cy = (torch::rand({b}, o) * 2 - 1) * (1 - h);
+  at::Tensor flip = torch::where(torch::rand({b}, o) < 0.5, torch::full({b}, -1.0, o), torch::ones({b}, o));
+  at::Tensor zeros = torch::zeros({b}, o);
+  at::Tensor theta = torch::stack({torch::stack({w * flip, zeros, cx}, 1), torch::stack({zeros, h, cy}, 1)}, 1);
+  at::Tensor grid = F::affine_grid(theta, x.sizes(), false);
+  rgb = F::grid_sample(rgb, grid, F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kBorder).align_corners(false));
+  // Colour jitter (80% of views): brightness, contrast, saturation.
+  const double j = options_.jitter;
+  auto factor = [&](double strength) { return (torch::rand({b, 1, 1, 1}, o) * 2 - 1) * strength + 1; };
+  at::Tensor apply = (torch::rand({b, 1, 1, 1}, o) < 0.8).to(o.dtype());
+  at::Tensor jittered = rgb * factor(j);
+  const at::Tensor luma_w = torch::tensor({0.299f, 0.587f, 0.114f}, o).view({1, 3, 1, 1});
+  at::Tensor m = (jittered * luma_w).sum(1, true).mean(std::vector<int64_t>{2, 3}, true);
+  jittered = (jittered - m) * factor(j) + m;
+  at::Tensor grey = (jittered * luma_w).sum(1, true);
+  jittered = grey + (jittered - grey) * factor(j);
+  rgb = apply * jittered + (1 - apply) * rgb;
+  // Greyscale.
+  at::Tensor to_grey = (torch::rand({b, 1, 1, 1}, o) < options_.grey).to(o.dtype());
+  rgb = to_grey * (rgb * luma_w).sum(1, true).expand_as(rgb) + (1 - to_grey) * rgb;
+  return (rgb.clamp(0, 1) - mean) / std;
+}
+
+at::Tensor SimclrModel::nt_xent(const at::Tensor& z, double temperature) {
+  CLR_ASSERT(z.dim() == 2 && z.size(0) % 2 == 0 && z.size(0) >= 4, "nt_xent needs [2B, D] with B >= 2");
+  const int64_t n = z.size(0), b = n / 2;
+  at::Tensor zn = F::normalize(z, F::NormalizeFuncOptions().dim(1));
+  at::Tensor sim = torch::matmul(zn, zn.t()) / temperature;
+  // A view is never its own candidate.
+  sim = sim.masked_fill(torch::eye(n, torch::TensorOptions().dtype(torch::kBool).device(z.device())),
+                        -std::numeric_limits<float>::infinity());
+  at::Tensor targets = torch::cat({torch::arange(b, n), torch::arange(0, b)}).to(z.device());
+  return F::cross_entropy(sim, targets);
+}
+
+at::Tensor SimclrModel::loss(const at::Tensor& images, const at::Tensor&) {
+  CLR_CHECK(images.size(0) >= 2, ConfigError, "SimCLR needs batches of at least 2 images");
+  const at::Tensor views = torch::cat({augment(images), augment(images)});
+  return nt_xent(head_->forward(net_->features(views)), options_.temperature);
+}
+
+TensorMap SimclrModel::snapshot() {
+  TensorMap s;
+  for (const auto& [k, v] : models::state_dict(*net_)) s.emplace("net." + k, v.detach().clone());
+  for (const auto& item : head_->named_parameters()) s.emplace("head." + item.key(), item.value().detach().clone());
+  return s;
+}
+
+void SimclrModel::restore(const TensorMap& state) {
+  torch::NoGradGuard ng;
+  const TensorMap net = models::state_dict(*net_);
+  auto head = head_->named_parameters();
+  for (const auto& [k, v] : state) {
+    if (k.rfind("net.", 0) == 0) net.at(k.substr(4)).copy_(v);
+    else head[k.substr(5)].copy_(v);
+  }
+  bank_features_ = at::Tensor();
+}
+
+void SimclrModel::set_training(bool on) {
+  net_->train(on);
+  head_->train(on);
+  if (on) bank_features_ = at::Tensor();  // the backbone is about to change
+}
+
+at::Tensor SimclrModel::predict(int64_t, const at::Tensor& images) {
+  torch::NoGradGuard ng;
+  if (!bank_features_.defined()) {
+    std::vector<at::Tensor> feats;
+    for (int64_t i = 0; i < bank_images_.size(0); i += 256) {
+      const at::Tensor x = data::normalize(bank_images_.narrow(0, i, std::min<int64_t>(256, bank_images_.size(0) - i)).to(device()));
+      feats.push_back(F::normalize(net_->features(x), F::NormalizeFuncOptions().dim(1)));
+    }
+    bank_features_ = torch::cat(feats);
+  }
+  const at::Tensor f = F::normalize(net_->features(images), F::NormalizeFuncOptions().dim(1));
+  const at::Tensor sim = torch::matmul(f, bank_features_.t());
+  const int64_t k = std::min(options_.knn, sim.size(1));
+  auto [top, idx] = sim.topk(k, 1);
+  const at::Tensor votes = torch::exp(top / options_.temperature);  // similarity-weighted (Wu et al. 2018)
+  const at::Tensor labels = bank_labels_.to(device()).index_select(0, idx.reshape({-1})).view(idx.sizes());
+  return torch::zeros({images.size(0), num_classes_}, votes.options()).scatter_add_(1, labels, votes);
+}
+
+TensorMap SimclrModel::task_state(int64_t) const { return models::state_dict(*net_); }
+
+int64_t SimclrModel::extra_params(int64_t) const { return backbone_params(); }
+
+int64_t SimclrModel::backbone_params() const {
+  int64_t n = 0;
+  for (const auto& p : net_->parameters()) n += p.numel();
+  return n;
+}
+
+std::string SimclrModel::backbone_fingerprint() const { return fingerprint(models::state_dict(*net_)); }
+
+}  // namespace clr::train
