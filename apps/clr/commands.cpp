@@ -14,6 +14,7 @@
 #include "clr/core/safetensors.h"
 #include "clr/core/tensor_io.h"
 #include "clr/eval/cost.h"
+#include "clr/eval/report.h"
 #include "clr/models/registry.h"
 
 namespace clr::apps {
@@ -102,6 +103,18 @@ void register_inspect(CLI::App& app) {
   sub->add_flag("--small-stem", args->small_stem, "The architecture has the small-image stem");
   sub->footer(architectures_help());
   register_action(sub, [args] { run_inspect(*args); });
+}
+
+void register_report(CLI::App& app) {
+  auto dir = std::make_shared<std::string>();
+  CLI::App* sub = app.add_subcommand(
+      "report", "Write DIR/report.html and DIR/figures/*.svg for a clr compare or clr run output directory");
+  sub->add_option("dir", *dir, "An output directory of clr compare (compare.json) or clr run (results.json)")->required();
+  register_action(sub, [dir] {
+    const eval::ReportFiles f = eval::write_report(*dir);
+    for (const auto& fig : f.figures) std::cout << fig << "\n";
+    std::cout << "report: " << f.html << std::endl;
+  });
 }
 
 void register_action(const CLI::App* sub, std::function<void()> action) { actions()[sub] = std::move(action); }

@@ -15,6 +15,7 @@ void register_run(CLI::App& app);
 void register_compare(CLI::App& app);
 void register_preview(CLI::App& app);
 void register_data(CLI::App& app);
+void register_report(CLI::App& app);
 void register_pretrain(CLI::App& app, int argc, char** argv);
 
 // Records the action run_selected() runs for a parsed subcommand.

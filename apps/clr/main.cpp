@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
   clr::apps::register_compare(app);
   clr::apps::register_preview(app);
   clr::apps::register_data(app);
+  clr::apps::register_report(app);
   clr::apps::register_pretrain(app, argc, argv);
 
   try {

@@ -101,6 +101,23 @@ TEST(Compare, AllMethodsEndToEnd) {
   EXPECT_LT(by["sgd-ll"]["stored_bytes_total"].get<int64_t>(), by["linear"]["stored_bytes_total"].get<int64_t>());
   const std::string csv = read_file(out.file("compare.csv"));
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 14);
+
+  // The report: an HTML page and SVG figures that an SVG renderer accepts.
+  const Result rep = clr_cmd("report " + out.path());
+  ASSERT_EQ(rep.code, 0) << rep.out;
+  const std::string html = read_file(out.file("report.html"));
+  size_t svgs = 0;
+  for (size_t at = html.find("<svg"); at != std::string::npos; at = html.find("<svg", at + 1)) ++svgs;
+  EXPECT_EQ(svgs, 5u);
+  for (const char* fig : {"first_task", "average_accuracy", "params_vs_accuracy", "train_time", "final_accuracy"}) {
+    const std::string svg = out.path() + "/figures/" + fig + ".svg";
+    ASSERT_TRUE(file_exists(svg)) << fig;
+    EXPECT_EQ(std::system(("rsvg-convert '" + svg + "' > /dev/null").c_str()), 0) << fig << " is not valid SVG";
+  }
+  // One run's report: the accuracy matrix.
+  ASSERT_EQ(clr_cmd("report " + out.path() + "/clr").code, 0);
+  EXPECT_NE(read_file(out.path() + "/clr/report.html").find("accuracy_matrix.svg"), std::string::npos);
+  EXPECT_EQ(clr_cmd("report " + out.path() + "/nothing-here").code, 3);
 }
 
 // --reuse keeps finished runs made with the same settings (also by `clr run`) and runs
