@@ -13,9 +13,9 @@
 namespace clr::apps {
 namespace {
 
-std::string catalogue_text() {
+std::string catalogue_text(const std::string& set = "suite") {
   std::ostringstream os;
-  for (const auto& t : data::suite_catalogue()) {
+  for (const auto& t : data::suite_catalogue(set)) {
     os << "  " << t.name << std::string(t.name.size() < 18 ? 18 - t.name.size() : 1, ' ') << "[" << t.kind << "] "
        << t.description << "\n";
   }
@@ -57,21 +57,38 @@ void register_data(CLI::App& app) {
   b->add_option("--cache", o->cache_dir, "Cache of rendered SVG assets (default: $XDG_CACHE_HOME/clr/assets or ~/.cache/clr/assets)");
   b->add_option("--root", o->root, "Root of the installed Debian packages (default /)")->capture_default_str();
   b->add_flag("--overwrite", o->overwrite, "Replace an existing suite in --out");
-  b->footer("Tasks:\n" + catalogue_text());
+  b->add_option("--bundle", o->bundle,
+                "Draw from a bundle made by `clr data bundle` instead of the installed packages (same bytes)");
+  b->add_option("--set", o->set, "suite (the benchmark) or pretrain (assets no benchmark task uses)")->capture_default_str();
+  b->footer("Tasks:\n" + catalogue_text() + "Pretraining set (--set pretrain):\n" + catalogue_text("pretrain"));
   register_action(b, [o] { build(*o); });
+
+  auto bo = std::make_shared<data::SuiteOptions>();
+  CLI::App* bu = sub->add_subcommand(
+      "bundle", "Write the suite's loaded assets to a directory, to build the same suite where the packages are not "
+                "installed (clr data build --bundle DIR)");
+  bu->add_option("--out", bo->out, "Output directory")->required();
+  bu->add_option("--tasks", bo->tasks, "Only these tasks (comma-separated; default: all)")->delimiter(',');
+  bu->add_option("--cache", bo->cache_dir, "Cache of rendered SVG assets");
+  bu->add_option("--root", bo->root, "Root of the installed Debian packages (default /)")->capture_default_str();
+  bu->add_flag("--overwrite", bo->overwrite, "Replace an existing bundle in --out");
+  bu->add_option("--set", bo->set, "suite or pretrain")->capture_default_str();
+  register_action(bu, [bo] { std::cout << "bundle: " << data::write_suite_bundle(*bo) << std::endl; });
 
   CLI::App* l = sub->add_subcommand("list", "List the suite's tasks with their kinds and source packages");
   auto as_json = std::make_shared<bool>(false);
+  auto set = std::make_shared<std::string>("suite");
   l->add_flag("--json", *as_json, "Print JSON");
-  register_action(l, [as_json] {
+  l->add_option("--set", *set, "suite or pretrain")->capture_default_str();
+  register_action(l, [as_json, set] {
     if (*as_json) {
       nlohmann::ordered_json j = nlohmann::ordered_json::array();
-      for (const auto& t : data::suite_catalogue()) {
+      for (const auto& t : data::suite_catalogue(*set)) {
         j.push_back({{"name", t.name}, {"kind", t.kind}, {"description", t.description}, {"packages", t.packages}});
       }
       std::cout << j.dump(2) << std::endl;
     } else {
-      std::cout << catalogue_text();
+      std::cout << catalogue_text(*set);
     }
   });
 

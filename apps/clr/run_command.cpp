@@ -664,16 +664,20 @@ void pretrain(const PretrainArgs& a) {
   RunSpec s = read_input(a.input);
   if (a.size > 0) s.prepare.size = a.size;
   data::Sequence seq = sequence_of(s);
-  CLR_CHECK(seq.size() == 1, ConfigError, "clr pretrain learns one labelled dataset; '", a.input, "' describes ",
-            seq.size(), " tasks");
-  data::TaskData task = std::move(seq[0]);
   data::SplitOptions so;
   so.val_fraction = a.val_fraction;
   so.allow_missing_test = true;
   so.seed = a.seed;
-  data::complete_splits(task, so);
-  data::validate_sequence({task});
+  for (auto& t : seq) data::complete_splits(t, so);
+  data::validate_sequence(seq);
   CLR_CHECK(!a.out.empty(), ConfigError, "--out FILE is required");
+  // Several tasks are pretrained on as one dataset: class c of task t is "t/c".
+  std::vector<std::string> classes;
+  std::string origin;
+  for (const auto& t : seq) {
+    for (const auto& c : t.classes) classes.push_back(seq.size() == 1 ? c : t.name + "/" + c);
+    origin += (origin.empty() ? "" : " + ") + t.origin;
+  }
 
   train::TrainConfig tc;
   tc.optimizer = a.optimizer;
@@ -690,7 +694,7 @@ void pretrain(const PretrainArgs& a) {
 
   const c10::Device device = runtime::parse_device(a.device);
   torch::manual_seed(a.seed);
-  const auto k = static_cast<int64_t>(task.classes.size());
+  const auto k = static_cast<int64_t>(classes.size());
   const bool ssl = a.mode == "simclr";
   models::ResNet net = models::make_resnet(a.arch, ssl ? 0 : k, a.small_stem);
   net->to(device);
@@ -703,13 +707,28 @@ void pretrain(const PretrainArgs& a) {
   }
   train::Method& method = ssl ? static_cast<train::Method&>(*simclr_model) : *model;
   const auto t0 = std::chrono::steady_clock::now();
-  log::info("pretrain ", a.arch, a.small_stem ? " (small stem)" : "", " on ", task.origin, ": ", k, " classes, ",
-            task.train.size(), " train / ", task.val.size(), " val images at ", s.prepare.size, " px, device ",
+  std::vector<at::Tensor> train_images, train_labels, val_images, val_labels;
+  int64_t offset = 0;
+  for (const auto& t : seq) {
+    data::PreparedSplit tr = data::prepare_split(t.train, t.origin + " (train)", s.prepare);
+    data::PreparedSplit va = data::prepare_split(t.val, t.origin + " (val)", s.prepare);
+    train_images.push_back(tr.images);
+    train_labels.push_back(tr.labels + offset);
+    val_images.push_back(va.images);
+    val_labels.push_back(va.labels + offset);
+    offset += static_cast<int64_t>(t.classes.size());
+  }
+  data::PreparedSplit train, val;
+  train.images = torch::cat(train_images);
+  train.labels = torch::cat(train_labels);
+  val.images = torch::cat(val_images);
+  val.labels = torch::cat(val_labels);
+  const std::string task_name = seq.size() == 1 ? seq[0].name : "pretraining";
+  log::info("pretrain ", a.arch, a.small_stem ? " (small stem)" : "", " (", a.mode, ") on ", origin, ": ", k,
+            " classes, ", train.size(), " train / ", val.size(), " val images at ", s.prepare.size, " px, device ",
             device.str());
-  const data::PreparedSplit train = data::prepare_split(task.train, task.origin + " (train)", s.prepare);
-  const data::PreparedSplit val = data::prepare_split(task.val, task.origin + " (val)", s.prepare);
   if (ssl) simclr_model->set_probe(train.images, train.labels, k);
-  train::TaskInfo info{0, task.name, k};
+  train::TaskInfo info{0, task_name, k};
   method.begin_task(info);
   const train::TaskTrainReport rep = train::train_task(method, info, train, val, tc);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -719,14 +738,14 @@ void pretrain(const PretrainArgs& a) {
     at::Tensor c = t.detach().to(torch::kCPU);
     weights.emplace(key, a.fp16 && c.is_floating_point() ? c.to(torch::kHalf) : c);
   }
-  nlohmann::json classes = task.classes;
+  nlohmann::json class_names = classes;
   write_safetensors(a.out, weights,
                     {{"format", "clr.backbone/1"},
                      {"arch", a.arch},
                      {"small_stem", a.small_stem ? "true" : "false"},
                      {"input_size", std::to_string(s.prepare.size)},
-                     {"classes", classes.dump()},
-                     {"data", task.origin},
+                     {"classes", class_names.dump()},
+                     {"data", origin},
                      {"train_images", std::to_string(train.size())},
                      {"command", a.command_line},
                      {"seed", std::to_string(a.seed)},

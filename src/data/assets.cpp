@@ -44,6 +44,21 @@ uint32_t be32(const std::string& b, size_t at) {
 at::Tensor shrink_to(const at::Tensor& rgba, int64_t max_side) {
   const int64_t h = rgba.size(0), w = rgba.size(1), longer = std::max(h, w);
   if (longer <= max_side) return rgba;
+  if (rgba.size(2) != 4) {
+    namespace F = torch::nn::functional;
+    const double f = static_cast<double>(max_side) / static_cast<double>(longer);
+    return F::interpolate(rgba.permute({2, 0, 1}).unsqueeze(0),
+                          F::InterpolateFuncOptions()
+                              .size(std::vector<int64_t>{std::max<int64_t>(1, std::llround(static_cast<double>(h) * f)),
+                                                         std::max<int64_t>(1, std::llround(static_cast<double>(w) * f))})
+                              .mode(torch::kBilinear)
+                              .align_corners(false)
+                              .antialias(true))
+        .squeeze(0)
+        .permute({1, 2, 0})
+        .clamp(0, 1)
+        .contiguous();
+  }
   const double f = static_cast<double>(max_side) / static_cast<double>(longer);
   const int64_t nh = std::max<int64_t>(1, std::llround(static_cast<double>(h) * f));
   const int64_t nw = std::max<int64_t>(1, std::llround(static_cast<double>(w) * f));
@@ -119,6 +134,12 @@ at::Tensor crop_to_content(const at::Tensor& rgba, float threshold) {
   return rgba.slice(0, r0, r1 + 1).slice(1, c0, c1 + 1).contiguous();
 }
 
+at::Tensor shrink_image(const at::Tensor& image, int64_t max_side) {
+  const at::Tensor hwc = image.dim() == 2 ? image.unsqueeze(2) : image;
+  at::Tensor out = (shrink_to(hwc, max_side) * 255).round().clamp(0, 255).div_(255.0f);
+  return image.dim() == 2 ? out.squeeze(2).contiguous() : out.contiguous();
+}
+
 bool has_content(const at::Tensor& rgba, float threshold, int64_t min_pixels) {
   return rgba.numel() > 0 && (rgba.select(2, 3) > threshold).sum().item<int64_t>() >= min_pixels;
 }
@@ -146,13 +167,14 @@ at::Tensor render_svg(const std::string& path, int64_t max_side, const std::stri
     const double zoom = std::min(64.0, static_cast<double>(max_side) / static_cast<double>(longer) * 1.02);
     img = crop_to_content(decode_rgba(rsvg_png(path, zoom, element), what));
   }
-  img = shrink_to(img, max_side);
+  // 8-bit values, as every other asset: the same pixels with or without the cache,
+  // and in a bundle.
+  const at::Tensor u8 = (shrink_to(img, max_side) * 255).round().clamp(0, 255).to(torch::kUInt8);
   if (!cache_file.empty()) {
     make_directories(cache_dir);
-    write_file_atomic(cache_file, encode_png((img * 255).round().clamp(0, 255).to(torch::kUInt8)));
-    img = decode_rgba(read_file(cache_file), cache_file);  // the same pixels with or without the cache
+    write_file_atomic(cache_file, encode_png(u8));
   }
-  return img;
+  return u8.to(torch::kFloat).div_(255.0f);
 }
 
 // ---------------------------------------------------------------- GIMP patterns

@@ -1,13 +1,16 @@
 #include "clr/data/suite.h"
 
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <set>
 
 #include <ATen/Parallel.h>
@@ -19,6 +22,7 @@
 #include "clr/core/hash.h"
 #include "clr/core/log.h"
 #include "clr/core/progress.h"
+#include "clr/data/assets.h"
 #include "clr/data/image.h"
 #include "clr/data/sources.h"
 #include "detail/suite_recipe.h"
@@ -149,21 +153,22 @@ struct BuiltTask {
   std::vector<WrittenImage> images;
 };
 
-BuiltTask build_task(const SuiteRecipe& recipe, SuiteContext& ctx, const std::string& task_dir, uint64_t seed) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const SuiteOptions& o = ctx.options();
-  BuiltTask out;
-  out.summary.name = recipe.info.name;
-  out.summary.kind = recipe.info.kind;
-  out.description = recipe.info.description;
+// A task's classes and loaded assets: everything drawing needs, from the installed
+// packages or from a bundle.
+struct TaskAssets {
   std::vector<std::string> classes;
-  std::vector<SuiteAsset> assets;
-  recipe.collect(ctx, classes, assets);
-  out.packages = ctx.take_used();
-  const uint64_t task_seed = mix_seed(seed, std::hash<std::string>{}(recipe.info.name) & 0xFFFFFFFFull);
-  CLR_CHECK(classes.size() >= 2 && !assets.empty(), NotFoundError, "task '", recipe.info.name, "' found ",
-            assets.size(), " assets for ", classes.size(), " classes");
+  std::vector<SuiteAsset> assets;                 // those that loaded and draw something
+  std::vector<std::vector<at::Tensor>> payloads;  // per asset
+  std::vector<std::string> packages;
+};
 
+TaskAssets load_task_assets(const SuiteRecipe& recipe, SuiteContext& ctx) {
+  TaskAssets out;
+  std::vector<SuiteAsset> assets;
+  recipe.collect(ctx, out.classes, assets);
+  out.packages = ctx.take_used();
+  CLR_CHECK(out.classes.size() >= 2 && !assets.empty(), NotFoundError, "task '", recipe.info.name, "' found ",
+            assets.size(), " assets for ", out.classes.size(), " classes");
   // Load every asset (rendering SVGs, glyphs); drop those that draw nothing.
   std::vector<std::vector<at::Tensor>> payload(assets.size());
   std::atomic<int64_t> loaded{0};
@@ -181,8 +186,6 @@ BuiltTask build_task(const SuiteRecipe& recipe, SuiteContext& ctx, const std::st
     }
   });
   progress.finish();
-  std::vector<SuiteAsset> kept;
-  std::vector<std::vector<at::Tensor>> kept_payload;
   int64_t failed = 0;
   for (size_t i = 0; i < assets.size(); ++i) {
     if (!errors[i].empty()) {
@@ -190,12 +193,33 @@ BuiltTask build_task(const SuiteRecipe& recipe, SuiteContext& ctx, const std::st
       continue;
     }
     if (payload[i].empty()) continue;
-    kept.push_back(assets[i]);
-    kept_payload.push_back(std::move(payload[i]));
+    out.assets.push_back(assets[i]);
+    out.payloads.push_back(std::move(payload[i]));
   }
   if (failed > 0) log::warn("suite '", recipe.info.name, "': ", failed, " of ", assets.size(), " assets could not be loaded");
-  CLR_CHECK(static_cast<double>(kept.size()) >= 0.8 * static_cast<double>(assets.size()), FormatError, "task '",
-            recipe.info.name, "': only ", kept.size(), " of ", assets.size(), " assets could be loaded");
+  CLR_CHECK(static_cast<double>(out.assets.size()) >= 0.8 * static_cast<double>(assets.size()), FormatError, "task '",
+            recipe.info.name, "': only ", out.assets.size(), " of ", assets.size(), " assets could be loaded");
+  return out;
+}
+
+// The seed of a task's random streams (FNV-1a of its name: the same on every platform).
+uint64_t task_seed_of(uint64_t seed, const std::string& name) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ull;
+  return mix_seed(seed, h);
+}
+
+BuiltTask draw_task(const SuiteRecipe& recipe, const TaskAssets& ta, const std::string& task_dir, const SuiteOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  BuiltTask out;
+  out.summary.name = recipe.info.name;
+  out.summary.kind = recipe.info.kind;
+  out.description = recipe.info.description;
+  out.packages = ta.packages;
+  const std::vector<std::string>& classes = ta.classes;
+  const std::vector<SuiteAsset>& kept = ta.assets;
+  const std::vector<std::vector<at::Tensor>>& kept_payload = ta.payloads;
+  const uint64_t task_seed = task_seed_of(o.seed, recipe.info.name);
 
   const SplitPlan plan = split_assets(recipe, classes, kept, task_seed);
   const auto counts = images_per_class(o.scale, static_cast<int64_t>(classes.size()));
@@ -275,11 +299,134 @@ void link_or_copy(const std::string& from, const std::string& to) {
   write_file_atomic(to, read_file(from));
 }
 
+
+std::vector<SuiteRecipe> recipes_of(const std::string& set) {
+  CLR_CHECK(set == "suite" || set == "pretrain", ConfigError, "--set must be suite or pretrain, got '", set, "'");
+  return set == "suite" ? suite_internal::suite_recipes() : suite_internal::pretrain_recipes();
+}
+
+std::vector<SuiteRecipe> chosen_recipes(const std::string& set, const std::vector<std::string>& names) {
+  std::vector<SuiteRecipe> recipes = recipes_of(set);
+  if (names.empty()) return recipes;
+  std::vector<std::string> known;
+  for (const auto& r : recipes) known.push_back(r.info.name);
+  for (const auto& name : names) {
+    CLR_CHECK(std::find(known.begin(), known.end(), name) != known.end(), ConfigError, "unknown suite task '", name,
+              "'; the tasks are: ", join_first(known, 64));
+  }
+  std::vector<SuiteRecipe> chosen;
+  for (const auto& r : recipes) {
+    if (std::find(names.begin(), names.end(), r.info.name) != names.end()) chosen.push_back(r);
+  }
+  return chosen;
+}
+
+// ---------------------------------------------------------------- bundles
+//
+// A bundle is what the suite is drawn from, without the packages: DIR/index.json.gz
+// (gzipped JSON, schema clr.suite-bundle/1: per task its classes, packages and assets with class,
+// group, key, split and payload files; per package its version and licences) and one
+// PNG per distinct payload, DIR/<sha256>.png (grey for masks, RGB, or RGBA). Payloads
+// are uint8 values / 255 both ways, so a suite built from a bundle has the same bytes
+// as one built from the packages.
+
+struct PackageRecord {
+  std::string version;
+  std::vector<std::string> licenses;
+};
+
+struct Bundle {
+  nlohmann::json index;
+  std::map<std::string, PackageRecord> packages;
+};
+
+at::Tensor payload_to_u8(const at::Tensor& p) {
+  const at::Tensor u8 = (p * 255).round().clamp(0, 255).to(torch::kUInt8);
+  return p.dim() == 2 ? u8.unsqueeze(2).contiguous() : u8.contiguous();
+}
+
+at::Tensor payload_from_png(const std::string& bytes, const std::string& origin, int channels) {
+  at::Tensor rgba = decode_rgba(bytes, origin);  // float [H, W, 4], value / 255
+  if (channels == 1) return rgba.select(2, 0).contiguous();
+  if (channels == 3) return rgba.narrow(2, 0, 3).contiguous();
+  return rgba;
+}
+
+// The index is gzipped JSON (tens of thousands of assets with their keys).
+void write_gzip(const std::string& path, const std::string& text) {
+  const std::string tmp = detail::concat(path, ".tmp.", ::getpid());
+  gzFile f = gzopen(tmp.c_str(), "wb9");
+  CLR_CHECK(f != nullptr, NotFoundError, "cannot write '", tmp, "'");
+  const int n = gzwrite(f, text.data(), static_cast<unsigned>(text.size()));
+  const bool ok = gzclose(f) == Z_OK && n == static_cast<int>(text.size());
+  if (!ok) std::remove(tmp.c_str());
+  CLR_CHECK(ok, FormatError, "writing '", tmp, "' failed");
+  CLR_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, NotFoundError, "cannot rename '", tmp, "' to '", path, "'");
+}
+
+std::string read_gzip(const std::string& path) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  CLR_CHECK(f != nullptr, NotFoundError, "cannot open '", path, "'");
+  std::string out;
+  char buf[1 << 16];
+  int n = 0;
+  while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  int err = 0;
+  gzerror(f, &err);
+  gzclose(f);
+  CLR_CHECK(n == 0 && err == Z_OK, FormatError, "'", path, "': corrupt gzip data");
+  return out;
+}
+
+Bundle read_bundle(const std::string& dir) {
+  const std::string path = dir + "/index.json.gz";
+  CLR_CHECK(file_exists(path), NotFoundError, "'", dir, "' is not a suite bundle (no index.json.gz); make one with `clr data bundle`");
+  Bundle b;
+  try {
+    b.index = nlohmann::json::parse(read_gzip(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(detail::concat("'", path, "' is not JSON: ", e.what()));
+  }
+  CLR_CHECK(b.index.value("schema", "") == "clr.suite-bundle/1", FormatError, "'", path,
+            "' is not a suite bundle (expected schema clr.suite-bundle/1)");
+  for (const auto& [name, p] : b.index.at("packages").items()) {
+    b.packages[name] = {p.at("version").get<std::string>(), p.at("licenses").get<std::vector<std::string>>()};
+  }
+  return b;
+}
+
+TaskAssets bundle_task(const Bundle& b, const std::string& task, const std::string& dir) {
+  const auto& tasks = b.index.at("tasks");
+  CLR_CHECK(tasks.contains(task), NotFoundError, "the bundle '", dir, "' has no task '", task, "'");
+  const auto& t = tasks.at(task);
+  TaskAssets out;
+  out.classes = t.at("classes").get<std::vector<std::string>>();
+  out.packages = t.at("packages").get<std::vector<std::string>>();
+  const auto& assets = t.at("assets");
+  out.assets.resize(assets.size());
+  out.payloads.resize(assets.size());
+  at::parallel_for(0, static_cast<int64_t>(assets.size()), 8, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const auto& a = assets[static_cast<size_t>(i)];
+      SuiteAsset& s = out.assets[static_cast<size_t>(i)];
+      s.cls = a.at("cls").get<int64_t>();
+      s.group = a.at("group").get<std::string>();
+      s.key = a.at("key").get<std::string>();
+      s.split = a.at("split").get<int>();
+      for (const auto& p : a.at("payloads")) {
+        const std::string file = dir + "/" + p.at("file").get<std::string>();
+        out.payloads[static_cast<size_t>(i)].push_back(payload_from_png(read_file(file), file, p.at("channels").get<int>()));
+      }
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
-std::vector<SuiteTaskInfo> suite_catalogue() {
+std::vector<SuiteTaskInfo> suite_catalogue(const std::string& set) {
   std::vector<SuiteTaskInfo> out;
-  for (const auto& r : suite_internal::suite_recipes()) out.push_back(r.info);
+  for (const auto& r : recipes_of(set)) out.push_back(r.info);
   return out;
 }
 
@@ -294,20 +441,7 @@ SuiteSummary build_suite(const SuiteOptions& options) {
   CLR_CHECK(options.overwrite || !directory_exists(out), ConfigError, "'", out,
             "' exists; choose another --out or pass --overwrite to replace it");
 
-  std::vector<SuiteRecipe> recipes = suite_internal::suite_recipes();
-  if (!options.tasks.empty()) {
-    std::vector<SuiteRecipe> chosen;
-    std::vector<std::string> known;
-    for (const auto& r : recipes) known.push_back(r.info.name);
-    for (const auto& name : options.tasks) {
-      CLR_CHECK(std::find(known.begin(), known.end(), name) != known.end(), ConfigError, "unknown suite task '", name,
-                "'; the tasks are: ", join_first(known, 64));
-    }
-    for (const auto& r : recipes) {
-      if (std::find(options.tasks.begin(), options.tasks.end(), r.info.name) != options.tasks.end()) chosen.push_back(r);
-    }
-    recipes = chosen;
-  }
+  const std::vector<SuiteRecipe> recipes = chosen_recipes(options.set, options.tasks);
 
   const std::string partial = detail::concat(out, ".partial-", ::getpid());
   remove_tree(partial);
@@ -322,10 +456,19 @@ SuiteSummary build_suite(const SuiteOptions& options) {
 
   const std::string cache = options.cache_dir.empty() ? default_cache_dir() : options.cache_dir;
   SuiteContext ctx(options, cache);
+  std::optional<Bundle> bundle;
+  if (!options.bundle.empty()) {
+    bundle = read_bundle(options.bundle);
+    const std::string set = bundle->index.value("set", "suite");
+    CLR_CHECK(set == options.set, ConfigError, "the bundle '", options.bundle, "' holds the '", set,
+              "' set; build it with --set ", set);
+  }
   std::vector<BuiltTask> built;
   for (size_t t = 0; t < recipes.size(); ++t) {
     log::info("suite: task ", t + 1, "/", recipes.size(), " '", recipes[t].info.name, "'");
-    built.push_back(build_task(recipes[t], ctx, partial + "/imagefolder/" + recipes[t].info.name, options.seed));
+    const TaskAssets assets = bundle ? bundle_task(*bundle, recipes[t].info.name, options.bundle)
+                                     : load_task_assets(recipes[t], ctx);
+    built.push_back(draw_task(recipes[t], assets, partial + "/imagefolder/" + recipes[t].info.name, options));
   }
 
   // ImageFolder: task order.
@@ -400,7 +543,14 @@ SuiteSummary build_suite(const SuiteOptions& options) {
   }
   json packages = json::array();
   for (const auto& p : all_packages) {
-    const DebianPackage& dp = ctx.package(p);
+    DebianPackage dp;
+    if (bundle) {
+      dp.name = p;
+      dp.version = bundle->packages.at(p).version;
+      dp.licenses = bundle->packages.at(p).licenses;
+    } else {
+      dp = ctx.package(p);
+    }
     // librsvg2-bin renders; every other package supplies images, fonts or data.
     packages.push_back({{"name", dp.name},
                         {"version", dp.version},
@@ -408,6 +558,7 @@ SuiteSummary build_suite(const SuiteOptions& options) {
                         {"role", dp.name == "librsvg2-bin" ? "renderer" : "assets"}});
   }
   json manifest = {{"schema", "clr.suite/1"},
+                   {"set", options.set},
                    {"seed", options.seed},
                    {"scale", options.scale},
                    {"size", options.size},
@@ -436,6 +587,73 @@ SuiteSummary build_suite(const SuiteOptions& options) {
   for (auto& b : built) summary.tasks.push_back(b.summary);
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return summary;
+}
+
+std::string write_suite_bundle(const SuiteOptions& options) {
+  CLR_CHECK(!options.out.empty(), ConfigError, "the bundle needs an output directory (--out DIR)");
+  std::string out = options.out;
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  CLR_CHECK(options.overwrite || !directory_exists(out), ConfigError, "'", out,
+            "' exists; choose another --out or pass --overwrite to replace it");
+  const std::string partial = detail::concat(out, ".partial-", ::getpid());
+  remove_tree(partial);
+  make_directories(partial);
+  struct Cleanup {
+    std::string dir;
+    bool keep = false;
+    ~Cleanup() {
+      if (!keep) remove_tree(dir);
+    }
+  } cleanup{partial};
+  SuiteContext ctx(options, options.cache_dir.empty() ? default_cache_dir() : options.cache_dir);
+  nlohmann::ordered_json tasks = nlohmann::ordered_json::object();
+  std::set<std::string> packages, files;
+  int64_t bytes = 0;
+  for (const auto& recipe : chosen_recipes(options.set, options.tasks)) {
+    log::info("bundle: task '", recipe.info.name, "'");
+    const TaskAssets ta = load_task_assets(recipe, ctx);
+    packages.insert(ta.packages.begin(), ta.packages.end());
+    // Encode in parallel, write (deduplicated by content) in order.
+    std::vector<std::vector<std::pair<std::string, std::string>>> pngs(ta.assets.size());  // (sha, bytes)
+    at::parallel_for(0, static_cast<int64_t>(ta.assets.size()), 8, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) {
+        for (const auto& p : ta.payloads[static_cast<size_t>(i)]) {
+          std::string png = encode_png(payload_to_u8(p));
+          pngs[static_cast<size_t>(i)].emplace_back(sha256_hex(png), std::move(png));
+        }
+      }
+    });
+    nlohmann::ordered_json assets = nlohmann::ordered_json::array();
+    for (size_t i = 0; i < ta.assets.size(); ++i) {
+      const SuiteAsset& a = ta.assets[i];
+      nlohmann::ordered_json payloads = nlohmann::ordered_json::array();
+      for (size_t v = 0; v < pngs[i].size(); ++v) {
+        const auto& [sha, png] = pngs[i][v];
+        const std::string file = sha.substr(0, 40) + ".png";
+        if (files.insert(file).second) {
+          write_file_atomic(partial + "/" + file, png);
+          bytes += static_cast<int64_t>(png.size());
+        }
+        const at::Tensor& p = ta.payloads[i][v];
+        payloads.push_back({{"file", file}, {"channels", p.dim() == 2 ? 1 : p.size(2)}});
+      }
+      assets.push_back({{"cls", a.cls}, {"group", a.group}, {"key", a.key}, {"split", a.split}, {"payloads", payloads}});
+    }
+    tasks[recipe.info.name] = {{"classes", ta.classes}, {"packages", ta.packages}, {"assets", assets}};
+  }
+  nlohmann::ordered_json pk = nlohmann::ordered_json::object();
+  for (const auto& p : packages) {
+    const DebianPackage& dp = ctx.package(p);
+    pk[p] = {{"version", dp.version}, {"licenses", dp.licenses}};
+  }
+  const nlohmann::ordered_json index = {
+      {"schema", "clr.suite-bundle/1"}, {"set", options.set}, {"tasks", tasks}, {"packages", pk}};
+  write_gzip(partial + "/index.json.gz", index.dump() + "\n");
+  if (directory_exists(out)) remove_tree(out);
+  CLR_CHECK(::rename(partial.c_str(), out.c_str()) == 0, NotFoundError, "cannot rename '", partial, "' to '", out, "'");
+  cleanup.keep = true;
+  log::info("bundle: ", files.size(), " payload files, ", bytes / 1024 / 1024, " MiB, in ", out);
+  return out;
 }
 
 }  // namespace clr::data

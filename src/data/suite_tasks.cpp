@@ -18,6 +18,12 @@ namespace clr::data::suite_internal {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
+// Asset resolutions: enough for images up to about 80 px (the suite's default is 64),
+// small enough that a bundle of every asset travels to the GPU machine.
+constexpr int64_t kSpriteSide = 80;   // drawings, cards, tiles, flags, terrain pieces (longer side)
+constexpr int64_t kGlyphHeight = 80;  // a font's full height
+constexpr int64_t kTextureSide = 160; // textures are cropped, then resized
+constexpr size_t kMaxFontsPerChar = 8;  // scripts: a character in at most this many fonts
 const std::vector<std::string> kFontSuffixes = {".ttf", ".otf", ".ttc"};
 // Every font package the glyph tasks read.
 const std::vector<std::string> kFontPackages = {
@@ -140,7 +146,7 @@ SuiteRecipe clipart_task(const std::string& name, const std::string& description
           a.group = classes[c].name + "/" + drawing_stem(f);
           a.key = f;
           const std::string cache = ctx.cache_dir(), size_src = f;
-          a.load = [size_src, cache] { return std::vector<at::Tensor>{render_svg(size_src, 160, "", cache)}; };
+          a.load = [size_src, cache] { return std::vector<at::Tensor>{render_svg(size_src, kSpriteSide, "", cache)}; };
           assets.push_back(std::move(a));
         }
       }
@@ -171,7 +177,7 @@ SuiteAsset card_asset(SuiteContext& ctx, const std::string& deck, const std::str
   const std::string file = ctx.path("/usr/share/aisleriot/cards/" + deck + ".svgz");
   a.key = file + "#" + id;
   const std::string cache = ctx.cache_dir();
-  a.load = [file, id, cache] { return std::vector<at::Tensor>{render_svg(file, 160, id, cache)}; };
+  a.load = [file, id, cache] { return std::vector<at::Tensor>{render_svg(file, kSpriteSide, id, cache)}; };
   return a;
 }
 
@@ -199,7 +205,7 @@ SuiteAsset tile_asset(SuiteContext& ctx, const std::string& set, const std::stri
   const std::string file = ctx.path("/usr/share/kmahjongglib/tilesets/" + set + ".svgz");
   a.key = file + "#" + id;
   const std::string cache = ctx.cache_dir();
-  a.load = [file, id, cache] { return std::vector<at::Tensor>{render_svg(file, 128, id, cache)}; };
+  a.load = [file, id, cache] { return std::vector<at::Tensor>{render_svg(file, kSpriteSide, id, cache)}; };
   return a;
 }
 
@@ -262,7 +268,7 @@ std::function<std::vector<at::Tensor>()> glyph_loader(std::vector<std::shared_pt
   return [fonts, c] {
     std::vector<at::Tensor> out;
     for (const auto& f : fonts) {
-      at::Tensor g = f->render(c, 112);
+      at::Tensor g = f->render(c, kGlyphHeight);
       if (g.numel() > 0 && (g > 0.3).sum().item<int64_t>() >= 12) out.push_back(g);
     }
     return out;
@@ -592,7 +598,7 @@ std::vector<SuiteRecipe> suite_recipes() {
           a.group = dir + "/" + drawing_stem(f);
           a.key = f;
           const std::string cache = ctx.cache_dir();
-          a.load = [f, cache] { return std::vector<at::Tensor>{render_svg(f, 96, "", cache)}; };
+          a.load = [f, cache] { return std::vector<at::Tensor>{render_svg(f, kSpriteSide, "", cache)}; };
           assets.push_back(std::move(a));
         }
       }
@@ -617,7 +623,7 @@ std::vector<SuiteRecipe> suite_recipes() {
           a.cls = static_cast<int64_t>(c);
           a.group = f;
           a.key = f;
-          a.load = [f] { return std::vector<at::Tensor>{crop_to_content(read_rgba(f))}; };
+          a.load = [f] { return std::vector<at::Tensor>{shrink_image(crop_to_content(read_rgba(f)), kSpriteSide)}; };
           assets.push_back(std::move(a));
         }
       }
@@ -654,7 +660,7 @@ std::vector<SuiteRecipe> suite_recipes() {
           a.cls = static_cast<int64_t>(c);
           a.group = f;
           a.key = f;
-          a.load = [f] { return std::vector<at::Tensor>{load_texture(f)}; };
+          a.load = [f] { return std::vector<at::Tensor>{shrink_image(load_texture(f), kTextureSide)}; };
           assets.push_back(std::move(a));
         }
       }
@@ -679,7 +685,7 @@ std::vector<SuiteRecipe> suite_recipes() {
             a.group = f;
             a.key = f;
             a.load = [f] {
-              at::Tensor t = crop_to_content(read_rgba(f));
+              at::Tensor t = shrink_image(crop_to_content(read_rgba(f)), kSpriteSide);
               return has_content(t) ? std::vector<at::Tensor>{t} : std::vector<at::Tensor>{};
             };
             assets.push_back(std::move(a));
@@ -711,7 +717,16 @@ std::vector<SuiteRecipe> suite_recipes() {
           a.cls = static_cast<int64_t>(classes.size() - 1);
           a.group = s.name + " " + utf8_encode(ch);
           a.key = a.group;
-          a.load = glyph_loader(have, ch);
+          // At most kMaxFontsPerChar of the fonts that have it, spread over the list.
+          std::vector<std::shared_ptr<Font>> with;
+          for (const auto& f : have) {
+            if (f->has_glyph(ch)) with.push_back(f);
+          }
+          std::vector<std::shared_ptr<Font>> some;
+          for (size_t k = 0; k < std::min(with.size(), kMaxFontsPerChar); ++k) {
+            some.push_back(with[k * with.size() / std::min(with.size(), kMaxFontsPerChar)]);
+          }
+          a.load = glyph_loader(some, ch);
           assets.push_back(std::move(a));
         }
       }
@@ -817,6 +832,66 @@ std::vector<SuiteRecipe> suite_recipes() {
   out.push_back(fashion_task("fashion-tops", "t-shirt, pullover, coat or shirt (Fashion-MNIST, recoloured)", {0, 2, 4, 6}, 900));
   out.push_back(fashion_task("fashion-other", "trouser, dress, sandal, sneaker, bag or ankle boot (Fashion-MNIST, recoloured)",
                              {1, 3, 5, 7, 8, 9}, 600));
+  return out;
+}
+
+std::vector<SuiteRecipe> pretrain_recipes() {
+  std::vector<SuiteRecipe> out;
+  // openclipart folders that no benchmark task reads (and that are not icons, signs or
+  // emoji-like faces).
+  SuiteRecipe clip = clipart_task(
+      "pool-clipart", "people, office things, maps, school things, electronics, decorations, science, containers, party things",
+      {{"people", {"people"}, {"smilies", "stickmen"}},
+       {"office", {"office"}, {}},
+       {"geography", {"geography"}, {}},
+       {"education", {"education"}, {}},
+       {"electronics", {"electronics"}, {}},
+       {"decoration", {"decorations"}, {}},
+       {"science", {"science"}, {}},
+       {"container", {"containers"}, {}},
+       {"party", {"recreation/party"}, {}}});
+  clip.info.kind = "pretrain";
+  out.push_back(clip);
+  // Symbols of Unicode blocks no benchmark task uses (arrows, mathematical operators,
+  // geometric shapes, currency, letterlike, IPA): one class per symbol, split by typeface.
+  std::vector<uint32_t> symbols;
+  for (uint32_t c : range(0x2190, 0x21FF, 5)) symbols.push_back(c);
+  for (uint32_t c : range(0x2200, 0x22FF, 6)) symbols.push_back(c);
+  for (uint32_t c : range(0x25A0, 0x25FF, 4)) symbols.push_back(c);
+  for (uint32_t c : range(0x20A0, 0x20B5, 2)) symbols.push_back(c);
+  for (uint32_t c : range(0x2100, 0x214F, 4)) symbols.push_back(c);
+  for (uint32_t c : range(0x0250, 0x02AF, 4)) symbols.push_back(c);
+  std::vector<std::string> names;
+  for (uint32_t c : symbols) names.push_back(detail::concat("U+", std::hex, c));
+  SuiteRecipe sym;
+  sym.info = {"pool-symbols", "pretrain", "arrows, mathematical, geometric, currency, letterlike and IPA symbols, each a class; split by typeface family",
+              kFontPackages};
+  sym.collect = [symbols, names](SuiteContext& ctx, std::vector<std::string>& classes, std::vector<SuiteAsset>& assets) {
+    const auto fonts = ctx.fonts(kFontPackages);
+    // Keep the symbols at least four typeface families draw.
+    for (size_t i = 0; i < symbols.size(); ++i) {
+      std::set<std::string> families;
+      std::vector<std::shared_ptr<Font>> with;
+      for (const auto& f : fonts) {
+        if (f->has_glyph(symbols[i]) && families.insert(f->family()).second) with.push_back(f);
+      }
+      if (families.size() < 4) continue;
+      const auto cls = static_cast<int64_t>(classes.size());
+      classes.push_back(names[i]);
+      for (const auto& f : with) {
+        SuiteAsset a;
+        a.cls = cls;
+        a.group = f->family() + "/" + names[i];
+        a.key = f->path() + "#" + utf8_encode(symbols[i]);
+        a.load = glyph_loader({f}, symbols[i]);
+        assets.push_back(std::move(a));
+      }
+    }
+  };
+  sym.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size) {
+    return draw_glyph(*pool[pick], rng, size);
+  };
+  out.push_back(sym);
   return out;
 }
 

@@ -303,5 +303,19 @@ TEST(Pretrain, SimclrWritesABackboneWithoutFc) {
   EXPECT_EQ(r.code, 2) << r.out;
 }
 
+// Several tasks are pretrained on as one dataset with one label space.
+TEST(Pretrain, LearnsSeveralTasksAsOneDataset) {
+  test::TempDir out("pretrain-union");
+  const std::string cfg = out.file("two.toml");
+  write_file_atomic(cfg, "[data]\nsize = 16\n"
+                         "[[data.tasks]]\nname = \"a\"\nkind = \"shapes\"\nclasses = 3\ntrain_per_class = 6\nval_per_class = 2\nsize = 16\n"
+                         "[[data.tasks]]\nname = \"b\"\nkind = \"shapes\"\nclasses = 2\ntrain_per_class = 6\nval_per_class = 2\nsize = 16\nseed = 9\n");
+  const Result r = clr_cmd("pretrain " + cfg + " --small-stem --epochs 1 --batch 8 --out " + out.file("u.safetensors"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto classes = nlohmann::json::parse(read_safetensors_metadata(out.file("u.safetensors")).at("classes"));
+  EXPECT_EQ(classes, nlohmann::json({"a/shape0", "a/shape1", "a/shape2", "b/shape0", "b/shape1"}));
+  EXPECT_EQ(read_safetensors(out.file("u.safetensors")).tensors.at("fc.weight").size(0), 5);
+}
+
 }  // namespace
 }  // namespace clr

@@ -124,6 +124,42 @@ TEST(Suite, SameSeedSameBytesSplitByAssetAndBothLayoutsRead) {
   }
 }
 
+// A bundle carries what the suite is drawn from: building from it gives the same bytes
+// without reading any package (an empty dpkg database as the root proves it).
+TEST(Suite, ABundleBuildsTheSameBytes) {
+  test::TempDir dir("suite-bundle");
+  build(dir.file("direct"));
+  auto r = test::run_clr(std::string("--threads 1 data bundle --tasks ") + kTasks + " --out " + dir.file("bundle"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  make_directories(dir.file("root/var/lib/dpkg/info"));
+  write_file_atomic(dir.file("root/var/lib/dpkg/status"), "");
+  build(dir.file("from-bundle"), "--bundle " + dir.file("bundle") + " --root " + dir.file("root"));
+  std::map<std::string, std::string> a, b;
+  collect(dir.file("direct"), "", a);
+  collect(dir.file("from-bundle"), "", b);
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [k, v] : a) EXPECT_TRUE(b.count(k) && b.at(k) == v) << k << " differs when built from the bundle";
+  // A task the bundle does not hold is named.
+  r = test::run_clr("data build --tasks typeface --bundle " + dir.file("bundle") + " --out " + dir.file("x"));
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_NE(r.out.find("no task 'typeface'"), std::string::npos) << r.out;
+}
+
+// The pretraining set: assets that no benchmark task uses.
+TEST(Suite, PretrainSetBuildsItsOwnTasks) {
+  test::TempDir dir("suite-pretrain");
+  const auto r = test::run_clr("--threads 1 data build --set pretrain --tasks pool-symbols --scale small --size 32 --out " +
+                               dir.file("p"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto m = nlohmann::json::parse(read_file(dir.file("p/manifest.json")));
+  EXPECT_EQ(m["set"], "pretrain");
+  ASSERT_EQ(m["tasks"].size(), 1u);
+  EXPECT_GE(m["tasks"][0]["classes"].size(), 30u);
+  // A pretraining task is not a benchmark task, and the other way round.
+  EXPECT_EQ(test::run_clr("data build --tasks pool-symbols --out " + dir.file("q")).code, 2);
+  EXPECT_EQ(test::run_clr("data build --set pretrain --tasks materials --out " + dir.file("q")).code, 2);
+}
+
 TEST(Suite, ClearErrorsAndNothingLeftBehind) {
   test::TempDir dir("suite-errors");
   auto r = test::run_clr("data build --tasks materials,nope --out " + dir.file("x"));

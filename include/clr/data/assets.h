@@ -21,6 +21,9 @@ at::Tensor decode_rgba(const std::string& bytes, const std::string& origin);
 // comes back as it was (callers check with has_content).
 at::Tensor crop_to_content(const at::Tensor& rgba, float threshold = 0.05f);
 bool has_content(const at::Tensor& rgba, float threshold = 0.05f, int64_t min_pixels = 16);
+// Shrinks an image (float [H, W, C], C = 1..4; alpha premultiplied while resizing when
+// C = 4) so its longer side is at most `max_side`, antialiased, to 8-bit values.
+at::Tensor shrink_image(const at::Tensor& image, int64_t max_side);
 
 // Renders an SVG or SVGZ file (or one element of it, by id) with rsvg-convert so that
 // its longer side is about `max_side` pixels, cropped to content. Rendered PNGs are

@@ -25,6 +25,9 @@ struct SuiteOptions {
   std::vector<std::string> tasks;  // only these tasks (names), in catalogue order; empty: all
   std::string cache_dir;           // rendered SVG assets (default: $XDG_CACHE_HOME/clr or ~/.cache/clr)
   std::string root = "/";          // where the Debian packages are installed (tests use a fake root)
+  std::string bundle;              // build from this bundle (write_suite_bundle) instead of the packages
+  std::string set = "suite";       // "suite" (the benchmark) or "pretrain" (assets no suite task uses, for
+                                   // pretraining backbones on data disjoint from the benchmark)
   bool overwrite = false;          // replace an existing suite in `out`
 };
 
@@ -35,7 +38,8 @@ struct SuiteTaskInfo {
   std::string description;  // one line: what the classes are and what splits it
   std::vector<std::string> packages;
 };
-std::vector<SuiteTaskInfo> suite_catalogue();
+// The tasks of a set ("suite" or "pretrain").
+std::vector<SuiteTaskInfo> suite_catalogue(const std::string& set = "suite");
 
 struct SuiteTaskSummary {
   std::string name, kind;
@@ -54,5 +58,11 @@ struct SuiteSummary {
 // naming the Debian package to install when an asset source is missing). Progress
 // goes to the log; nothing is left in `out` unless the whole build succeeded.
 SuiteSummary build_suite(const SuiteOptions& options);
+
+// Writes the loaded assets of the chosen tasks (options.tasks; all when empty) to the
+// directory options.out, so that a machine without the Debian packages (the GPU
+// machine) can build the same suite with options.bundle = that directory: the same
+// seed gives the same bytes. Returns the directory.
+std::string write_suite_bundle(const SuiteOptions& options);
 
 }  // namespace clr::data

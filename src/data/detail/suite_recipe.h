@@ -71,6 +71,9 @@ struct SuiteRecipe {
   double val_fraction = 0.1, test_fraction = 0.2;
 };
 
+// The benchmark's tasks.
 std::vector<SuiteRecipe> suite_recipes();
+// Tasks for pretraining backbones, from assets that no benchmark task uses.
+std::vector<SuiteRecipe> pretrain_recipes();
 
 }  // namespace clr::data::suite_internal
