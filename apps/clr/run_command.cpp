@@ -690,6 +690,11 @@ void pretrain(const PretrainArgs& a) {
   tc.penalty = 0;
   tc.hflip = a.hflip;
   tc.seed = a.seed;
+  if (a.mode == "simclr") {
+    CLR_CHECK(a.batch >= 2, ConfigError, "--mode simclr needs --batch >= 2 (each image's partner view is found "
+                                         "among the batch's other views), got ", a.batch);
+    tc.drop_last = true;
+  }
   tc.validate();
 
   const c10::Device device = runtime::parse_device(a.device);
@@ -727,6 +732,8 @@ void pretrain(const PretrainArgs& a) {
   log::info("pretrain ", a.arch, a.small_stem ? " (small stem)" : "", " (", a.mode, ") on ", origin, ": ", k,
             " classes, ", train.size(), " train / ", val.size(), " val images at ", s.prepare.size, " px, device ",
             device.str());
+  CLR_CHECK(!ssl || train.size() >= a.batch, ConfigError, "--mode simclr: ", train.size(),
+            " training images do not fill one batch of ", a.batch, "; lower --batch");
   if (ssl) simclr_model->set_probe(train.images, train.labels, k);
   train::TaskInfo info{0, task_name, k};
   method.begin_task(info);

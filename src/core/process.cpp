@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 
@@ -52,7 +54,7 @@ bool program_in_path(const std::string& program) {
   return false;
 }
 
-ProcessResult run_process(const std::vector<std::string>& argv, const std::string& hint) {
+ProcessResult run_process(const std::vector<std::string>& argv, const std::string& hint, double timeout_seconds) {
   CLR_ASSERT(!argv.empty(), "run_process needs a program");
   CLR_CHECK(program_in_path(argv[0]), NotFoundError, "program '", argv[0], "' was not found in PATH",
             hint.empty() ? "" : "; ", hint);
@@ -73,13 +75,42 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::strin
   out.close_end(1);
   err.close_end(1);
 
+  // Whatever happens below, the child is reaped (and killed if still running).
+  struct Reaper {
+    pid_t pid;
+    int status = 0;
+    bool reaped = false;
+    void kill_and_wait() {
+      if (reaped) return;
+      ::kill(pid, SIGKILL);
+      wait();
+    }
+    void wait() {
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      reaped = true;
+    }
+    ~Reaper() { kill_and_wait(); }
+  } reaper{pid};
+
   ProcessResult result;
   pollfd fds[2] = {{out.fd[0], POLLIN, 0}, {err.fd[0], POLLIN, 0}};
   std::string* sinks[2] = {&result.out, &result.err};
   int open = 2;
   char buf[65536];
+  const auto start = std::chrono::steady_clock::now();
   while (open > 0) {
-    if (::poll(fds, 2, -1) < 0) {
+    int wait_ms = -1;
+    if (timeout_seconds > 0) {
+      const double left = timeout_seconds - std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (left <= 0) {
+        result.timed_out = true;
+        break;
+      }
+      wait_ms = static_cast<int>(left * 1000) + 1;
+    }
+    const int ready = ::poll(fds, 2, wait_ms);
+    if (ready < 0) {
       if (errno == EINTR) continue;
       break;
     }
@@ -94,9 +125,16 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::strin
       }
     }
   }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  // Close our ends first: a child blocked writing to a full pipe then fails instead of
+  // waiting for us forever.
+  out.close_end(0);
+  err.close_end(0);
+  if (result.timed_out || open > 0) {
+    reaper.kill_and_wait();
+  } else {
+    reaper.wait();
   }
+  const int status = reaper.status;
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
   return result;
 }

@@ -86,7 +86,10 @@ std::string rsvg_png(const std::string& path, double zoom, const std::string& el
     argv.push_back(element);
   }
   argv.push_back(path);
-  const ProcessResult r = run_process(argv, "install it with `sudo apt-get install librsvg2-bin` (scripts/setup.sh does)");
+  const ProcessResult r =
+      run_process(argv, "install it with `sudo apt-get install librsvg2-bin` (scripts/setup.sh does)", 120);
+  CLR_CHECK(!r.timed_out, FormatError, "rsvg-convert took more than 120 s to render '", path, "'",
+            element.empty() ? "" : detail::concat(" (element '", element, "')"));
   CLR_CHECK(r.exit_code == 0 && !r.out.empty(), FormatError, "rsvg-convert could not render '", path, "'",
             element.empty() ? "" : detail::concat(" (element '", element, "')"), ": exit ", r.exit_code, ": ",
             r.err.substr(0, 300));
@@ -160,11 +163,15 @@ at::Tensor render_svg(const std::string& path, int64_t max_side, const std::stri
   const std::string what = element.empty() ? path : detail::concat(path, " (element '", element, "')");
   // At the drawing's own size first; then, if its content came out smaller than wanted,
   // once more at the zoom that makes it `max_side` (never upscale pixels).
-  at::Tensor img = crop_to_content(decode_rgba(rsvg_png(path, 1.0, element), what));
+  const at::Tensor page = decode_rgba(rsvg_png(path, 1.0, element), what);
+  at::Tensor img = crop_to_content(page);
   CLR_CHECK(has_content(img), FormatError, "'", what, "' renders nothing visible");
   const int64_t longer = std::max(img.size(0), img.size(1));
   if (longer < max_side) {
-    const double zoom = std::min(64.0, static_cast<double>(max_side) / static_cast<double>(longer) * 1.02);
+    // The zoom scales the whole page: keep it under 4096 px on its longer side.
+    const double page_side = static_cast<double>(std::max(page.size(0), page.size(1)));
+    const double zoom = std::min({64.0, static_cast<double>(max_side) / static_cast<double>(longer) * 1.02,
+                                  std::max(1.0, 4096.0 / page_side)});
     img = crop_to_content(decode_rgba(rsvg_png(path, zoom, element), what));
   }
   // 8-bit values, as every other asset: the same pixels with or without the cache,

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include "clr/core/error.h"
@@ -15,6 +14,31 @@ constexpr double kPi = 3.14159265358979323846;
 namespace F = torch::nn::functional;
 
 at::Tensor colour_tensor(const Colour& c) { return torch::tensor({c[0], c[1], c[2]}).view({1, 1, 3}); }
+
+// Uniform or normal values from the Rng itself (LibTorch's generators fill tensors
+// with vectorised code that differs between CPUs and versions).
+at::Tensor rng_uniform(Rng& rng, std::vector<int64_t> shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  at::Tensor t = torch::empty(shape, torch::kFloat);
+  float* p = t.data_ptr<float>();
+  for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(rng.uniform());
+  return t;
+}
+
+at::Tensor rng_normal(Rng& rng, std::vector<int64_t> shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  at::Tensor t = torch::empty(shape, torch::kFloat);
+  float* p = t.data_ptr<float>();
+  for (int64_t i = 0; i < n; i += 2) {  // Box-Muller, two values per pair of draws
+    const double u1 = 1.0 - rng.uniform(), u2 = rng.uniform();
+    const double r = std::sqrt(-2.0 * std::log(u1));
+    p[i] = static_cast<float>(r * std::cos(2 * kPi * u2));
+    if (i + 1 < n) p[i + 1] = static_cast<float>(r * std::sin(2 * kPi * u2));
+  }
+  return t;
+}
 
 at::Tensor resize_hwc(const at::Tensor& hwc, int64_t h, int64_t w) {
   return F::interpolate(hwc.permute({2, 0, 1}).unsqueeze(0), F::InterpolateFuncOptions()
@@ -69,7 +93,6 @@ Colour contrasting_colour(Rng& rng, const Colour& from, float contrast) {
 }
 
 at::Tensor random_background(int64_t size, Rng& rng, Colour* mean) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(rng.fork());
   const Colour a = random_colour(rng), b = random_colour(rng);
   const double kind = rng.uniform();
   at::Tensor bg;
@@ -84,7 +107,7 @@ at::Tensor random_background(int64_t size, Rng& rng, Colour* mean) {
   } else {
     // Smooth colour noise: a coarse random grid upsampled.
     const int64_t cells = 2 + rng.below(5);
-    at::Tensor grid = at::rand({1, 3, cells, cells}, gen);
+    at::Tensor grid = rng_uniform(rng, {1, 3, cells, cells});
     bg = F::interpolate(grid, F::InterpolateFuncOptions()
                                   .size(std::vector<int64_t>{size, size})
                                   .mode(torch::kBicubic)
@@ -94,7 +117,8 @@ at::Tensor random_background(int64_t size, Rng& rng, Colour* mean) {
              .clamp(0, 1)
              .contiguous();
   }
-  bg = (bg + rng.uniform(0.0, 0.05) * at::randn({size, size, 3}, gen)).clamp(0, 1);
+  const double noise = rng.uniform(0.0, 0.05);
+  bg = (bg + noise * rng_normal(rng, {size, size, 3})).clamp(0, 1);
   if (mean) {
     const at::Tensor m = bg.mean(std::vector<int64_t>{0, 1});
     *mean = {m[0].item<float>(), m[1].item<float>(), m[2].item<float>()};

@@ -146,6 +146,7 @@ BatchLoader::BatchLoader(const PreparedSplit& data, LoaderOptions options) : dat
 }
 
 int64_t BatchLoader::num_batches() const {
+  if (options_.drop_last) return data_.size() / options_.batch_size;
   return (data_.size() + options_.batch_size - 1) / options_.batch_size;
 }
 

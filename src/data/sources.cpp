@@ -376,17 +376,24 @@ void write_skill_catalog(const std::string& root, const SkillCatalog& catalog) {
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   std::remove(tmp.c_str());
   sqlite3* db = nullptr;
-  CLR_CHECK(sqlite3_open_v2(tmp.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) == SQLITE_OK,
-            NotFoundError, "cannot create SQLite catalog '", tmp, "': ", db ? sqlite3_errmsg(db) : "out of memory");
+  const int opened = sqlite3_open_v2(tmp.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  // Closes the connection on every path (close_v2 also when statements are left) and
+  // removes the temporary file unless the catalog was completed.
   struct Closer {
     sqlite3* db;
     std::string tmp;
     bool ok = false;
     ~Closer() {
-      sqlite3_close(db);
+      sqlite3_close_v2(db);
       if (!ok) std::remove(tmp.c_str());
     }
   } closer{db, tmp};
+  CLR_CHECK(opened == SQLITE_OK, NotFoundError, "cannot create SQLite catalog '", tmp, "': ",
+            db ? sqlite3_errmsg(db) : "out of memory");
+  struct Statement {
+    sqlite3_stmt* st = nullptr;
+    ~Statement() { sqlite3_finalize(st); }
+  };
   auto exec = [&](const std::string& sql) {
     char* err = nullptr;
     const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
@@ -400,18 +407,19 @@ void write_skill_catalog(const std::string& root, const SkillCatalog& catalog) {
   exec("CREATE TABLE files(hash TEXT, path TEXT, filename TEXT, class_id INTEGER, dataset_id INTEGER, "
        "problem INTEGER DEFAULT 0, \"set\" INTEGER)");
   exec("BEGIN");
-  auto prepared = [&](const char* sql) {
-    sqlite3_stmt* st = nullptr;
-    CLR_CHECK(sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK, FormatError, "'", tmp, "': ", sqlite3_errmsg(db));
-    return st;
+  auto prepare = [&](Statement& s, const char* sql) {
+    CLR_CHECK(sqlite3_prepare_v2(db, sql, -1, &s.st, nullptr) == SQLITE_OK, FormatError, "'", tmp, "': ",
+              sqlite3_errmsg(db));
+    return s.st;
   };
   auto step = [&](sqlite3_stmt* st) {
     CLR_CHECK(sqlite3_step(st) == SQLITE_DONE, FormatError, "'", tmp, "': ", sqlite3_errmsg(db));
     sqlite3_reset(st);
   };
-  sqlite3_stmt* ds = prepared("INSERT INTO datasets VALUES(?, ?)");
-  sqlite3_stmt* cs = prepared("INSERT INTO classes VALUES(?, ?, ?)");
-  sqlite3_stmt* fs = prepared("INSERT INTO files VALUES(?, ?, ?, ?, ?, 0, ?)");
+  Statement sd, sc, sf;
+  sqlite3_stmt* ds = prepare(sd, "INSERT INTO datasets VALUES(?, ?)");
+  sqlite3_stmt* cs = prepare(sc, "INSERT INTO classes VALUES(?, ?, ?)");
+  sqlite3_stmt* fs = prepare(sf, "INSERT INTO files VALUES(?, ?, ?, ?, ?, 0, ?)");
   std::ostringstream csv;
   csv << "oldid,newid,name,class_num,train_num,test_num\n";
   int64_t order = 0;
@@ -439,10 +447,11 @@ void write_skill_catalog(const std::string& root, const SkillCatalog& catalog) {
     }
     csv << d.id << ',' << ++order << ',' << d.name << ',' << d.classes.size() << ',' << train << ',' << test << '\n';
   }
-  sqlite3_finalize(ds);
-  sqlite3_finalize(cs);
-  sqlite3_finalize(fs);
   exec("COMMIT");
+  for (Statement* s : {&sd, &sc, &sf}) {
+    sqlite3_finalize(s->st);
+    s->st = nullptr;
+  }
   CLR_CHECK(sqlite3_close(db) == SQLITE_OK, FormatError, "closing '", tmp, "' failed");
   closer.db = nullptr;
   CLR_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, NotFoundError, "cannot rename '", tmp, "' to '", path, "'");

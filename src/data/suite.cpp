@@ -4,6 +4,9 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cstring>
+#include <cerrno>
+#include <csignal>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -62,8 +65,67 @@ std::string default_cache_dir() {
 std::array<int64_t, 3> images_per_class(const std::string& scale, int64_t classes) {
   const bool full = scale == "full";
   const int64_t train_total = full ? std::clamp<int64_t>(300 * classes, 1000, 3000) : std::clamp<int64_t>(60 * classes, 240, 600);
-  const int64_t train = (train_total + classes - 1) / classes;
-  return {train, std::max<int64_t>(full ? 10 : 5, (train * 15 + 99) / 100), std::max<int64_t>(full ? 25 : 10, (train * 3 + 9) / 10)};
+  // At least 10 (small) or 20 (full) training images per class, and never fewer
+  // training than test images.
+  const int64_t train = std::max<int64_t>(full ? 20 : 10, (train_total + classes - 1) / classes);
+  const int64_t val = std::min(train, std::max<int64_t>(full ? 10 : 5, (train * 15 + 99) / 100));
+  const int64_t test = std::min(train, std::max<int64_t>(full ? 25 : 10, (train * 3 + 9) / 10));
+  return {train, val, test};
+}
+
+void write_plain(const std::string& path, const std::string& bytes) {
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  CLR_CHECK(f != nullptr, NotFoundError, "cannot write '", path, "': ", std::strerror(errno));
+  const size_t n = std::fwrite(bytes.data(), 1, bytes.size(), f);
+  const bool ok = std::fclose(f) == 0 && n == bytes.size();
+  CLR_CHECK(ok, NotFoundError, "writing '", path, "' failed (disk full?)");
+}
+
+// An existing output may be replaced only if it is what we write there (a suite with its
+// manifest, a bundle with its index) or empty: --overwrite never deletes anything else.
+void check_replaceable(const std::string& out, const std::string& marker, const std::string& what) {
+  if (!directory_exists(out)) return;
+  CLR_CHECK(list_directory(out).empty() || file_exists(out + "/" + marker), ConfigError, "'", out,
+            "' exists and is not a ", what, " (no ", marker, "); --overwrite only replaces a ", what,
+            " or an empty directory");
+}
+
+// Moves `partial` to `out`, replacing `out` if present; on failure the old one stays.
+void move_into_place(const std::string& partial, const std::string& out) {
+  if (!directory_exists(out)) {
+    CLR_CHECK(::rename(partial.c_str(), out.c_str()) == 0, NotFoundError, "cannot rename '", partial, "' to '", out,
+              "': ", std::strerror(errno));
+    return;
+  }
+  const std::string old = detail::concat(out, ".old-", ::getpid());
+  CLR_CHECK(::rename(out.c_str(), old.c_str()) == 0, NotFoundError, "cannot move the old '", out, "' aside: ",
+            std::strerror(errno));
+  if (::rename(partial.c_str(), out.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    ::rename(old.c_str(), out.c_str());  // put the old one back
+    throw NotFoundError(detail::concat("cannot rename '", partial, "' to '", out, "': ", why, "; '", out, "' is unchanged"));
+  }
+  remove_tree(old);
+}
+
+// Removes OUT.partial-<pid> left by builds that were killed (their process is gone).
+void remove_stale_partials(const std::string& out) {
+  const size_t slash = out.rfind('/');
+  const std::string parent = slash == std::string::npos ? "." : (slash == 0 ? "/" : out.substr(0, slash));
+  const std::string base = slash == std::string::npos ? out : out.substr(slash + 1);
+  if (!directory_exists(parent)) return;
+  for (const auto& e : list_directory(parent)) {
+    for (const char* tag : {".partial-", ".old-"}) {
+      const std::string prefix = base + tag;
+      if (e.compare(0, prefix.size(), prefix) != 0) continue;
+      const std::string pid = e.substr(prefix.size());
+      if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+      if (::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH) {
+        log::info("removing '", parent, "/", e, "', left by a build that was stopped");
+        remove_tree(parent + "/" + e);
+      }
+    }
+  }
 }
 
 struct SplitPlan {
@@ -141,8 +203,8 @@ struct WrittenImage {
   int64_t cls;
   std::string rel;   // path relative to the task directory: split/class/file
   std::string hash;  // sha256 of the PNG bytes
-  std::string source;  // the asset it was drawn from (its key), or the first of several
-  std::string group;   // that asset's split group
+  std::string source;  // the assets it was drawn from (keys, ';'-separated)
+  std::string group;   // their split groups
 };
 
 struct BuiltTask {
@@ -150,6 +212,7 @@ struct BuiltTask {
   std::string description;
   std::vector<std::string> class_dirs;
   std::vector<std::string> packages;
+  std::vector<std::string> skipped;
   std::vector<WrittenImage> images;
 };
 
@@ -160,6 +223,7 @@ struct TaskAssets {
   std::vector<SuiteAsset> assets;                 // those that loaded and draw something
   std::vector<std::vector<at::Tensor>> payloads;  // per asset
   std::vector<std::string> packages;
+  std::vector<std::string> skipped;  // keys of assets that failed to load or drew nothing (in the manifest)
 };
 
 TaskAssets load_task_assets(const SuiteRecipe& recipe, SuiteContext& ctx) {
@@ -178,8 +242,8 @@ TaskAssets load_task_assets(const SuiteRecipe& recipe, SuiteContext& ctx) {
     for (int64_t i = lo; i < hi; ++i) {
       try {
         payload[static_cast<size_t>(i)] = assets[static_cast<size_t>(i)].load();
-      } catch (const Error& e) {
-        errors[static_cast<size_t>(i)] = e.what();
+      } catch (const std::exception& e) {
+        errors[static_cast<size_t>(i)] = assets[static_cast<size_t>(i)].key + ": " + e.what();
       }
       const int64_t n = ++loaded;
       if (at::get_thread_num() == 0) progress.update(n);
@@ -190,9 +254,13 @@ TaskAssets load_task_assets(const SuiteRecipe& recipe, SuiteContext& ctx) {
   for (size_t i = 0; i < assets.size(); ++i) {
     if (!errors[i].empty()) {
       if (failed++ < 3) log::warn("suite '", recipe.info.name, "': skipping asset: ", errors[i]);
+      out.skipped.push_back(assets[i].key);
       continue;
     }
-    if (payload[i].empty()) continue;
+    if (payload[i].empty()) {
+      out.skipped.push_back(assets[i].key);
+      continue;
+    }
     out.assets.push_back(assets[i]);
     out.payloads.push_back(std::move(payload[i]));
   }
@@ -216,6 +284,7 @@ BuiltTask draw_task(const SuiteRecipe& recipe, const TaskAssets& ta, const std::
   out.summary.kind = recipe.info.kind;
   out.description = recipe.info.description;
   out.packages = ta.packages;
+  out.skipped = ta.skipped;
   const std::vector<std::string>& classes = ta.classes;
   const std::vector<SuiteAsset>& kept = ta.assets;
   const std::vector<std::vector<at::Tensor>>& kept_payload = ta.payloads;
@@ -260,11 +329,12 @@ BuiltTask draw_task(const SuiteRecipe& recipe, const TaskAssets& ta, const std::
       // Cycle through the pool in a seeded order, so assets are used evenly.
       Rng order(mix_seed(task_seed, 17, static_cast<uint64_t>(job.split), static_cast<uint64_t>(job.cls)));
       const uint64_t offset = order.next() % pool.size();
-      const size_t pick = static_cast<size_t>((offset + static_cast<uint64_t>(job.index) * 7919u) % pool.size());
+      const size_t pick = static_cast<size_t>((offset + static_cast<uint64_t>(job.index)) % pool.size());
       Rng rng(mix_seed(task_seed, static_cast<uint64_t>(job.split) + 1, static_cast<uint64_t>(job.cls),
                        static_cast<uint64_t>(job.index)));
-      at::Tensor canvas = recipe.draw(job.cls, pool, pick, rng, o.size);
-      const SuiteAsset& src = kept[pool_idx[pick]];
+      std::vector<size_t> used;
+      at::Tensor canvas = recipe.draw(job.cls, pool, pick, rng, o.size, used);
+      if (used.empty()) used.push_back(pick);
       const std::string bytes = encode_png(to_uint8_image(canvas));
       WrittenImage& w = out.images[static_cast<size_t>(j)];
       w.split = job.split;
@@ -272,9 +342,12 @@ BuiltTask draw_task(const SuiteRecipe& recipe, const TaskAssets& ta, const std::
       w.rel = detail::concat(kSplitNames[job.split], "/", out.class_dirs[static_cast<size_t>(job.cls)], "/",
                              kSplitNames[job.split], "-", job.index, ".png");
       w.hash = sha256_hex(bytes);
-      w.source = src.key;
-      w.group = src.group;
-      write_file_atomic(task_dir + "/" + w.rel, bytes);
+      for (size_t u : used) {  // every asset the image shows
+        w.source += (w.source.empty() ? "" : ";") + kept[pool_idx[u]].key;
+        w.group += (w.group.empty() ? "" : ";") + kept[pool_idx[u]].group;
+      }
+      // A plain write: the whole tree is renamed into place when complete.
+      write_plain(task_dir + "/" + w.rel, bytes);
       const int64_t n = ++done;
       if (at::get_thread_num() == 0) gen.update(n);
     }
@@ -389,19 +462,24 @@ Bundle read_bundle(const std::string& dir) {
   }
   CLR_CHECK(b.index.value("schema", "") == "clr.suite-bundle/1", FormatError, "'", path,
             "' is not a suite bundle (expected schema clr.suite-bundle/1)");
-  for (const auto& [name, p] : b.index.at("packages").items()) {
-    b.packages[name] = {p.at("version").get<std::string>(), p.at("licenses").get<std::vector<std::string>>()};
+  try {
+    for (const auto& [name, p] : b.index.at("packages").items()) {
+      b.packages[name] = {p.at("version").get<std::string>(), p.at("licenses").get<std::vector<std::string>>()};
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(detail::concat("'", path, "' has a malformed package list: ", e.what()));
   }
   return b;
 }
 
-TaskAssets bundle_task(const Bundle& b, const std::string& task, const std::string& dir) {
+TaskAssets bundle_task_unchecked(const Bundle& b, const std::string& task, const std::string& dir) {
   const auto& tasks = b.index.at("tasks");
   CLR_CHECK(tasks.contains(task), NotFoundError, "the bundle '", dir, "' has no task '", task, "'");
   const auto& t = tasks.at(task);
   TaskAssets out;
   out.classes = t.at("classes").get<std::vector<std::string>>();
   out.packages = t.at("packages").get<std::vector<std::string>>();
+  out.skipped = t.value("skipped", std::vector<std::string>{});
   const auto& assets = t.at("assets");
   out.assets.resize(assets.size());
   out.payloads.resize(assets.size());
@@ -422,6 +500,14 @@ TaskAssets bundle_task(const Bundle& b, const std::string& task, const std::stri
   return out;
 }
 
+TaskAssets bundle_task(const Bundle& b, const std::string& task, const std::string& dir) {
+  try {
+    return bundle_task_unchecked(b, task, dir);
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(detail::concat("the bundle '", dir, "' has a malformed entry for task '", task, "': ", e.what()));
+  }
+}
+
 }  // namespace
 
 std::vector<SuiteTaskInfo> suite_catalogue(const std::string& set) {
@@ -440,6 +526,8 @@ SuiteSummary build_suite(const SuiteOptions& options) {
   while (out.size() > 1 && out.back() == '/') out.pop_back();
   CLR_CHECK(options.overwrite || !directory_exists(out), ConfigError, "'", out,
             "' exists; choose another --out or pass --overwrite to replace it");
+  if (options.overwrite) check_replaceable(out, "manifest.json", "suite");
+  remove_stale_partials(out);
 
   const std::vector<SuiteRecipe> recipes = chosen_recipes(options.set, options.tasks);
 
@@ -502,9 +590,8 @@ SuiteSummary build_suite(const SuiteOptions& options) {
   }
   write_skill_catalog(partial + "/skill", catalog);
 
-  // Provenance: which source asset (and split group) each image was drawn from. For
-  // counting tasks, whose images combine several assets of the split's pool, it names
-  // the asset the builder picked first.
+  // Provenance: which source assets (and split groups) each image was drawn from
+  // (several, ';'-separated, for counting images).
   {
     auto quote = [](const std::string& v) {
       std::string q = "\"";
@@ -538,6 +625,7 @@ SuiteSummary build_suite(const SuiteOptions& options) {
                      {"class_dirs", b.class_dirs},
                      {"images", images},
                      {"source_groups", assets},
+                     {"skipped_assets", b.skipped},
                      {"packages", b.packages}});
     all_packages.insert(b.packages.begin(), b.packages.end());
   }
@@ -572,14 +660,7 @@ SuiteSummary build_suite(const SuiteOptions& options) {
   write_file_atomic(partial + "/manifest.json", manifest.dump(2) + "\n");
 
   // Done: move into place (the old suite, with --overwrite, goes last).
-  if (directory_exists(out)) {
-    const std::string old = detail::concat(out, ".old-", ::getpid());
-    CLR_CHECK(::rename(out.c_str(), old.c_str()) == 0, NotFoundError, "cannot move the old '", out, "' aside");
-    CLR_CHECK(::rename(partial.c_str(), out.c_str()) == 0, NotFoundError, "cannot rename '", partial, "' to '", out, "'");
-    remove_tree(old);
-  } else {
-    CLR_CHECK(::rename(partial.c_str(), out.c_str()) == 0, NotFoundError, "cannot rename '", partial, "' to '", out, "'");
-  }
+  move_into_place(partial, out);
   cleanup.keep = true;
 
   SuiteSummary summary;
@@ -595,6 +676,8 @@ std::string write_suite_bundle(const SuiteOptions& options) {
   while (out.size() > 1 && out.back() == '/') out.pop_back();
   CLR_CHECK(options.overwrite || !directory_exists(out), ConfigError, "'", out,
             "' exists; choose another --out or pass --overwrite to replace it");
+  if (options.overwrite) check_replaceable(out, "index.json.gz", "bundle");
+  remove_stale_partials(out);
   const std::string partial = detail::concat(out, ".partial-", ::getpid());
   remove_tree(partial);
   make_directories(partial);
@@ -639,7 +722,8 @@ std::string write_suite_bundle(const SuiteOptions& options) {
       }
       assets.push_back({{"cls", a.cls}, {"group", a.group}, {"key", a.key}, {"split", a.split}, {"payloads", payloads}});
     }
-    tasks[recipe.info.name] = {{"classes", ta.classes}, {"packages", ta.packages}, {"assets", assets}};
+    tasks[recipe.info.name] = {
+        {"classes", ta.classes}, {"packages", ta.packages}, {"skipped", ta.skipped}, {"assets", assets}};
   }
   nlohmann::ordered_json pk = nlohmann::ordered_json::object();
   for (const auto& p : packages) {
@@ -649,8 +733,7 @@ std::string write_suite_bundle(const SuiteOptions& options) {
   const nlohmann::ordered_json index = {
       {"schema", "clr.suite-bundle/1"}, {"set", options.set}, {"tasks", tasks}, {"packages", pk}};
   write_gzip(partial + "/index.json.gz", index.dump() + "\n");
-  if (directory_exists(out)) remove_tree(out);
-  CLR_CHECK(::rename(partial.c_str(), out.c_str()) == 0, NotFoundError, "cannot rename '", partial, "' to '", out, "'");
+  move_into_place(partial, out);
   cleanup.keep = true;
   log::info("bundle: ", files.size(), " payload files, ", bytes / 1024 / 1024, " MiB, in ", out);
   return out;

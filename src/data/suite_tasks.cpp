@@ -75,7 +75,8 @@ at::Tensor draw_mask(const at::Tensor& mask, Rng& rng, int64_t size, double min_
 }
 
 // `n` sprites from `pool` that do not overlap much.
-at::Tensor draw_count(int64_t n, const std::vector<const std::vector<at::Tensor>*>& pool, Rng& rng, int64_t size) {
+at::Tensor draw_count(int64_t n, const std::vector<const std::vector<at::Tensor>*>& pool, Rng& rng, int64_t size,
+                      std::vector<size_t>& used) {
   at::Tensor canvas = random_background(size, rng);
   double extent = rng.uniform(0.2, 0.27) * (n <= 3 ? 1.3 : 1.0);
   std::vector<std::pair<double, double>> centres;
@@ -94,9 +95,11 @@ at::Tensor draw_count(int64_t n, const std::vector<const std::vector<at::Tensor>
   }
   // One kind of object per image half of the time, a mix otherwise.
   const bool same = rng.chance(0.5);
-  const auto& first = *pool[static_cast<size_t>(rng.below(static_cast<int64_t>(pool.size())))];
+  const auto first = static_cast<size_t>(rng.below(static_cast<int64_t>(pool.size())));
   for (const auto& [x, y] : centres) {
-    const auto& variants = same ? first : *pool[static_cast<size_t>(rng.below(static_cast<int64_t>(pool.size())))];
+    const size_t which = same ? first : static_cast<size_t>(rng.below(static_cast<int64_t>(pool.size())));
+    if (std::find(used.begin(), used.end(), which) == used.end()) used.push_back(which);
+    const auto& variants = *pool[which];
     at::Tensor sprite = variants[static_cast<size_t>(rng.below(static_cast<int64_t>(variants.size())))];
     if (rng.chance(0.5)) sprite = sprite.flip({1});
     paste(canvas, jitter_colours(sprite, rng, 0.3, false), x, y, extent * rng.uniform(0.85, 1.0),
@@ -152,7 +155,7 @@ SuiteRecipe clipart_task(const std::string& name, const std::string& description
       }
     }
   };
-  r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size) {
+  r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size, std::vector<size_t>&) {
     return draw_sprite(pick_variant(*pool[pick], rng), rng, size, 0.55, 0.92, 0.35, true, 0.35);
   };
   return r;
@@ -304,7 +307,7 @@ SuiteRecipe letters_task(const std::string& name, const std::string& description
       }
     }
   };
-  r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size) {
+  r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size, std::vector<size_t>&) {
     return draw_glyph(*pool[pick], rng, size);
   };
   return r;
@@ -342,7 +345,7 @@ SuiteRecipe typeface_task(const std::string& name, const std::string& descriptio
       }
     }
   };
-  r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size) {
+  r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size, std::vector<size_t>&) {
     return draw_glyph(*pool[pick], rng, size);
   };
   return r;
@@ -426,7 +429,7 @@ SuiteRecipe fashion_task(const std::string& name, const std::string& description
       }
     }
   };
-  r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size) {
+  r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size, std::vector<size_t>&) {
     at::Tensor mask = (*pool[pick])[0];
     if (rng.chance(0.5)) mask = mask.flip({1});
     return draw_mask(mask, rng, size, 0.7, 1.0, 0.15);
@@ -479,7 +482,7 @@ std::vector<SuiteRecipe> suite_recipes() {
         }
       }
     };
-    r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size) {
+    r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size, std::vector<size_t>&) {
       return draw_card(*pool[pick], rng, size);
     };
     out.push_back(r);
@@ -555,7 +558,7 @@ std::vector<SuiteRecipe> suite_recipes() {
         }
       }
     };
-    r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size) {
+    r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size, std::vector<size_t>&) {
       return draw_sprite(pick_variant(*pool[pick], rng), rng, size, 0.6, 0.92, 0.3, false, 0.2);
     };
     r.val_fraction = 0.2;
@@ -603,8 +606,8 @@ std::vector<SuiteRecipe> suite_recipes() {
         }
       }
     };
-    r.draw = [](int64_t cls, const std::vector<const std::vector<at::Tensor>*>& pool, size_t, Rng& rng, int64_t size) {
-      return draw_count(cls + 1, pool, rng, size);
+    r.draw = [](int64_t cls, const std::vector<const std::vector<at::Tensor>*>& pool, size_t, Rng& rng, int64_t size, std::vector<size_t>& used) {
+      return draw_count(cls + 1, pool, rng, size, used);
     };
     out.push_back(r);
   }
@@ -628,7 +631,7 @@ std::vector<SuiteRecipe> suite_recipes() {
         }
       }
     };
-    r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size) {
+    r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size, std::vector<size_t>&) {
       return draw_sprite(pick_variant(*pool[pick], rng), rng, size, 0.6, 0.95, 0.25, false, 0.15);
     };
     out.push_back(r);
@@ -665,7 +668,7 @@ std::vector<SuiteRecipe> suite_recipes() {
         }
       }
     };
-    r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size) {
+    r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size, std::vector<size_t>&) {
       return jitter_colours(random_square_crop((*pool[pick])[0], size, 0.3, 0.9, rng), rng, 0.3, false);
     };
     out.push_back(r);
@@ -693,7 +696,7 @@ std::vector<SuiteRecipe> suite_recipes() {
         }
       }
     };
-    r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size) {
+    r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size, std::vector<size_t>&) {
       return draw_sprite(pick_variant(*pool[pick], rng), rng, size, 0.6, 0.95, 0.2, true, 0.15);
     };
     out.push_back(r);
@@ -731,7 +734,7 @@ std::vector<SuiteRecipe> suite_recipes() {
         }
       }
     };
-    r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size) {
+    r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size, std::vector<size_t>&) {
       return draw_glyph(*pool[pick], rng, size);
     };
     out.push_back(r);
@@ -781,7 +784,7 @@ std::vector<SuiteRecipe> suite_recipes() {
         }
       }
     };
-    r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size) {
+    r.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size, std::vector<size_t>&) {
       return draw_glyph(*pool[pick], rng, size);
     };
     out.push_back(r);
@@ -868,14 +871,15 @@ std::vector<SuiteRecipe> pretrain_recipes() {
               kFontPackages};
   sym.collect = [symbols, names](SuiteContext& ctx, std::vector<std::string>& classes, std::vector<SuiteAsset>& assets) {
     const auto fonts = ctx.fonts(kFontPackages);
-    // Keep the symbols at least four typeface families draw.
+    // Keep the symbols that at least six typeface families draw (a class needs three
+    // split groups even if a thin glyph or two are dropped).
     for (size_t i = 0; i < symbols.size(); ++i) {
       std::set<std::string> families;
       std::vector<std::shared_ptr<Font>> with;
       for (const auto& f : fonts) {
         if (f->has_glyph(symbols[i]) && families.insert(f->family()).second) with.push_back(f);
       }
-      if (families.size() < 4) continue;
+      if (families.size() < 6) continue;
       const auto cls = static_cast<int64_t>(classes.size());
       classes.push_back(names[i]);
       for (const auto& f : with) {
@@ -888,7 +892,7 @@ std::vector<SuiteRecipe> pretrain_recipes() {
       }
     }
   };
-  sym.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size) {
+  sym.draw = [](int64_t, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick, Rng& rng, int64_t size, std::vector<size_t>&) {
     return draw_glyph(*pool[pick], rng, size);
   };
   out.push_back(sym);

@@ -32,7 +32,12 @@ std::vector<double> ticks(double lo, double hi, int target = 6) {
     }
   }
   std::vector<double> out;
-  for (double v = std::ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step) out.push_back(std::abs(v) < 1e-12 ? 0 : v);
+  const double first = std::ceil(lo / step - 1e-9) * step;
+  for (int k = 0; k < 100; ++k) {  // bounded: a step below the spacing of doubles cannot loop forever
+    const double v = first + step * k;
+    if (v > hi + step * 1e-9) break;
+    out.push_back(std::abs(v) < 1e-12 ? 0 : v);
+  }
   return out;
 }
 
@@ -43,6 +48,12 @@ void nice_range(double& lo, double& hi, bool fixed_lo, bool fixed_hi) {
   const double step = t[1] - t[0];
   if (!fixed_lo) lo = std::floor(lo / step + 1e-9) * step;
   if (!fixed_hi) hi = std::ceil(hi / step - 1e-9) * step;
+}
+
+std::string num_g(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
 }
 
 std::string label_of(double v, bool percent) {
@@ -96,7 +107,7 @@ std::string y_axis(const Frame& f, double lo, double hi, const ChartOptions& o) 
 
 void data_range(const std::vector<double>& v, double& lo, double& hi) {
   for (double x : v) {
-    if (std::isnan(x)) continue;
+    if (!std::isfinite(x)) continue;
     lo = std::min(lo, x);
     hi = std::max(hi, x);
   }
@@ -152,7 +163,7 @@ std::string line_chart(const std::vector<Series>& series, const std::vector<std:
     std::string path;
     for (size_t i = 0; i < series[s].y.size(); ++i) {
       const double v = series[s].y[i];
-      if (std::isnan(v)) continue;
+      if (!std::isfinite(v)) continue;
       path += (path.empty() ? "M" : " L") + num(px(i)) + "," + num(py(v));
       os << "<circle cx=\"" << num(px(i)) << "\" cy=\"" << num(py(v)) << "\" r=\"2.5\" fill=\"" << c << "\"/>";
     }
@@ -193,7 +204,7 @@ std::string bar_chart(const std::vector<std::string>& labels, const std::vector<
     const double y = f.y1() + band * static_cast<double>(i);
     const double v = values[i];
     const std::string c = labels[i] == highlight ? "#d62728" : "#1f77b4";
-    if (!std::isnan(v)) {
+    if (std::isfinite(v)) {
       os << "<rect x=\"" << num(std::min(px(0 > lo ? 0 : lo), px(v))) << "\" y=\"" << num(y + band * 0.15) << "\" width=\""
          << num(std::abs(px(v) - px(0 > lo ? 0 : lo))) << "\" height=\"" << num(band * 0.7) << "\" fill=\"" << c
          << "\"/><text x=\"" << num(px(v) + 4) << "\" y=\"" << num(y + band * 0.5 + 4) << "\" font-size=\"11\">"
@@ -220,7 +231,21 @@ std::string scatter_chart(const std::vector<std::string>& labels, const std::vec
   f.height = o.height;
   f.right = 90;  // room for the labels of the rightmost points
   std::vector<double> xs;
-  for (double v : x) xs.push_back(log_x ? (v > 0 ? std::log10(v) : kNaN) : v);
+  // On a log axis a value <= 0 (a method that adds nothing) sits at the left edge,
+  // labelled "(0)".
+  double smallest = std::numeric_limits<double>::infinity();
+  for (double v : x) {
+    if (v > 0) smallest = std::min(smallest, v);
+  }
+  std::vector<bool> at_zero(x.size(), false);
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (log_x && x[i] <= 0 && std::isfinite(smallest)) {
+      at_zero[i] = true;
+      xs.push_back(std::floor(std::log10(smallest)) - 0.5);
+    } else {
+      xs.push_back(log_x ? (x[i] > 0 ? std::log10(x[i]) : kNaN) : x[i]);
+    }
+  }
   double xlo = std::numeric_limits<double>::infinity(), xhi = -xlo, ylo = xlo, yhi = -xlo;
   data_range(xs, xlo, xhi);
   data_range(y, ylo, yhi);
@@ -243,7 +268,7 @@ std::string scatter_chart(const std::vector<std::string>& labels, const std::vec
     for (double e = xlo; e <= xhi + 1e-9; e += 1) {
       os << "<line x1=\"" << num(px(e)) << "\" x2=\"" << num(px(e)) << "\" y1=\"" << f.y1() << "\" y2=\"" << f.y0()
          << "\" stroke=\"#e4e4e4\"/><text x=\"" << num(px(e)) << "\" y=\"" << f.y0() + 16
-         << "\" text-anchor=\"middle\">" << label_of(std::pow(10.0, e), false) << "</text>";
+         << "\" text-anchor=\"middle\">" << num_g(std::pow(10.0, e)) << "</text>";
     }
   } else {
     for (double t : ticks(xlo, xhi)) {
@@ -253,7 +278,7 @@ std::string scatter_chart(const std::vector<std::string>& labels, const std::vec
   }
   std::vector<std::pair<double, double>> placed;  // label positions so far
   for (size_t i = 0; i < labels.size(); ++i) {
-    if (std::isnan(xs[i]) || std::isnan(y[i])) continue;
+    if (!std::isfinite(xs[i]) || !std::isfinite(y[i])) continue;
     const double cx = px(xs[i]), cy = py(y[i]);
     double lx = cx + 7, ly = cy - 6;
     // Move a label down until it clears the labels already placed.
@@ -266,7 +291,7 @@ std::string scatter_chart(const std::vector<std::string>& labels, const std::vec
     placed.emplace_back(lx, ly);
     os << "<circle cx=\"" << num(cx) << "\" cy=\"" << num(cy) << "\" r=\"5\" fill=\"" << series_colour(i)
        << "\"/><text x=\"" << num(lx) << "\" y=\"" << num(ly) << "\" font-size=\"11\">" << xml_escape(labels[i])
-       << "</text>";
+       << (at_zero[i] ? " (0)" : "") << "</text>";
   }
   os << "</svg>";
   return os.str();
@@ -293,7 +318,7 @@ std::string heatmap(const std::vector<std::vector<double>>& values, const std::v
        << xml_escape(row_labels[i]) << "</text>";
     for (size_t j = 0; j < values[i].size() && j < col_labels.size(); ++j) {
       const double v = values[i][j];
-      if (std::isnan(v)) continue;
+      if (!std::isfinite(v)) continue;
       const int shade = static_cast<int>(std::round(255 * (1 - std::clamp(v, 0.0, 1.0))));
       char colour[16];
       std::snprintf(colour, sizeof colour, "#%02x%02xff", shade, shade);

@@ -53,7 +53,13 @@ std::vector<double> last_row(const AccuracyMatrix& r, size_t tasks) {
 }
 
 ReportFiles compare_report(const std::string& dir) {
-  const auto j = nlohmann::json::parse(read_file(dir + "/compare.json"));
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(dir + "/compare.json"));
+    (void)j.at("methods");
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(detail::concat("'", dir, "/compare.json' is not a clr comparison: ", e.what()));
+  }
   CLR_CHECK(j.value("schema", "") == "clr.compare/1", FormatError, "'", dir, "/compare.json' is not a clr comparison");
   Page page;
   page.dir = dir;
@@ -145,7 +151,7 @@ ReportFiles run_report(const std::string& dir) {
     std::vector<double> row;
     for (const auto& v : r.accuracy[i]) row.push_back(v.value_or(kNaN));
     m.push_back(row);
-    rows.push_back("after " + names[i]);
+    rows.push_back("after " + (i < names.size() ? names[i] : std::to_string(i + 1)));
   }
   page.body << "<p>method <b>" << xml_escape(r.method) << "</b>, backbone " << xml_escape(r.backbone_arch) << " ("
             << xml_escape(r.backbone_source) << "), device " << xml_escape(r.device) << "</p>\n";

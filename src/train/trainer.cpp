@@ -85,6 +85,7 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
   lo.hflip = config.hflip;
   lo.crop = config.crop;
   lo.random_crop = true;
+  lo.drop_last = config.drop_last;
   lo.seed = config.seed * 7919 + static_cast<uint64_t>(task.index);
   lo.device = method.device();
   data::BatchLoader loader(train, lo);

@@ -58,6 +58,10 @@ TEST(Process, CapturesOutputAndExitCodeAndNamesAMissingProgram) {
   EXPECT_EQ(r.err, "err");
   // Arguments reach the program as they are (no shell in between).
   EXPECT_EQ(run_process({"printf", "%s|", "x y", "$HOME"}).out, "x y|$HOME|");
+  // A program past its time is killed and reaped.
+  const ProcessResult slow = run_process({"sleep", "20"}, "", 0.3);
+  EXPECT_TRUE(slow.timed_out);
+  EXPECT_EQ(slow.exit_code, 128 + 9);
   const std::string m = test::message_of<NotFoundError>([] { run_process({"no-such-program-clr"}, "install it"); });
   EXPECT_NE(m.find("no-such-program-clr"), std::string::npos);
   EXPECT_NE(m.find("install it"), std::string::npos);

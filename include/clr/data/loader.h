@@ -47,6 +47,7 @@ struct LoaderOptions {
   // epoch when random_crop (augmentation), else centred.
   int64_t crop = 0;
   bool random_crop = false;
+  bool drop_last = false;  // leave out a last batch smaller than batch_size (contrastive losses need pairs)
   uint64_t seed = 0;
   c10::Device device = c10::Device(c10::kCPU);
 };

@@ -26,6 +26,7 @@ struct TrainConfig {
   int64_t patience = 21;           // stop after more than this many epochs without a validation gain
   bool hflip = false;              // random horizontal flips (the authors use none)
   int64_t crop = 0;                // > 0: random crop x crop windows in training, centred crops in evaluation
+  bool drop_last = false;          // skip a last training batch smaller than batch (contrastive pretraining)
   uint64_t seed = 0;
 
   // Throws ConfigError naming the field for values out of range.

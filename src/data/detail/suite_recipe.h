@@ -63,9 +63,11 @@ struct SuiteRecipe {
   std::function<void(SuiteContext&, std::vector<std::string>& classes, std::vector<SuiteAsset>& assets)> collect;
   // Draws an image of class `cls` (float [S, S, 3]) from `pool`: the loaded payloads of
   // the split's assets of that class (or of the shared pool). `pick` is the asset the
-  // builder chose for this image (cycling through the pool evenly).
+  // builder chose for this image (cycling through the pool evenly). A recipe that draws
+  // other or more assets than `pick` lists the pool positions it used in `used`
+  // (provenance); when it leaves `used` empty, the image came from `pick` alone.
   std::function<at::Tensor(int64_t cls, const std::vector<const std::vector<at::Tensor>*>& pool, size_t pick,
-                           Rng& rng, int64_t size)>
+                           Rng& rng, int64_t size, std::vector<size_t>& used)>
       draw;
   // Fractions of the groups for val and test (the rest trains).
   double val_fraction = 0.1, test_fraction = 0.2;
