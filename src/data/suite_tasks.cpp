@@ -23,7 +23,7 @@ constexpr double kPi = 3.14159265358979323846;
 constexpr int64_t kSpriteSide = 80;   // drawings, cards, tiles, flags, terrain pieces (longer side)
 constexpr int64_t kGlyphHeight = 80;  // a font's full height
 constexpr int64_t kTextureSide = 160; // textures are cropped, then resized
-constexpr size_t kMaxFontsPerChar = 8;  // scripts: a character in at most this many fonts
+constexpr size_t kMaxFontsPerChar = 6;  // scripts: a character in at most this many fonts
 const std::vector<std::string> kFontSuffixes = {".ttf", ".otf", ".ttc"};
 // Every font package the glyph tasks read.
 const std::vector<std::string> kFontPackages = {
@@ -772,7 +772,12 @@ std::vector<SuiteRecipe> suite_recipes() {
       for (uint32_t zero : zeros) {
         std::vector<uint32_t> digits;
         for (uint32_t v = 0; v < 10; ++v) digits.push_back(zero + v);
-        for (const auto& f : covering(fonts, digits, 1.0)) {
+        // At most twelve fonts per numeral system, spread over the list (Western digits
+        // are in almost every font).
+        const auto all = covering(fonts, digits, 1.0);
+        std::vector<std::shared_ptr<Font>> some;
+        for (size_t k = 0; k < std::min<size_t>(all.size(), 12); ++k) some.push_back(all[k * all.size() / std::min<size_t>(all.size(), 12)]);
+        for (const auto& f : some) {
           for (uint32_t v = 0; v < 10; ++v) {
             SuiteAsset a;
             a.cls = static_cast<int64_t>(v);
@@ -832,9 +837,11 @@ std::vector<SuiteRecipe> suite_recipes() {
   }
 
   // ---- Fashion-MNIST (dataset-fashion-mnist), each image an asset, its own test set
-  out.push_back(fashion_task("fashion-tops", "t-shirt, pullover, coat or shirt (Fashion-MNIST, recoloured)", {0, 2, 4, 6}, 900));
+  // Enough source images per class for a full-scale suite to draw each training image
+  // from its own (train + val assets; a third as many test assets).
+  out.push_back(fashion_task("fashion-tops", "t-shirt, pullover, coat or shirt (Fashion-MNIST, recoloured)", {0, 2, 4, 6}, 400));
   out.push_back(fashion_task("fashion-other", "trouser, dress, sandal, sneaker, bag or ankle boot (Fashion-MNIST, recoloured)",
-                             {1, 3, 5, 7, 8, 9}, 600));
+                             {1, 3, 5, 7, 8, 9}, 350));
   return out;
 }
 
