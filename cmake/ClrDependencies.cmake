@@ -17,6 +17,16 @@ target_include_directories(clr_webp INTERFACE ${WEBP_INCLUDE_DIR})
 target_link_libraries(clr_webp INTERFACE ${WEBP_LIBRARY})
 find_path(STB_INCLUDE_DIR stb/stb_image.h REQUIRED)
 find_package(tomlplusplus 3 REQUIRED)
+# cpp-httplib (libcpp-httplib-dev): Debian ships it as a compiled library built with
+# OpenSSL, zlib and Brotli support; the same definitions keep its classes' layout.
+find_path(HTTPLIB_INCLUDE_DIR httplib.h REQUIRED)
+find_library(HTTPLIB_LIBRARY cpp-httplib REQUIRED)
+find_package(OpenSSL 3 REQUIRED COMPONENTS SSL)
+add_library(clr_httplib INTERFACE)
+target_include_directories(clr_httplib INTERFACE ${HTTPLIB_INCLUDE_DIR})
+target_compile_definitions(clr_httplib INTERFACE
+  CPPHTTPLIB_OPENSSL_SUPPORT CPPHTTPLIB_ZLIB_SUPPORT CPPHTTPLIB_BROTLI_SUPPORT)
+target_link_libraries(clr_httplib INTERFACE ${HTTPLIB_LIBRARY} OpenSSL::SSL ZLIB::ZLIB)
 
 # LibTorch's CMake config hands out its flags as a string; the imported target
 # `torch` already carries them as INTERFACE_COMPILE_OPTIONS.

@@ -17,6 +17,9 @@ void register_preview(CLI::App& app);
 void register_data(CLI::App& app);
 void register_report(CLI::App& app);
 void register_pretrain(CLI::App& app, int argc, char** argv);
+void register_tasks(CLI::App& app);
+void register_predict(CLI::App& app);
+void register_serve(CLI::App& app);
 
 // Records the action run_selected() runs for a parsed subcommand.
 void register_action(const CLI::App* sub, std::function<void()> action);

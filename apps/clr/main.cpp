@@ -52,6 +52,9 @@ int main(int argc, char** argv) {
   clr::apps::register_data(app);
   clr::apps::register_report(app);
   clr::apps::register_pretrain(app, argc, argv);
+  clr::apps::register_tasks(app);
+  clr::apps::register_predict(app);
+  clr::apps::register_serve(app);
 
   try {
     app.parse(argc, argv);

@@ -532,6 +532,7 @@ eval::Results run_spec(RunSpec s, data::Sequence seq) {
   o.out_dir = s.out;
   o.backbone_arch = s.arch;
   o.backbone_source = source;
+  o.backbone_small_stem = s.small_stem;
   o.device = device.str();
   o.config_json = spec_json(s).dump();
   return eval::run_sequence(*method, std::move(seq), o);
@@ -892,8 +893,10 @@ void register_run(CLI::App& app) {
   sub->add_option("--method", a->method, "clr (default) or a baseline (list below)");
   sub->add_option("--out", a->out, "Output directory (default runs/clr)");
   sub->footer("Methods:\n" + train::methods_help() +
-              "Writes OUT/results.json, OUT/results.csv, OUT/adapters/*.safetensors, OUT/log.txt (and\n"
-              "OUT/method_state.safetensors for methods with cross-task state: Fisher, path integrals, buffer).\n" +
+              "Writes OUT/results.json, OUT/results.csv, OUT/log.txt; the tasks of clr, clr-full, residual and\n"
+              "linear into the adapter store OUT/adapters (clr tasks, clr predict, clr serve), those of the\n"
+              "other methods to OUT/task_states/ (and OUT/method_state.safetensors for methods with cross-task\n"
+              "state: Fisher, path integrals, buffer).\n" +
               architectures_help());
   register_action(sub, [a] { run(*a); });
 }

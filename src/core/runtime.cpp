@@ -1,6 +1,7 @@
 #include "clr/core/runtime.h"
 
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -76,6 +77,15 @@ std::string machine_description() {
     }
   }
   return detail::concat(model, ", ", std::thread::hardware_concurrency(), " hardware threads");
+}
+
+std::string utc_timestamp() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
 }
 
 }  // namespace clr::runtime

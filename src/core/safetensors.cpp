@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <algorithm>
 #include <fstream>
 
 #include <ATen/ATen.h>
@@ -37,32 +38,44 @@ struct Header {
   uint64_t file_size = 0;
 };
 
-Header read_header(std::ifstream& in, const std::string& path) {
-  in.seekg(0, std::ios::end);
-  const auto end = in.tellg();
-  CLR_CHECK(end >= 0, FormatError, "cannot determine the size of '", path, "'");
+// Parses the header of a file of `file_size` bytes whose first bytes are `prefix`
+// (at least 8 + the header length of them, or the whole file).
+Header parse_header(const std::string& prefix, uint64_t file_size, const std::string& path) {
   Header h;
-  h.file_size = static_cast<uint64_t>(end);
-  in.seekg(0);
-  CLR_CHECK(h.file_size >= 8, FormatError, "'", path, "' is not a safetensors file: ", h.file_size,
-            " bytes, expected at least 8 (the header length)");
-  unsigned char len_bytes[8];
-  in.read(reinterpret_cast<char*>(len_bytes), 8);
-  const uint64_t n = read_u64_le(len_bytes);
+  h.file_size = file_size;
+  CLR_CHECK(h.file_size >= 8 && prefix.size() >= 8, FormatError, "'", path,
+            "' is not a safetensors file: ", h.file_size, " bytes, expected at least 8 (the header length)");
+  const uint64_t n = read_u64_le(reinterpret_cast<const unsigned char*>(prefix.data()));
   CLR_CHECK(n <= kMaxHeaderBytes, FormatError, "'", path, "' is not a safetensors file: header length ",
             n, " exceeds the limit of ", kMaxHeaderBytes, " bytes");
-  CLR_CHECK(8 + n <= h.file_size, FormatError, "'", path, "' is truncated: header of ", n,
+  CLR_CHECK(8 + n <= h.file_size && 8 + n <= prefix.size(), FormatError, "'", path, "' is truncated: header of ", n,
             " bytes but the file has only ", h.file_size, " bytes");
-  std::string text(n, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(n));
   try {
-    h.json = nlohmann::json::parse(text);
+    h.json = nlohmann::json::parse(prefix.begin() + 8, prefix.begin() + static_cast<std::ptrdiff_t>(8 + n));
   } catch (const nlohmann::json::exception& e) {
     throw FormatError(detail::concat("'", path, "' has a header that is not valid JSON: ", e.what()));
   }
   CLR_CHECK(h.json.is_object(), FormatError, "'", path, "' has a header that is not a JSON object");
   h.data_start = 8 + n;
   return h;
+}
+
+Header read_header(std::ifstream& in, const std::string& path) {
+  in.seekg(0, std::ios::end);
+  const auto end = in.tellg();
+  CLR_CHECK(end >= 0, FormatError, "cannot determine the size of '", path, "'");
+  const auto size = static_cast<uint64_t>(end);
+  in.seekg(0);
+  std::string prefix(std::min<uint64_t>(size, 8), '\0');
+  in.read(prefix.data(), static_cast<std::streamsize>(prefix.size()));
+  if (prefix.size() == 8) {
+    const uint64_t n = read_u64_le(reinterpret_cast<const unsigned char*>(prefix.data()));
+    if (n <= kMaxHeaderBytes && 8 + n <= size) {
+      prefix.resize(8 + n);
+      in.read(prefix.data() + 8, static_cast<std::streamsize>(n));
+    }
+  }
+  return parse_header(prefix, size, path);
 }
 
 Metadata parse_metadata(const nlohmann::json& header, const std::string& path) {
@@ -97,11 +110,8 @@ at::ScalarType safetensors_dtype(const std::string& name) {
                                    "'; supported: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL"));
 }
 
-SafetensorsFile read_safetensors(const std::string& path) {
-  CLR_CHECK(file_exists(path), NotFoundError, "file '", path, "' does not exist");
-  std::ifstream in(path, std::ios::binary);
-  CLR_CHECK(in.good(), NotFoundError, "cannot open '", path, "'");
-  const Header h = read_header(in, path);
+SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& path) {
+  const Header h = parse_header(bytes, bytes.size(), path);
   SafetensorsFile out;
   out.metadata = parse_metadata(h.json, path);
   const uint64_t data_size = h.file_size - h.data_start;
@@ -143,14 +153,15 @@ SafetensorsFile read_safetensors(const std::string& path) {
     CLR_CHECK(end <= data_size, FormatError, "'", path, "' is truncated: tensor '", name, "' ends at byte ",
               h.data_start + end, " but the file has ", h.file_size, " bytes");
     at::Tensor t = at::empty(shape, at::TensorOptions().dtype(type));
-    if (nbytes > 0) {
-      in.seekg(static_cast<std::streamoff>(h.data_start + begin));
-      in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(nbytes));
-      CLR_CHECK(in.good(), FormatError, where, ": read failed (truncated file?)");
-    }
+    if (nbytes > 0) std::memcpy(t.data_ptr(), bytes.data() + h.data_start + begin, nbytes);
     out.tensors.emplace(name, std::move(t));
   }
   return out;
+}
+
+SafetensorsFile read_safetensors(const std::string& path) {
+  CLR_CHECK(file_exists(path), NotFoundError, "file '", path, "' does not exist");
+  return decode_safetensors(read_file(path), path);
 }
 
 Metadata read_safetensors_metadata(const std::string& path) {

@@ -1,7 +1,10 @@
 #include "clr/eval/runner.h"
 
 #include <chrono>
+#include <climits>
+#include <cstdlib>
 #include <ctime>
+#include <memory>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -9,7 +12,9 @@
 #include "clr/core/error.h"
 #include "clr/core/file_io.h"
 #include "clr/core/log.h"
+#include "clr/core/runtime.h"
 #include "clr/core/safetensors.h"
+#include "clr/store/store.h"
 
 namespace clr::eval {
 namespace {
@@ -20,13 +25,26 @@ std::string safe_file_name(const std::string& name, size_t index) {
   return detail::concat(index + 1 < 10 ? "0" : "", index + 1, "_", out.substr(0, 64));
 }
 
-std::string now_utc() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+std::string absolute_path(const std::string& path) {
+  char buf[PATH_MAX];
+  if (path.empty() || path == "random" || ::realpath(path.c_str(), buf) == nullptr) return path;
   return buf;
+}
+
+// A fresh adapter store in OUT/adapters for this run. What an earlier run left there
+// (a store, or the first runner's loose adapter files) is replaced; a directory
+// holding anything else is refused rather than deleted.
+store::Store fresh_store(const std::string& dir, const store::BackboneRef& ref) {
+  if (directory_exists(dir)) {
+    for (const auto& name : list_directory(dir)) {
+      const bool ours = name == "manifest.json" || name == ".lock" || name == "tasks" ||
+                        (name.size() > 12 && name.compare(name.size() - 12, 12, ".safetensors") == 0);
+      CLR_CHECK(ours, ConfigError, "'", dir, "' holds '", name, "', which is not part of an adapter store; move it "
+                "or choose another --out");
+    }
+    CLR_CHECK(remove_tree(dir), NotFoundError, "cannot remove the previous run's adapters in '", dir, "'");
+  }
+  return store::Store::create(dir, ref);
 }
 
 void write_results(const Results& r, const std::string& out) {
@@ -38,9 +56,19 @@ void write_results(const Results& r, const std::string& out) {
 
 Results run_sequence(train::Method& method, data::Sequence sequence, const RunOptions& o) {
   o.train.validate();
+  const std::string variant = method.store_variant();
+  if (!variant.empty()) {
+    std::string bad;
+    for (const auto& t : sequence) {
+      const std::string why = store::task_name_problem(t.name);
+      if (!why.empty()) bad += detail::concat(bad.empty() ? "" : "; ", "'", t.name, "': ", why);
+    }
+    CLR_CHECK(bad.empty(), ConfigError, "task names must be able to name files of the adapter store: ", bad,
+              " (rename the task or its directory)");
+  }
   for (auto& t : sequence) data::complete_splits(t, o.split);
   data::validate_sequence(sequence);
-  make_directories(o.out_dir + "/adapters");
+  make_directories(o.out_dir);
   log::set_file(o.out_dir + "/log.txt");
   struct CloseLog {
     ~CloseLog() { log::set_file(""); }
@@ -59,6 +87,19 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
   log::info("run: ", sequence.size(), " tasks, method ", r.variant, ", backbone ", r.backbone_arch, " (",
             r.backbone_source, ", ", r.backbone_fingerprint.substr(0, 19), "...), device ", r.device, ", out ",
             o.out_dir);
+
+  std::unique_ptr<store::Store> adapters;
+  if (!variant.empty()) {
+    store::BackboneRef ref;
+    ref.arch = o.backbone_arch;
+    ref.small_stem = o.backbone_small_stem;
+    ref.fingerprint = r.backbone_fingerprint;
+    ref.params = r.backbone_params;
+    ref.source = absolute_path(o.backbone_source);
+    adapters = std::make_unique<store::Store>(fresh_store(o.out_dir + "/adapters", ref));
+  } else {
+    make_directories(o.out_dir + "/task_states");
+  }
 
   std::vector<data::PreparedSplit> tests;
   int64_t method_bytes_before = 0;
@@ -112,29 +153,50 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
     rec.epochs = rep.epochs_run;
     rec.best_epoch = rep.best_epoch;
     rec.best_val_accuracy = rep.best_val_accuracy;
-    rec.adapter_file = "adapters/" + safe_file_name(task.name, t) + ".safetensors";
     r.tasks.push_back(rec);
-    // Replay trains old heads: their saved states are rewritten with the new ones.
-    for (size_t j = method.changes_old_task_states() ? 0 : t; j <= t; ++j) {
-      nlohmann::json classes = sequence[j].classes;
-      write_safetensors(o.out_dir + "/" + r.tasks[j].adapter_file, method.task_state(static_cast<int64_t>(j)),
-                        {{"format", "clr.adapter/0"},
-                         {"task", sequence[j].name},
-                         {"classes", classes.dump()},
-                         {"variant", method.name()},
-                         {"backbone_arch", o.backbone_arch},
-                         {"backbone_fingerprint", method.backbone_fingerprint()},
-                         {"input_size", std::to_string(o.train.crop > 0 ? o.train.crop : o.prepare.size)},
-                         {"resize", std::to_string(o.prepare.size)},
-                         {"mean", "[0.485, 0.456, 0.406]"},
-                         {"std", "[0.229, 0.224, 0.225]"},
-                         {"after_task", std::to_string(t + 1)},
-                         {"created", now_utc()}});
-    }
 
     std::vector<std::optional<double>> row(sequence.size());
     for (size_t j = 0; j <= t; ++j) row[j] = train::evaluate(method, static_cast<int64_t>(j), tests[j], o.train.batch_size * 2, o.train.crop);
     r.accuracy.push_back(row);
+
+    if (adapters) {
+      store::Adapter a;
+      a.task = task.name;
+      a.variant = variant;
+      a.kernel_size = method.store_kernel_size();
+      a.classes = task.classes;
+      a.preprocess.resize = o.prepare.size;
+      a.preprocess.crop = o.train.crop;
+      a.backbone = adapters->backbone();
+      a.training_json = o.config_json.empty() ? "{}" : o.config_json;
+      a.metrics_json = nlohmann::json{{"test_accuracy", *row[t]},
+                                      {"best_val_accuracy", rep.best_val_accuracy},
+                                      {"epochs", rep.epochs_run},
+                                      {"best_epoch", rep.best_epoch},
+                                      {"train_images", train.size()},
+                                      {"test_images", tests.back().size()},
+                                      {"task_index", t},
+                                      {"run", o.out_dir}}
+                           .dump();
+      a.tensors = method.task_state(static_cast<int64_t>(t));
+      const store::TaskEntry e = adapters->put(std::move(a), /*replace=*/true);
+      r.tasks[t].adapter_file = "adapters/" + e.file;
+    } else {
+      // Replay trains old heads: their saved states are rewritten with the new ones.
+      for (size_t j = method.changes_old_task_states() ? 0 : t; j <= t; ++j) {
+        nlohmann::json classes = sequence[j].classes;
+        r.tasks[j].adapter_file = "task_states/" + safe_file_name(sequence[j].name, j) + ".safetensors";
+        write_safetensors(o.out_dir + "/" + r.tasks[j].adapter_file, method.task_state(static_cast<int64_t>(j)),
+                          {{"format", "clr.task_state/0"},
+                           {"task", sequence[j].name},
+                           {"classes", classes.dump()},
+                           {"method", method.name()},
+                           {"backbone_arch", o.backbone_arch},
+                           {"initial_backbone_fingerprint", method.backbone_fingerprint()},
+                           {"after_task", std::to_string(t + 1)},
+                           {"created", runtime::utc_timestamp()}});
+      }
+    }
     log::info("  task ", t + 1, " done: ", rep.epochs_run, " epochs (best ", rep.best_epoch, ", val ",
               100 * rep.best_val_accuracy, "%), test ", 100 * *row[t], "%, ", rep.images_per_second,
               " train img/s; average accuracy so far ", 100 * average_accuracy(r.accuracy), "%");

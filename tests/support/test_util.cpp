@@ -12,6 +12,9 @@
 #include "clr/core/error.h"
 #include "clr/core/file_io.h"
 #include "clr/core/hash.h"
+#include "clr/core/safetensors.h"
+#include "clr/models/registry.h"
+#include "clr/store/store.h"
 
 namespace clr::test {
 
@@ -90,6 +93,70 @@ void train_steps(adapters::ReprogrammedNet& net, int steps, uint64_t seed, int64
     loss.backward();
     opt.step();
   }
+}
+
+TensorMap random_task_state(adapters::ReprogrammedNet& net, int64_t classes, uint64_t seed) {
+  torch::manual_seed(seed);
+  TensorMap s = net->new_task_state(classes);  // starts from the backbone's BatchNorm
+  for (auto& [k, t] : s) {
+    if (!t.is_floating_point()) continue;
+    if (k.rfind("clr.", 0) == 0) {
+      t = t + 0.05 * torch::randn_like(t);
+    } else if (k.rfind("residual.", 0) == 0) {
+      t = 0.1 * t;  // PyTorch's default init, scaled to a tenth of the conv it joins
+    } else if (k.find("running_var") != std::string::npos) {
+      t = t * (0.8 + 0.4 * torch::rand_like(t));
+    } else if (k.find("running_mean") != std::string::npos) {
+      t = t + 0.1 * torch::randn_like(t) * torch::sqrt(s.at(k.substr(0, k.size() - 4) + "var"));
+    } else if (k.rfind("bn.", 0) == 0 && k.size() > 7 && k.compare(k.size() - 7, 7, ".weight") == 0) {
+      t = t * (1 + 0.1 * torch::randn_like(t));
+    } else if (k.rfind("bn.", 0) == 0) {
+      t = t + 0.05 * torch::randn_like(t);
+    }  // the head keeps PyTorch's default Linear initialisation (logits of order 1)
+  }
+  return s;
+}
+
+TestStore make_test_store(const std::string& dir, const std::string& variant, int tasks, int64_t size, uint64_t seed) {
+  TestStore out;
+  torch::manual_seed(seed);
+  models::ResNet backbone = models::make_resnet("resnet18", 0, true);
+  // BatchNorm statistics measured on images, as a trained network has them (with the
+  // defaults, activations grow block by block and logits reach the thousands).
+  {
+    torch::NoGradGuard g;
+    for (const auto& item : backbone->named_modules("", false)) {
+      if (auto* bn = item.value()->as<torch::nn::BatchNorm2dImpl>()) bn->options.momentum(c10::nullopt);
+    }
+    backbone->train();
+    for (int i = 0; i < 4; ++i) backbone->features(torch::randn({32, 3, size, size}));
+    backbone->eval();
+  }
+  out.backbone = dir + "/backbone.safetensors";
+  write_safetensors(out.backbone, models::state_dict(*backbone), {{"arch", "resnet18"}, {"small_stem", "true"}});
+  out.fingerprint = fingerprint(models::state_dict(*backbone));
+  out.store = dir + "/store";
+  store::BackboneRef ref{"resnet18", true, out.fingerprint, 11689512, out.backbone};
+  store::Store st = store::Store::create(out.store, ref);
+  const bool linear = variant == "linear";
+  adapters::ReprogrammedNet net(models::load_resnet("resnet18", out.backbone, 0, true),
+                                adapters::ReprogramOptions().variant(adapters::parse_variant(linear ? "clr" : variant)), 2);
+  for (int i = 0; i < tasks; ++i) {
+    const int64_t k = 2 + i % 5;
+    TensorMap state = random_task_state(net, k, seed * 1000 + static_cast<uint64_t>(i));
+    if (linear) state = {{"head.weight", state.at("head.weight")}, {"head.bias", state.at("head.bias")}};
+    store::Adapter a;
+    a.task = detail::concat("t", i);
+    a.variant = variant;
+    for (int64_t c = 0; c < k; ++c) a.classes.push_back(detail::concat("c", c));
+    a.preprocess.resize = size;
+    a.backbone = ref;
+    a.tensors = state;
+    st.put(a);
+    out.names.push_back(a.task);
+    out.states.push_back(state);
+  }
+  return out;
 }
 
 }  // namespace clr::test

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <gtest/gtest.h>
@@ -61,5 +62,20 @@ bool bit_identical(const at::Tensor& a, const at::Tensor& b);
 // `steps` Adam steps (lr 1e-2) of cross-entropy on random images/labels drawn from
 // `seed`, in train mode; leaves the network in train mode.
 void train_steps(adapters::ReprogrammedNet& net, int steps, uint64_t seed, int64_t batch, int64_t size);
+
+// A task state for `net` far from the identity: perturbed CLR kernels (or residual
+// kernels), BatchNorm affine and statistics, and a random head of `classes` outputs.
+TensorMap random_task_state(adapters::ReprogrammedNet& net, int64_t classes, uint64_t seed);
+
+// A random ResNet-18 with the small stem saved as DIR/backbone.safetensors, and an
+// adapter store DIR/store holding `tasks` tasks "t0", "t1", ... of `variant` (clr,
+// clr-full, residual or linear) with random states; task i has 2 + i % 5 classes.
+struct TestStore {
+  std::string backbone, store;
+  std::vector<std::string> names;
+  std::vector<TensorMap> states;
+  std::string fingerprint;
+};
+TestStore make_test_store(const std::string& dir, const std::string& variant, int tasks, int64_t size, uint64_t seed);
 
 }  // namespace clr::test

@@ -11,7 +11,7 @@
 namespace clr {
 namespace {
 
-const std::vector<std::string> kLayers = {"core", "models", "adapters", "data", "train", "eval", "store", "serve"};
+const std::vector<std::string> kLayers = {"core", "models", "adapters", "store", "data", "train", "eval", "serve"};
 
 int rank(const std::string& layer) {
   for (size_t i = 0; i < kLayers.size(); ++i) {

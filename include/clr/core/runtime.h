@@ -30,4 +30,7 @@ c10::Device parse_device(const std::string& name);
 // A short description of the machine for reports ("Intel(R) Xeon(R) ... x2 threads").
 std::string machine_description();
 
+// The current time in UTC, ISO 8601 to the second ("2026-12-01T09:30:00Z").
+std::string utc_timestamp();
+
 }  // namespace clr::runtime

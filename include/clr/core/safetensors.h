@@ -21,6 +21,9 @@ struct SafetensorsFile {
 // matching the shape.
 SafetensorsFile read_safetensors(const std::string& path);
 
+// Parses the bytes of a whole file; `origin` names it in errors (same checks).
+SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& origin);
+
 // Reads only the metadata map, without the tensor data.
 Metadata read_safetensors_metadata(const std::string& path);
 

@@ -1,6 +1,9 @@
 // The continual-learning protocol: learn the tasks of a sequence one after another,
 // after each task evaluate every task seen so far on its test split, and write the
-// results (results.json, results.csv, per-task adapters, log) as the run goes.
+// results (results.json, results.csv, per-task state, log) as the run goes. Methods
+// whose tasks run on the unchanged backbone (CLR, linear) write their tasks into an
+// adapter store, OUT/adapters (clr/store/store.h), that `clr serve` serves; the
+// others write each task's state to OUT/task_states/.
 #pragma once
 
 #include <string>
@@ -20,6 +23,7 @@ struct RunOptions {
   std::string out_dir;          // created if missing
   std::string backbone_arch;
   std::string backbone_source;  // weight file or "random"
+  bool backbone_small_stem = false;
   std::string device;
   std::string config_json;      // the effective configuration, stored in results.json
 };

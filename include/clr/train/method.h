@@ -60,6 +60,12 @@ class Method {
   // State kept across tasks beyond the per-task states (Fisher and anchors, path
   // integrals, the replay buffer): saved with the run and counted in stored bytes.
   virtual TensorMap method_state() const { return {}; }
+  // Non-empty when every task's state runs on the unchanged shared backbone, so that
+  // the adapter store can hold it and the engine serve it: the store variant ("clr",
+  // "clr-full", "residual", "linear").
+  virtual std::string store_variant() const { return ""; }
+  // The CLR kernel size of the stored states (clr variants).
+  virtual int64_t store_kernel_size() const { return 3; }
   // Extra parameters this method holds for task `task` (trainable values, as the paper counts).
   virtual int64_t extra_params(int64_t task) const = 0;
   // Parameters of the shared backbone (the denominator of extra-parameter fractions).

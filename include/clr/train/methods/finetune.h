@@ -45,6 +45,8 @@ class FinetuneMethod : public Method {
   int64_t extra_params(int64_t task) const override;
   int64_t backbone_params() const override { return backbone_params_; }
   std::string backbone_fingerprint() const override { return fingerprint_; }
+  // `linear` keeps the backbone and a head per task: servable from the store.
+  std::string store_variant() const override { return kind_ == FinetuneKind::kLinear ? "linear" : ""; }
   void set_training(bool on) override;
   c10::Device device() const override;
 

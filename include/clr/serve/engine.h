@@ -1,0 +1,89 @@
+// The inference engine: one frozen backbone, loaded once, serving every task of an
+// adapter store. A batch may mix tasks and still runs as one forward pass:
+//   - each CLR layer is one grouped convolution over per-sample kernels (the batch is
+//     folded into the channels: [1, N*C, H, W] with N*C groups);
+//   - eval-mode BatchNorm is a per-sample scale and shift;
+//   - the residual variant's 1x1 adapters are one grouped conv with N groups;
+//   - the heads are applied per task to that task's rows of the pooled features.
+// A batch of one task takes the plain depthwise path (groups = C).
+//
+// Adapters are loaded from the store on first use, verified, prepared on the device
+// and kept in an LRU cache bounded by a byte budget. reload() re-reads the manifest;
+// cached tasks whose file changed or that were removed are dropped.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "clr/store/store.h"
+
+namespace clr::serve {
+
+struct EngineOptions {
+  std::string store_dir;
+  std::string backbone_file;  // empty: the store's recorded source
+  std::string device = "cpu";
+  int64_t cache_bytes = 256ll << 20;  // budget of prepared adapters on the device
+};
+
+// What the engine knows of a task without loading it.
+struct TaskSummary {
+  store::TaskEntry entry;
+};
+
+struct CacheStats {
+  int64_t bytes = 0, budget = 0, entries = 0, hits = 0, misses = 0, evictions = 0;
+};
+
+struct TopClass {
+  int64_t index = 0;
+  std::string name;
+  float prob = 0;
+};
+
+class Engine {
+ public:
+  // Loads the backbone (the store's source file, or options.backbone_file) and checks
+  // that its fingerprint is the store's (IncompatibleError otherwise).
+  explicit Engine(const EngineOptions& options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  const store::BackboneRef& backbone() const;
+  std::string device() const;
+  // The store's tasks (manifest order) as of the last reload().
+  std::vector<store::TaskEntry> tasks() const;
+  std::optional<store::TaskEntry> task(const std::string& name) const;
+  // A task's whole adapter metadata (tensors dropped), loading it when not cached.
+  store::Adapter describe(const std::string& name);
+
+  // A decoded image (uint8 [H, W, 3]) as task `task` takes it: uint8 [3, S, S]
+  // (resized, centre-cropped when the task was trained with crops).
+  at::Tensor preprocess(const std::string& task, const at::Tensor& hwc);
+  // Logits of a batch that may mix tasks: images uint8 [N, 3, S, S] (every task of the
+  // batch must take the same S), tasks[i] the task of sample i. One forward pass.
+  // Returns a [K_i] float tensor (CPU) per sample.
+  std::vector<at::Tensor> logits(const std::vector<std::string>& tasks, const at::Tensor& images);
+  // softmax(logits) per sample, top k classes (k clamped to the task's classes).
+  std::vector<std::vector<TopClass>> predict(const std::vector<std::string>& tasks, const at::Tensor& images,
+                                             int64_t top_k);
+
+  // Re-reads the store's manifest; returns the number of tasks.
+  size_t reload();
+  CacheStats cache_stats() const;
+  // The manifest's modification stamp (for watching it), empty when unreadable.
+  std::string manifest_stamp() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace clr::serve

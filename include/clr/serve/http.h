@@ -1,0 +1,58 @@
+// The HTTP layer of `clr serve` (cpp-httplib, from Debian): a thin JSON API over the
+// engine and the batcher.
+//
+//   GET  /healthz                      {"status":"ok", "tasks":N, ...}
+//   GET  /v1/tasks                     {"tasks":[{"name", "classes", "variant", "input_size"}, ...]}
+//   GET  /v1/tasks/{task}              the task's metadata (class names, preprocessing, metrics, ...)
+//   POST /v1/tasks/{task}/predict      body: image bytes (JPEG, PNG, BMP, GIF, WebP); ?top_k=K
+//                                      -> {"task":..., "top":[{"class", "index", "prob"}, ...]}
+//   POST /v1/admin/reload              re-reads the store's manifest (Authorization: Bearer TOKEN
+//                                      when a token is configured)
+//   GET  /v1/stats                     queue, batch and adapter-cache counters
+//
+// Errors are {"error": {"type": ..., "message": ...}}: 400 bad request or undecodable
+// image, 401 bad token, 404 unknown task or path, 413 body over the limit, 503 queue
+// full (with Retry-After), 500 anything else. No request can stop the server.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "clr/serve/batcher.h"
+
+namespace clr::serve {
+
+class Engine;
+
+struct HttpOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;                          // 0: any free port (see bind())
+  int http_threads = 8;                     // connections served at once
+  int64_t max_body_bytes = 16ll << 20;      // larger bodies get 413
+  int64_t default_top_k = 5;
+  std::string admin_token;                  // empty: /v1/admin/reload needs no token
+  double watch_seconds = 1.0;               // poll the manifest this often (0: never)
+  BatcherOptions batcher;
+};
+
+class HttpServer {
+ public:
+  HttpServer(Engine& engine, HttpOptions options);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds the socket; returns the port. ConfigError when the address cannot be bound.
+  int bind();
+  // Serves until stop() (from another thread or a signal-watching thread).
+  void serve();
+  void stop();
+  int port() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace clr::serve

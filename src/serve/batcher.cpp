@@ -1,0 +1,119 @@
+#include "clr/serve/batcher.h"
+
+#include <map>
+
+#include <torch/torch.h>
+
+#include "clr/core/error.h"
+#include "clr/core/log.h"
+
+namespace clr::serve {
+
+Batcher::Batcher(Engine& engine, BatcherOptions options) : engine_(engine), options_(options) {
+  CLR_CHECK(options_.max_batch >= 1, ConfigError, "--max-batch must be at least 1, got ", options_.max_batch);
+  CLR_CHECK(options_.max_wait_ms >= 0, ConfigError, "--max-wait-ms must be >= 0, got ", options_.max_wait_ms);
+  CLR_CHECK(options_.capacity >= 1, ConfigError, "the queue capacity must be at least 1, got ", options_.capacity);
+  worker_ = std::thread([this] { work(); });
+}
+
+Batcher::~Batcher() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+std::optional<std::future<BatchResult>> Batcher::submit(const std::string& task, at::Tensor image, int64_t top_k) {
+  std::unique_lock<std::mutex> lock(mu_);
+  ++stats_.requests;
+  if (stopping_ || static_cast<int64_t>(queue_.size()) >= options_.capacity) {
+    ++stats_.rejected;
+    return std::nullopt;
+  }
+  Request r;
+  r.task = task;
+  r.image = std::move(image);
+  r.top_k = top_k;
+  std::future<BatchResult> f = r.done.get_future();
+  queue_.push_back(std::move(r));
+  stats_.queued = static_cast<int64_t>(queue_.size());
+  const bool wake = queue_.size() == 1 || static_cast<int64_t>(queue_.size()) >= options_.max_batch;
+  lock.unlock();
+  if (wake) wake_.notify_one();
+  return f;
+}
+
+BatcherStats Batcher::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void Batcher::work() {
+  for (;;) {
+    std::vector<Request> batch;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, nothing left
+      // The first request waits at most max_wait_ms for others to join it.
+      const auto deadline = std::chrono::steady_clock::now() +
+                            std::chrono::microseconds(static_cast<int64_t>(options_.max_wait_ms * 1000));
+      wake_.wait_until(lock, deadline, [&] {
+        return stopping_ || static_cast<int64_t>(queue_.size()) >= options_.max_batch;
+      });
+      const size_t n = std::min<size_t>(queue_.size(), static_cast<size_t>(options_.max_batch));
+      for (size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      stats_.queued = static_cast<int64_t>(queue_.size());
+    }
+    run_batch(batch);
+  }
+}
+
+void Batcher::run_batch(std::vector<Request>& batch) {
+  // Images of different sizes cannot share a tensor: one forward per size.
+  std::map<int64_t, std::vector<size_t>> by_size;
+  for (size_t i = 0; i < batch.size(); ++i) by_size[batch[i].image.size(1)].push_back(i);
+  int64_t failed = 0;
+  for (const auto& [size, members] : by_size) {
+    std::vector<std::string> tasks;
+    std::vector<at::Tensor> images;
+    for (size_t i : members) {
+      tasks.push_back(batch[i].task);
+      images.push_back(batch[i].image);
+    }
+    int64_t k = 1;
+    for (size_t i : members) k = std::max(k, batch[i].top_k);
+    try {
+      const auto top = engine_.predict(tasks, torch::stack(images), k);
+      for (size_t j = 0; j < members.size(); ++j) {
+        BatchResult r;
+        r.top = top[j];
+        if (static_cast<int64_t>(r.top.size()) > batch[members[j]].top_k) r.top.resize(static_cast<size_t>(batch[members[j]].top_k));
+        batch[members[j]].done.set_value(std::move(r));
+      }
+    } catch (const std::exception& e) {
+      // A failed batch fails its requests, never the worker.
+      const auto* err = dynamic_cast<const Error*>(&e);
+      log::warn("serve: a batch of ", members.size(), " failed: ", e.what());
+      for (size_t i : members) {
+        BatchResult r;
+        r.error = e.what();
+        r.error_kind = static_cast<int>(err ? err->kind() : ErrorKind::kInternal);
+        batch[i].done.set_value(std::move(r));
+      }
+      failed += static_cast<int64_t>(members.size());
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.batches;
+  stats_.served += static_cast<int64_t>(batch.size());
+  stats_.failed += failed;
+  stats_.max_batch_seen = std::max<int64_t>(stats_.max_batch_seen, static_cast<int64_t>(batch.size()));
+}
+
+}  // namespace clr::serve

@@ -1,0 +1,267 @@
+#include "clr/serve/http.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <thread>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "clr/core/error.h"
+#include "clr/core/log.h"
+#include "clr/data/image.h"
+#include "clr/serve/engine.h"
+
+namespace clr::serve {
+namespace {
+
+using nlohmann::ordered_json;
+
+constexpr const char* kJson = "application/json";
+
+void send_error(httplib::Response& res, int status, const std::string& type, const std::string& message) {
+  res.status = status;
+  res.set_content(ordered_json{{"error", {{"type", type}, {"message", message}}}}.dump() + "\n", kJson);
+}
+
+void send_json(httplib::Response& res, const ordered_json& j) {
+  res.status = 200;
+  res.set_content(j.dump() + "\n", kJson);
+}
+
+// The status and type of a clr error.
+std::pair<int, std::string> status_of(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::kConfig: return {400, "bad_request"};
+    case ErrorKind::kNotFound: return {404, "not_found"};
+    case ErrorKind::kFormat: return {500, "store_error"};
+    case ErrorKind::kIncompatible: return {500, "incompatible"};
+    case ErrorKind::kInternal: return {500, "internal"};
+  }
+  return {500, "internal"};
+}
+
+ordered_json task_line(const store::TaskEntry& e) {
+  return {{"name", e.name}, {"classes", e.classes}, {"variant", e.variant}, {"input_size", e.input_size},
+          {"bytes", e.bytes}, {"created", e.created}};
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+  Engine& engine;
+  HttpOptions options;
+  std::unique_ptr<Batcher> batcher;
+  httplib::Server http;  // after the batcher: destroyed first
+  int port = -1;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  std::atomic<int64_t> http_errors{0}, reloads{0};
+  // The manifest watcher.
+  std::thread watcher;
+  std::mutex watch_mu;
+  std::condition_variable watch_cv;
+  bool stopping = false;
+
+  Impl(Engine& e, HttpOptions o) : engine(e), options(std::move(o)) {}
+
+  void routes();
+  void predict(const httplib::Request& req, httplib::Response& res);
+  void watch();
+};
+
+void HttpServer::Impl::routes() {
+  http.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+    const BatcherStats b = batcher->stats();
+    const double up = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    send_json(res, {{"status", "ok"},
+                    {"tasks", engine.tasks().size()},
+                    {"backbone", {{"arch", engine.backbone().arch}, {"fingerprint", engine.backbone().fingerprint}}},
+                    {"device", engine.device()},
+                    {"queue", b.queued},
+                    {"uptime_seconds", up}});
+  });
+  http.Get("/v1/tasks", [this](const httplib::Request&, httplib::Response& res) {
+    ordered_json tasks = ordered_json::array();
+    for (const auto& e : engine.tasks()) tasks.push_back(task_line(e));
+    send_json(res, {{"tasks", tasks}});
+  });
+  http.Get(R"(/v1/tasks/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    const std::string name = req.matches[1];
+    const auto entry = engine.task(name);
+    if (!entry) return send_error(res, 404, "not_found", "no task '" + name + "'; GET /v1/tasks lists them");
+    const store::Adapter a = engine.describe(name);
+    send_json(res, ordered_json::parse(store::adapter_json(a, &*entry)));
+  });
+  http.Post(R"(/v1/tasks/([^/]+)/predict)",
+            [this](const httplib::Request& req, httplib::Response& res) { predict(req, res); });
+  http.Post("/v1/admin/reload", [this](const httplib::Request& req, httplib::Response& res) {
+    if (!options.admin_token.empty() && req.get_header_value("Authorization") != "Bearer " + options.admin_token) {
+      return send_error(res, 401, "unauthorized", "POST /v1/admin/reload needs 'Authorization: Bearer TOKEN'");
+    }
+    const size_t n = engine.reload();
+    ++reloads;
+    send_json(res, {{"status", "reloaded"}, {"tasks", n}});
+  });
+  http.Get("/v1/stats", [this](const httplib::Request&, httplib::Response& res) {
+    const BatcherStats b = batcher->stats();
+    const CacheStats c = engine.cache_stats();
+    send_json(res, {{"requests", b.requests},
+                    {"rejected", b.rejected},
+                    {"served", b.served},
+                    {"failed", b.failed},
+                    {"batches", b.batches},
+                    {"mean_batch", b.mean_batch()},
+                    {"max_batch", b.max_batch_seen},
+                    {"queued", b.queued},
+                    {"http_errors", http_errors.load()},
+                    {"reloads", reloads.load()},
+                    {"cache",
+                     {{"bytes", c.bytes},
+                      {"budget", c.budget},
+                      {"entries", c.entries},
+                      {"hits", c.hits},
+                      {"misses", c.misses},
+                      {"evictions", c.evictions}}}});
+  });
+  // Errors httplib raises itself (no route, body too large, malformed request) get
+  // the same JSON body as ours; a response that already has a body keeps it.
+  const httplib::Server::HandlerWithResponse on_error = [this](const httplib::Request& req, httplib::Response& res) {
+    ++http_errors;
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    if (res.status == 404) {
+      send_error(res, 404, "not_found", "no route " + req.method + " " + req.path);
+    } else if (res.status == 413) {
+      send_error(res, 413, "payload_too_large",
+                 detail::concat("the body is larger than the limit of ", options.max_body_bytes, " bytes"));
+    } else {
+      send_error(res, res.status, res.status < 500 ? "bad_request" : "internal",
+                 detail::concat("HTTP ", res.status, " for ", req.method, " ", req.path));
+    }
+    return httplib::Server::HandlerResponse::Handled;
+  };
+  http.set_error_handler(on_error);
+  http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    try {
+      std::rethrow_exception(ep);
+    } catch (const Error& e) {
+      const auto [status, type] = status_of(e.kind());
+      send_error(res, status, type, e.what());
+    } catch (const std::exception& e) {
+      send_error(res, 500, "internal", e.what());
+    } catch (...) {
+      send_error(res, 500, "internal", "unknown error");
+    }
+  });
+}
+
+void HttpServer::Impl::predict(const httplib::Request& req, httplib::Response& res) {
+  const std::string name = req.matches[1];
+  if (!engine.task(name)) return send_error(res, 404, "not_found", "no task '" + name + "'; GET /v1/tasks lists them");
+  int64_t top_k = options.default_top_k;
+  if (req.has_param("top_k")) {
+    const std::string v = req.get_param_value("top_k");
+    char* end = nullptr;
+    const long long k = std::strtoll(v.c_str(), &end, 10);
+    if (v.empty() || *end != '\0' || k < 1 || k > 100000) {
+      return send_error(res, 400, "bad_request", "top_k must be a positive integer, got '" + v + "'");
+    }
+    top_k = k;
+  }
+  if (req.body.empty()) return send_error(res, 400, "bad_request", "empty body: POST the image's bytes");
+  at::Tensor image;
+  try {
+    image = engine.preprocess(name, data::decode_image(req.body, "the request body"));
+  } catch (const FormatError& e) {
+    return send_error(res, 400, "bad_image", e.what());
+  }
+  auto future = batcher->submit(name, image, top_k);
+  if (!future) {
+    res.set_header("Retry-After", "1");
+    return send_error(res, 503, "overloaded",
+                      detail::concat("the request queue is full (", batcher->options().capacity,
+                                     " waiting); retry later"));
+  }
+  const BatchResult r = future->get();
+  if (!r.error.empty()) {
+    const auto [status, type] = status_of(static_cast<ErrorKind>(r.error_kind));
+    return send_error(res, status, type, r.error);
+  }
+  ordered_json top = ordered_json::array();
+  for (const TopClass& c : r.top) top.push_back({{"class", c.name}, {"index", c.index}, {"prob", c.prob}});
+  send_json(res, {{"task", name}, {"top", top}});
+}
+
+void HttpServer::Impl::watch() {
+  std::string stamp = engine.manifest_stamp();
+  const auto every = std::chrono::microseconds(static_cast<int64_t>(options.watch_seconds * 1e6));
+  std::unique_lock<std::mutex> lock(watch_mu);
+  while (!watch_cv.wait_for(lock, every, [&] { return stopping; })) {
+    const std::string now = engine.manifest_stamp();
+    if (now.empty() || now == stamp) continue;
+    try {
+      const size_t n = engine.reload();
+      ++reloads;
+      stamp = now;
+      log::info("serve: the store's manifest changed; ", n, " tasks now");
+    } catch (const Error& e) {
+      log::warn("serve: the store's manifest changed but could not be read (", e.what(), "); still serving the old one");
+      stamp = now;
+    }
+  }
+}
+
+HttpServer::HttpServer(Engine& engine, HttpOptions options) : impl_(std::make_unique<Impl>(engine, std::move(options))) {
+  Impl& m = *impl_;
+  CLR_CHECK(m.options.http_threads >= 1, ConfigError, "--http-threads must be at least 1, got ", m.options.http_threads);
+  CLR_CHECK(m.options.max_body_bytes >= 1, ConfigError, "--max-body-bytes must be positive, got ",
+            m.options.max_body_bytes);
+  CLR_CHECK(m.options.default_top_k >= 1, ConfigError, "--top-k must be at least 1, got ", m.options.default_top_k);
+  CLR_CHECK(m.options.watch_seconds >= 0, ConfigError, "--watch-seconds must be >= 0, got ", m.options.watch_seconds);
+  m.batcher = std::make_unique<Batcher>(engine, m.options.batcher);
+  const int threads = m.options.http_threads;
+  m.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  m.http.set_payload_max_length(static_cast<size_t>(m.options.max_body_bytes));
+  m.http.set_keep_alive_max_count(100000);
+  m.http.set_read_timeout(10);
+  m.http.set_write_timeout(10);
+  m.routes();
+}
+
+HttpServer::~HttpServer() { stop(); }
+
+int HttpServer::bind() {
+  Impl& m = *impl_;
+  if (m.options.port == 0) {
+    m.port = m.http.bind_to_any_port(m.options.host);
+    CLR_CHECK(m.port > 0, ConfigError, "cannot bind ", m.options.host, " to a free port");
+  } else {
+    CLR_CHECK(m.http.bind_to_port(m.options.host, m.options.port), ConfigError, "cannot bind ", m.options.host, ":",
+              m.options.port, " (in use, or not an address of this machine); choose another --port or --host");
+    m.port = m.options.port;
+  }
+  return m.port;
+}
+
+void HttpServer::serve() {
+  Impl& m = *impl_;
+  if (m.port < 0) bind();
+  if (m.options.watch_seconds > 0) m.watcher = std::thread([&m] { m.watch(); });
+  m.http.listen_after_bind();
+}
+
+void HttpServer::stop() {
+  Impl& m = *impl_;
+  {
+    std::lock_guard<std::mutex> lock(m.watch_mu);
+    m.stopping = true;
+  }
+  m.watch_cv.notify_all();
+  if (m.watcher.joinable()) m.watcher.join();
+  m.http.stop();
+}
+
+int HttpServer::port() const { return impl_->port; }
+
+}  // namespace clr::serve

@@ -1,0 +1,482 @@
+#include "clr/store/store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <set>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "clr/core/error.h"
+#include "clr/core/file_io.h"
+#include "clr/core/hash.h"
+#include "clr/core/log.h"
+#include "clr/core/runtime.h"
+#include "clr/core/safetensors.h"
+
+namespace clr::store {
+namespace {
+
+using nlohmann::json;
+
+const std::set<std::string> kVariants = {"clr", "clr-full", "residual", "linear"};
+
+// An exclusive advisory lock on STORE/.lock for the lifetime of the object.
+class StoreLock {
+ public:
+  explicit StoreLock(const std::string& dir) {
+    const std::string path = dir + "/.lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    CLR_CHECK(fd_ >= 0, NotFoundError, "cannot open the store lock '", path, "': ", std::strerror(errno));
+    while (::flock(fd_, LOCK_EX) != 0) {
+      CLR_CHECK(errno == EINTR, InternalError, "cannot lock '", path, "': ", std::strerror(errno));
+    }
+  }
+  ~StoreLock() {
+    if (fd_ >= 0) ::close(fd_);  // closing releases the lock
+  }
+  StoreLock(const StoreLock&) = delete;
+  StoreLock& operator=(const StoreLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+template <typename T>
+T field(const json& j, const char* key, const std::string& where) {
+  auto it = j.find(key);
+  CLR_CHECK(it != j.end(), FormatError, where, ": missing \"", key, "\"");
+  try {
+    return it->get<T>();
+  } catch (const json::exception& e) {
+    throw FormatError(detail::concat(where, ": \"", key, "\" has the wrong type (", e.what(), ")"));
+  }
+}
+
+std::string meta(const Metadata& md, const char* key, const std::string& where) {
+  auto it = md.find(key);
+  CLR_CHECK(it != md.end(), FormatError, where, ": metadata has no \"", key, "\"");
+  return it->second;
+}
+
+int64_t meta_int(const Metadata& md, const char* key, const std::string& where) {
+  const std::string v = meta(md, key, where);
+  try {
+    size_t used = 0;
+    const long long x = std::stoll(v, &used);
+    CLR_CHECK(used == v.size(), FormatError, where, ": metadata \"", key, "\" is not an integer: '", v, "'");
+    return x;
+  } catch (const std::logic_error&) {
+    throw FormatError(detail::concat(where, ": metadata \"", key, "\" is not an integer: '", v, "'"));
+  }
+}
+
+json meta_json(const Metadata& md, const char* key, const std::string& where) {
+  try {
+    return json::parse(meta(md, key, where));
+  } catch (const json::exception& e) {
+    throw FormatError(detail::concat(where, ": metadata \"", key, "\" is not JSON (", e.what(), ")"));
+  }
+}
+
+std::array<float, 3> triple(const json& j, const char* key, const std::string& where) {
+  CLR_CHECK(j.is_array() && j.size() == 3, FormatError, where, ": \"", key, "\" must be 3 numbers, got ", j.dump());
+  std::array<float, 3> out{};
+  for (size_t i = 0; i < 3; ++i) {
+    CLR_CHECK(j[i].is_number(), FormatError, where, ": \"", key, "\" must be 3 numbers, got ", j.dump());
+    out[i] = j[i].get<float>();
+  }
+  return out;
+}
+
+// Format version from "clr.adapter" + "version", or the earlier "clr.adapter/0".
+int adapter_version(const Metadata& md, const std::string& where) {
+  const std::string format = meta(md, "format", where);
+  if (format == "clr.adapter/0") return 0;
+  CLR_CHECK(format == kAdapterFormat, FormatError, where, ": not a clr adapter (format '", format, "', expected '",
+            kAdapterFormat, "')");
+  const int64_t v = meta_int(md, "version", where);
+  CLR_CHECK(v >= 1, FormatError, where, ": format version ", v, " is not valid");
+  CLR_CHECK(v <= kFormatVersion, IncompatibleError, where, " was written by a newer clr (adapter format version ", v,
+            "; this build reads versions up to ", kFormatVersion, "): upgrade clr to read it");
+  return static_cast<int>(v);
+}
+
+void check_adapter(const Adapter& a, const std::string& where) {
+  const std::string why = task_name_problem(a.task);
+  CLR_CHECK(why.empty(), ConfigError, where, ": task name '", a.task, "' cannot name a stored task: ", why);
+  CLR_CHECK(kVariants.count(a.variant), ConfigError, where, ": variant '", a.variant,
+            "' cannot be stored; expected clr, clr-full, residual or linear");
+  CLR_CHECK(!a.classes.empty(), ConfigError, where, ": task '", a.task, "' has no class names");
+  auto w = a.tensors.find("head.weight");
+  auto b = a.tensors.find("head.bias");
+  CLR_CHECK(w != a.tensors.end() && b != a.tensors.end(), FormatError, where, ": task '", a.task,
+            "' has no head.weight / head.bias");
+  CLR_CHECK(w->second.dim() == 2 && w->second.size(0) == static_cast<int64_t>(a.classes.size()) &&
+                b->second.dim() == 1 && b->second.size(0) == w->second.size(0),
+            FormatError, where, ": task '", a.task, "' has ", a.classes.size(), " class names but a head of ",
+            describe(w->second), " / ", describe(b->second));
+  CLR_CHECK(a.preprocess.resize > 0 && a.preprocess.crop >= 0 && a.preprocess.crop <= a.preprocess.resize, FormatError,
+            where, ": preprocessing resize ", a.preprocess.resize, " / crop ", a.preprocess.crop, " is not valid");
+  for (float s : a.preprocess.std) CLR_CHECK(s > 0, FormatError, where, ": preprocessing std must be positive");
+  CLR_CHECK(a.backbone.fingerprint.rfind("sha256:", 0) == 0, FormatError, where,
+            ": backbone fingerprint must be 'sha256:...', got '", a.backbone.fingerprint, "'");
+}
+
+json backbone_json(const BackboneRef& b) {
+  return {{"arch", b.arch}, {"small_stem", b.small_stem}, {"fingerprint", b.fingerprint}, {"params", b.params},
+          {"source", b.source}};
+}
+
+std::string file_of(const std::string& task) { return "tasks/" + task + ".safetensors"; }
+
+}  // namespace
+
+std::string task_name_problem(const std::string& name) {
+  if (name.empty()) return "it is empty";
+  if (name.size() > kMaxTaskNameBytes) return detail::concat("it has ", name.size(), " bytes, at most ", kMaxTaskNameBytes, " are allowed");
+  if (name[0] == '.') return "it starts with '.'";
+  if (name.front() == ' ' || name.back() == ' ') return "it starts or ends with a space";
+  for (unsigned char c : name) {
+    if (c == '/' || c == '\\') return "it contains a path separator";
+    if (c < 0x20 || c == 0x7f) return "it contains a control character";
+  }
+  return "";
+}
+
+void check_task_name(const std::string& name) {
+  const std::string why = task_name_problem(name);
+  CLR_CHECK(why.empty(), ConfigError, "task name '", name, "' is not allowed: ", why,
+            " (a name is 1-128 bytes without '/', '\\' or control characters, not starting with '.')");
+}
+
+std::string encode_adapter(Adapter& a) {
+  if (a.created.empty()) a.created = runtime::utc_timestamp();
+  check_adapter(a, "adapter");
+  TensorMap cpu;
+  for (const auto& [k, t] : a.tensors) cpu.emplace(k, t.detach().to(at::kCPU).contiguous());
+  a.tensors = cpu;
+  a.tensors_sha256 = fingerprint(a.tensors);
+  const json classes = a.classes;
+  const json mean = a.preprocess.mean, std = a.preprocess.std;
+  Metadata md = {{"format", kAdapterFormat},
+                 {"version", std::to_string(kFormatVersion)},
+                 {"task", a.task},
+                 {"variant", a.variant},
+                 {"kernel_size", std::to_string(a.kernel_size)},
+                 {"classes", classes.dump()},
+                 {"backbone_arch", a.backbone.arch},
+                 {"backbone_small_stem", a.backbone.small_stem ? "true" : "false"},
+                 {"backbone_fingerprint", a.backbone.fingerprint},
+                 {"resize", std::to_string(a.preprocess.resize)},
+                 {"crop", std::to_string(a.preprocess.crop)},
+                 {"input_size", std::to_string(a.preprocess.input_size())},
+                 {"mean", mean.dump()},
+                 {"std", std.dump()},
+                 {"training", a.training_json.empty() ? "{}" : a.training_json},
+                 {"metrics", a.metrics_json.empty() ? "{}" : a.metrics_json},
+                 {"created", a.created},
+                 {"tensors_sha256", a.tensors_sha256}};
+  return encode_safetensors(a.tensors, md);
+}
+
+Adapter decode_adapter(const std::string& bytes, const std::string& origin) {
+  SafetensorsFile f = decode_safetensors(bytes, origin);
+  const Metadata& md = f.metadata;
+  const std::string where = "'" + origin + "'";
+  const int version = adapter_version(md, where);
+  Adapter a;
+  a.task = meta(md, "task", where);
+  a.variant = meta(md, "variant", where);
+  const json classes = meta_json(md, "classes", where);
+  CLR_CHECK(classes.is_array(), FormatError, where, ": metadata \"classes\" must be an array of names");
+  for (const auto& c : classes) {
+    CLR_CHECK(c.is_string(), FormatError, where, ": metadata \"classes\" must be an array of names");
+    a.classes.push_back(c.get<std::string>());
+  }
+  a.backbone.arch = meta(md, "backbone_arch", where);
+  a.backbone.fingerprint = meta(md, "backbone_fingerprint", where);
+  a.preprocess.resize = meta_int(md, "resize", where);
+  a.preprocess.mean = triple(meta_json(md, "mean", where), "mean", where);
+  a.preprocess.std = triple(meta_json(md, "std", where), "std", where);
+  a.created = md.count("created") ? md.at("created") : "";
+  a.tensors = std::move(f.tensors);
+  const std::string actual = fingerprint(a.tensors);
+  if (version == 0) {
+    // The first runner's files: no checksum, no kernel size, crop implied by input_size.
+    const int64_t input = meta_int(md, "input_size", where);
+    a.preprocess.crop = input == a.preprocess.resize ? 0 : input;
+    for (const auto& [k, t] : a.tensors) {
+      if (k.rfind("clr.", 0) == 0 && t.dim() == 4) a.kernel_size = t.size(3);
+    }
+    if (a.variant == "linear" || a.variant == "clr" || a.variant == "clr-full" || a.variant == "residual") {
+      a.tensors_sha256 = actual;
+    }
+  } else {
+    a.kernel_size = meta_int(md, "kernel_size", where);
+    a.backbone.small_stem = meta(md, "backbone_small_stem", where) == "true";
+    a.preprocess.crop = meta_int(md, "crop", where);
+    a.training_json = md.count("training") ? md.at("training") : "{}";
+    a.metrics_json = md.count("metrics") ? md.at("metrics") : "{}";
+    a.tensors_sha256 = meta(md, "tensors_sha256", where);
+    CLR_CHECK(a.tensors_sha256 == actual, FormatError, where, " is corrupt: its tensors hash to ", actual,
+              " but the file records ", a.tensors_sha256);
+  }
+  check_adapter(a, where);
+  return a;
+}
+
+Adapter read_adapter_file(const std::string& path) {
+  CLR_CHECK(file_exists(path), NotFoundError, "adapter file '", path, "' does not exist");
+  return decode_adapter(read_file(path), path);
+}
+
+std::string adapter_json(const Adapter& a, const TaskEntry* e, int indent) {
+  auto parsed = [](const std::string& text) {
+    try {
+      return nlohmann::ordered_json::parse(text.empty() ? "{}" : text);
+    } catch (const json::exception&) {
+      return nlohmann::ordered_json(text);
+    }
+  };
+  nlohmann::ordered_json j = {
+      {"name", a.task},
+      {"variant", a.variant},
+      {"kernel_size", a.kernel_size},
+      {"classes", a.classes.size()},
+      {"class_names", a.classes},
+      {"preprocess",
+       {{"resize", a.preprocess.resize},
+        {"crop", a.preprocess.crop},
+        {"input_size", a.preprocess.input_size()},
+        {"mean", a.preprocess.mean},
+        {"std", a.preprocess.std}}},
+      {"backbone",
+       {{"arch", a.backbone.arch}, {"small_stem", a.backbone.small_stem}, {"fingerprint", a.backbone.fingerprint}}},
+      {"metrics", parsed(a.metrics_json)},
+      {"training", parsed(a.training_json)},
+      {"created", a.created},
+      {"tensors_sha256", a.tensors_sha256},
+      {"tensor_bytes", total_bytes(a.tensors)},
+      {"values", total_numel(a.tensors)}};
+  if (e != nullptr) {
+    j["file"] = e->file;
+    j["sha256"] = e->sha256;
+    j["bytes"] = e->bytes;
+    if (a.tensors.empty()) j["tensor_bytes"] = e->tensor_bytes;
+  }
+  if (a.tensors.empty()) j.erase("values");  // metadata only (the engine's copy)
+  return j.dump(indent);
+}
+
+bool Store::exists(const std::string& dir) { return file_exists(dir + "/manifest.json"); }
+
+Store Store::open(const std::string& dir) {
+  CLR_CHECK(directory_exists(dir), NotFoundError, "store directory '", dir, "' does not exist");
+  CLR_CHECK(exists(dir), NotFoundError, "'", dir, "' is not an adapter store: it has no manifest.json (clr run writes "
+            "one under OUT/adapters; clr tasks import FILE --store DIR starts one)");
+  Store s(dir);
+  s.read_manifest();
+  return s;
+}
+
+Store Store::create(const std::string& dir, const BackboneRef& backbone) {
+  CLR_CHECK(backbone.fingerprint.rfind("sha256:", 0) == 0, ConfigError, "a store needs a backbone fingerprint, got '",
+            backbone.fingerprint, "'");
+  make_directories(dir + "/tasks");
+  StoreLock lock(dir);
+  if (exists(dir)) {
+    Store s = open(dir);
+    CLR_CHECK(s.backbone_.fingerprint == backbone.fingerprint, IncompatibleError, "store '", dir,
+              "' holds tasks for backbone ", s.backbone_.fingerprint, " (", s.backbone_.arch, "), not for ",
+              backbone.fingerprint, " (", backbone.arch, "); use another store directory");
+    return s;
+  }
+  Store s(dir);
+  s.backbone_ = backbone;
+  s.created_ = runtime::utc_timestamp();
+  s.write_manifest();
+  return s;
+}
+
+void Store::read_manifest() {
+  const std::string path = manifest_path();
+  const std::string text = read_file(path);
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    throw FormatError(detail::concat("store manifest '", path, "' is not valid JSON: ", e.what()));
+  }
+  const std::string where = "store manifest '" + path + "'";
+  CLR_CHECK(j.is_object(), FormatError, where, " is not a JSON object");
+  const std::string format = field<std::string>(j, "format", where);
+  CLR_CHECK(format == kStoreFormat, FormatError, where, " has format '", format, "', expected '", kStoreFormat, "'");
+  const int64_t version = field<int64_t>(j, "version", where);
+  CLR_CHECK(version <= kFormatVersion, IncompatibleError, where, " was written by a newer clr (store format version ",
+            version, "; this build reads versions up to ", kFormatVersion, "): upgrade clr to use this store");
+  CLR_CHECK(version >= 1, FormatError, where, ": format version ", version, " is not valid");
+  const json b = field<json>(j, "backbone", where);
+  BackboneRef ref;
+  ref.arch = field<std::string>(b, "arch", where + " backbone");
+  ref.small_stem = field<bool>(b, "small_stem", where + " backbone");
+  ref.fingerprint = field<std::string>(b, "fingerprint", where + " backbone");
+  ref.params = field<int64_t>(b, "params", where + " backbone");
+  ref.source = b.value("source", "");
+  std::vector<TaskEntry> tasks;
+  std::set<std::string> names;
+  for (const json& t : field<json>(j, "tasks", where)) {
+    TaskEntry e;
+    const std::string w = where + " task";
+    e.name = field<std::string>(t, "name", w);
+    const std::string why = task_name_problem(e.name);
+    CLR_CHECK(why.empty(), FormatError, where, ": task name '", e.name, "' is not allowed (", why, ")");
+    CLR_CHECK(names.insert(e.name).second, FormatError, where, " lists task '", e.name, "' twice");
+    e.file = field<std::string>(t, "file", w);
+    CLR_CHECK(e.file == file_of(e.name), FormatError, where, ": task '", e.name, "' points at '", e.file,
+              "', expected '", file_of(e.name), "'");
+    e.sha256 = field<std::string>(t, "sha256", w);
+    e.bytes = field<int64_t>(t, "bytes", w);
+    e.tensor_bytes = t.value("tensor_bytes", int64_t{0});
+    e.variant = field<std::string>(t, "variant", w);
+    e.classes = field<int64_t>(t, "classes", w);
+    e.input_size = t.value("input_size", int64_t{0});
+    e.created = t.value("created", "");
+    tasks.push_back(std::move(e));
+  }
+  backbone_ = ref;
+  created_ = j.value("created", "");
+  tasks_ = std::move(tasks);
+}
+
+void Store::write_manifest() const {
+  json tasks = json::array();
+  for (const auto& e : tasks_) {
+    tasks.push_back({{"name", e.name},
+                     {"file", e.file},
+                     {"sha256", e.sha256},
+                     {"bytes", e.bytes},
+                     {"tensor_bytes", e.tensor_bytes},
+                     {"variant", e.variant},
+                     {"classes", e.classes},
+                     {"input_size", e.input_size},
+                     {"created", e.created}});
+  }
+  nlohmann::ordered_json j = {{"format", kStoreFormat},     {"version", kFormatVersion},
+                              {"backbone", backbone_json(backbone_)}, {"created", created_},
+                              {"updated", runtime::utc_timestamp()},        {"tasks", tasks}};
+  write_file_atomic(manifest_path(), j.dump(2) + "\n");
+}
+
+const TaskEntry* Store::find(const std::string& name) const {
+  for (const auto& e : tasks_) {
+    if (e.name == name) return &e;
+  }
+  return nullptr;
+}
+
+void Store::refresh() { read_manifest(); }
+
+TaskEntry Store::put(Adapter adapter, bool replace) {
+  const std::string bytes = encode_adapter(adapter);  // checks the name, variant, head
+  CLR_CHECK(adapter.backbone.fingerprint == backbone_.fingerprint, IncompatibleError, "task '", adapter.task,
+            "' was trained on backbone ", adapter.backbone.fingerprint, ", but store '", dir_, "' serves ",
+            backbone_.fingerprint);
+  StoreLock lock(dir_);
+  read_manifest();  // another writer may have added tasks since this object read it
+  TaskEntry e;
+  e.name = adapter.task;
+  e.file = file_of(adapter.task);
+  e.sha256 = sha256_hex(bytes);
+  e.bytes = static_cast<int64_t>(bytes.size());
+  e.tensor_bytes = total_bytes(adapter.tensors);
+  e.variant = adapter.variant;
+  e.classes = static_cast<int64_t>(adapter.classes.size());
+  e.input_size = adapter.preprocess.input_size();
+  e.created = adapter.created;
+  auto it = std::find_if(tasks_.begin(), tasks_.end(), [&](const TaskEntry& t) { return t.name == e.name; });
+  CLR_CHECK(it == tasks_.end() || replace, ConfigError, "store '", dir_, "' already has a task '", e.name,
+            "' (remove it first, or replace it)");
+  make_directories(dir_ + "/tasks");
+  write_file_atomic(dir_ + "/" + e.file, bytes);  // the file first, the manifest that names it last
+  if (it != tasks_.end()) {
+    *it = e;
+  } else {
+    tasks_.push_back(e);
+  }
+  write_manifest();
+  return e;
+}
+
+std::string Store::load_bytes(const std::string& name) const {
+  const TaskEntry* e = find(name);
+  CLR_CHECK(e != nullptr, NotFoundError, "store '", dir_, "' has no task '", name, "'");
+  const std::string path = dir_ + "/" + e->file;
+  CLR_CHECK(file_exists(path), FormatError, "store '", dir_, "': the file of task '", name, "' (", e->file,
+            ") is missing");
+  std::string bytes = read_file(path);
+  CLR_CHECK(static_cast<int64_t>(bytes.size()) == e->bytes, FormatError, "store '", dir_, "': '", e->file, "' has ",
+            bytes.size(), " bytes, the manifest says ", e->bytes, " (truncated or replaced)");
+  const std::string sha = sha256_hex(bytes);
+  CLR_CHECK(sha == e->sha256, FormatError, "store '", dir_, "': '", e->file, "' is corrupt (SHA-256 ", sha,
+            ", the manifest says ", e->sha256, ")");
+  return bytes;
+}
+
+Adapter Store::load(const std::string& name) const {
+  Adapter a = decode_adapter(load_bytes(name), dir_ + "/" + file_of(name));
+  CLR_CHECK(a.task == name, FormatError, "store '", dir_, "': the file of task '", name, "' holds task '", a.task, "'");
+  CLR_CHECK(a.backbone.fingerprint == backbone_.fingerprint, IncompatibleError, "store '", dir_, "': task '", name,
+            "' was trained on backbone ", a.backbone.fingerprint, ", the store's is ", backbone_.fingerprint);
+  return a;
+}
+
+void Store::remove(const std::string& name) {
+  StoreLock lock(dir_);
+  read_manifest();
+  auto it = std::find_if(tasks_.begin(), tasks_.end(), [&](const TaskEntry& t) { return t.name == name; });
+  CLR_CHECK(it != tasks_.end(), NotFoundError, "store '", dir_, "' has no task '", name, "'");
+  const std::string path = dir_ + "/" + it->file;
+  tasks_.erase(it);
+  write_manifest();  // the manifest first: a crash now leaves only an unnamed file
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    log::warn("store: could not remove '", path, "': ", std::strerror(errno));
+  }
+}
+
+std::vector<TaskCheck> Store::verify() const {
+  std::vector<TaskCheck> out;
+  std::set<std::string> named;
+  for (const auto& e : tasks_) {
+    TaskCheck c;
+    c.task = e.name;
+    named.insert(e.name + ".safetensors");
+    try {
+      load(e.name);
+    } catch (const Error& err) {
+      c.ok = false;
+      c.problem = err.what();
+    }
+    out.push_back(c);
+  }
+  if (directory_exists(dir_ + "/tasks")) {
+    for (const auto& f : list_directory(dir_ + "/tasks")) {
+      if (named.count(f)) continue;
+      TaskCheck c;
+      c.task = "tasks/" + f;
+      c.ok = false;
+      c.problem = f.find(".tmp.") != std::string::npos ? "a temporary file left by an interrupted write"
+                                                      : "a file that no task of the manifest names";
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+}  // namespace clr::store

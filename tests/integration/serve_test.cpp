@@ -1,0 +1,247 @@
+// The HTTP server in-process on a free loopback port, driven by cpp-httplib's client:
+// every endpoint, every error status, batching across tasks, reloads, and requests
+// that must not bring it down.
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "clr/core/error.h"
+#include "clr/data/image.h"
+#include "clr/serve/engine.h"
+#include "clr/serve/http.h"
+#include "clr/store/store.h"
+#include "test_util.h"
+
+namespace clr {
+namespace {
+
+using nlohmann::json;
+
+constexpr int64_t kSize = 16;
+
+class Served {
+ public:
+  Served(const std::string& store, serve::HttpOptions o) {
+    serve::EngineOptions eo;
+    eo.store_dir = store;
+    engine_ = std::make_unique<serve::Engine>(eo);
+    o.host = "127.0.0.1";
+    o.port = 0;
+    server_ = std::make_unique<serve::HttpServer>(*engine_, o);
+    port_ = server_->bind();
+    thread_ = std::thread([this] { server_->serve(); });
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", port_);
+    client_->set_read_timeout(30);
+    for (int i = 0; i < 100 && !client_->Get("/healthz"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ~Served() {
+    server_->stop();
+    thread_.join();
+  }
+  httplib::Client& client() { return *client_; }
+  serve::Engine& engine() { return *engine_; }
+  int port() const { return port_; }
+
+ private:
+  std::unique_ptr<serve::Engine> engine_;
+  std::unique_ptr<serve::HttpServer> server_;
+  std::unique_ptr<httplib::Client> client_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+std::string png_of(int64_t value, int64_t side = 20) {
+  torch::manual_seed(value);
+  return data::encode_png(torch::randint(0, 256, {side, side, 3}, torch::kLong).to(torch::kByte));
+}
+
+json body(const httplib::Result& r) {
+  EXPECT_TRUE(r) << "no response";
+  return r ? json::parse(r->body) : json();
+}
+
+void expect_error(const httplib::Result& r, int status, const std::string& type) {
+  ASSERT_TRUE(r) << "no response";
+  EXPECT_EQ(r->status, status) << r->body;
+  const json j = json::parse(r->body);
+  EXPECT_EQ(j["error"]["type"], type) << r->body;
+  EXPECT_FALSE(j["error"]["message"].get<std::string>().empty());
+}
+
+TEST(Serve, EndpointsAnswerAndPredictionsMatchTheEngine) {
+  test::TempDir dir("serve");
+  const test::TestStore ts = test::make_test_store(dir.path(), "clr", 4, kSize, 21);
+  serve::HttpOptions o;
+  o.watch_seconds = 0;
+  Served s(ts.store, o);
+
+  const json health = body(s.client().Get("/healthz"));
+  EXPECT_EQ(health["status"], "ok");
+  EXPECT_EQ(health["tasks"], 4);
+  EXPECT_EQ(health["backbone"]["fingerprint"], ts.fingerprint);
+
+  const json list = body(s.client().Get("/v1/tasks"));
+  ASSERT_EQ(list["tasks"].size(), 4u);
+  EXPECT_EQ(list["tasks"][1]["name"], "t1");
+  EXPECT_EQ(list["tasks"][1]["classes"], 3);
+  const json one = body(s.client().Get("/v1/tasks/t3"));
+  EXPECT_EQ(one["class_names"], json({"c0", "c1", "c2", "c3", "c4"}));
+  EXPECT_EQ(one["preprocess"]["input_size"], kSize);
+
+  const std::string img = png_of(1);
+  const auto r = s.client().Post("/v1/tasks/t3/predict?top_k=2", img, "image/png");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json p = json::parse(r->body);
+  EXPECT_EQ(p["task"], "t3");
+  ASSERT_EQ(p["top"].size(), 2u);
+  // The same answer as the engine gives for the same bytes.
+  const at::Tensor x = s.engine().preprocess("t3", data::decode_image(img, "test")).unsqueeze(0);
+  const auto want = s.engine().predict({"t3"}, x, 2)[0];
+  for (size_t j = 0; j < 2; ++j) {
+    EXPECT_EQ(p["top"][j]["index"], want[j].index);
+    EXPECT_EQ(p["top"][j]["class"], want[j].name);
+    EXPECT_NEAR(p["top"][j]["prob"].get<double>(), want[j].prob, 1e-6);
+  }
+  const json stats = body(s.client().Get("/v1/stats"));
+  EXPECT_GE(stats["served"].get<int>(), 1);
+}
+
+TEST(Serve, ErrorsAreJsonWithTheRightStatus) {
+  test::TempDir dir("serve");
+  const test::TestStore ts = test::make_test_store(dir.path(), "clr", 2, kSize, 22);
+  serve::HttpOptions o;
+  o.watch_seconds = 0;
+  o.max_body_bytes = 4096;
+  o.admin_token = "s3cret";
+  Served s(ts.store, o);
+  const std::string img = png_of(2);
+  ASSERT_LT(img.size(), 4096u);
+  expect_error(s.client().Post("/v1/tasks/nope/predict", img, "image/png"), 404, "not_found");
+  expect_error(s.client().Get("/v1/tasks/nope"), 404, "not_found");
+  expect_error(s.client().Get("/no/such/route"), 404, "not_found");
+  expect_error(s.client().Post("/v1/tasks/t0/predict", std::string("not an image at all"), "image/png"), 400,
+               "bad_image");
+  expect_error(s.client().Post("/v1/tasks/t0/predict", std::string(), "image/png"), 400, "bad_request");
+  expect_error(s.client().Post("/v1/tasks/t0/predict?top_k=zero", img, "image/png"), 400, "bad_request");
+  expect_error(s.client().Post("/v1/tasks/t0/predict", std::string(5000, 'x'), "image/png"), 413, "payload_too_large");
+  expect_error(s.client().Post("/v1/admin/reload", "", "text/plain"), 401, "unauthorized");
+  httplib::Headers auth = {{"Authorization", "Bearer s3cret"}};
+  const auto ok = s.client().Post("/v1/admin/reload", auth, "", "text/plain");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  // Garbage on a raw socket does not stop the server.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(s.port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string junk = "\x16\x03\x01 BLAH /\r\n\r\nContent-Length: -5\r\n\r\n";
+  ASSERT_GT(::write(fd, junk.data(), junk.size()), 0);
+  char buf[512];
+  (void)::read(fd, buf, sizeof buf);
+  ::close(fd);
+  const auto after = s.client().Post("/v1/tasks/t0/predict", img, "image/png");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->status, 200);
+}
+
+TEST(Serve, AFullQueueAnswers503WithRetryAfter) {
+  test::TempDir dir("serve");
+  const test::TestStore ts = test::make_test_store(dir.path(), "clr", 1, kSize, 23);
+  serve::HttpOptions o;
+  o.watch_seconds = 0;
+  o.http_threads = 12;
+  o.batcher.capacity = 1;
+  o.batcher.max_batch = 64;
+  o.batcher.max_wait_ms = 300;  // the first request waits; the others find the queue full
+  Served s(ts.store, o);
+  const std::string img = png_of(3);
+  std::vector<std::future<httplib::Result>> replies;
+  for (int i = 0; i < 8; ++i) {
+    replies.push_back(std::async(std::launch::async, [&s, &img] {
+      httplib::Client c("127.0.0.1", s.port());
+      c.set_read_timeout(30);
+      return c.Post("/v1/tasks/t0/predict", img, "image/png");
+    }));
+  }
+  int ok = 0, busy = 0;
+  for (auto& f : replies) {
+    const httplib::Result r = f.get();
+    ASSERT_TRUE(r);
+    if (r->status == 200) ++ok;
+    if (r->status == 503) {
+      ++busy;
+      EXPECT_EQ(r->get_header_value("Retry-After"), "1");
+      EXPECT_EQ(json::parse(r->body)["error"]["type"], "overloaded");
+    }
+  }
+  EXPECT_GE(ok, 1);
+  EXPECT_GE(busy, 1);
+  EXPECT_EQ(ok + busy, 8);
+}
+
+TEST(Serve, RequestsOfDifferentTasksShareBatches) {
+  test::TempDir dir("serve");
+  const test::TestStore ts = test::make_test_store(dir.path(), "clr", 8, kSize, 24);
+  serve::HttpOptions o;
+  o.watch_seconds = 0;
+  o.http_threads = 16;
+  o.batcher.max_wait_ms = 200;
+  o.batcher.max_batch = 8;
+  Served s(ts.store, o);
+  std::vector<std::future<httplib::Result>> replies;
+  for (int i = 0; i < 8; ++i) {
+    replies.push_back(std::async(std::launch::async, [&s, i] {
+      httplib::Client c("127.0.0.1", s.port());
+      c.set_read_timeout(30);
+      return c.Post(("/v1/tasks/t" + std::to_string(i) + "/predict").c_str(), png_of(i), "image/png");
+    }));
+  }
+  for (int i = 0; i < 8; ++i) {
+    const httplib::Result r = replies[static_cast<size_t>(i)].get();
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    EXPECT_EQ(json::parse(r->body)["task"], "t" + std::to_string(i));
+  }
+  const json stats = body(s.client().Get("/v1/stats"));
+  EXPECT_EQ(stats["served"], 8);
+  EXPECT_LT(stats["batches"].get<int>(), 8) << stats.dump();  // at least two tasks shared a forward
+  EXPECT_GE(stats["max_batch"].get<int>(), 2);
+}
+
+TEST(Serve, NewTasksAreServedWithoutARestart) {
+  test::TempDir dir("serve");
+  const test::TestStore ts = test::make_test_store(dir.path(), "clr", 1, kSize, 25);
+  serve::HttpOptions o;
+  o.watch_seconds = 0.05;
+  Served s(ts.store, o);
+  const std::string img = png_of(4);
+  expect_error(s.client().Post("/v1/tasks/fresh/predict", img, "image/png"), 404, "not_found");
+  store::Store st = store::Store::open(ts.store);
+  store::Adapter a = st.load("t0");
+  a.task = "fresh";
+  st.put(a);
+  int status = 0;
+  for (int i = 0; i < 200 && status != 200; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    const auto r = s.client().Post("/v1/tasks/fresh/predict", img, "image/png");
+    status = r ? r->status : 0;
+  }
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(body(s.client().Get("/healthz"))["tasks"], 2);
+}
+
+}  // namespace
+}  // namespace clr

@@ -1,0 +1,216 @@
+// The inference engine: a batch that mixes tasks equals each sample run alone with
+// its own task state (DESIGN's invariant), for every servable variant; the adapter
+// cache; reloads; refusals.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "clr/core/error.h"
+#include "clr/data/image.h"
+#include "clr/models/registry.h"
+#include "clr/serve/engine.h"
+#include "clr/store/store.h"
+#include "test_util.h"
+
+namespace clr {
+namespace {
+
+constexpr int64_t kSize = 12;  // layer4 still sees 2 x 2 maps
+
+// Logits of one sample alone through the reference path: a ReprogrammedNet with the
+// task's state loaded (the module that trained it), or backbone + head for linear.
+class Alone {
+ public:
+  Alone(const test::TestStore& ts, const std::string& variant) : ts_(ts), linear_(variant == "linear") {
+    backbone_ = models::load_resnet("resnet18", ts.backbone, 0, true);
+    backbone_->eval();
+    if (!linear_) {
+      net_ = adapters::ReprogrammedNet(backbone_, adapters::ReprogramOptions().variant(adapters::parse_variant(variant)), 2);
+      net_->eval();
+    }
+  }
+  at::Tensor operator()(size_t task, const at::Tensor& image_u8) {
+    torch::NoGradGuard g;
+    const at::Tensor x = data::normalize(image_u8.unsqueeze(0));
+    const TensorMap& s = ts_.states[task];
+    if (linear_) return torch::addmm(s.at("head.bias"), backbone_->features(x), s.at("head.weight").t())[0];
+    net_->load_task_state(s);
+    return net_->forward(x)[0];
+  }
+
+ private:
+  const test::TestStore& ts_;
+  bool linear_;
+  models::ResNet backbone_{nullptr};
+  adapters::ReprogrammedNet net_{nullptr};
+};
+
+// Runs mixed batches of (samples, distinct tasks) and returns the worst max-abs
+// difference from each sample alone; `exact` asks for bit-identical logits.
+double mixed_vs_alone(const std::string& variant, const std::vector<std::pair<int64_t, int64_t>>& configs, bool mkldnn,
+                      bool exact) {
+  const bool was = at::globalContext().userEnabledMkldnn();
+  at::globalContext().setUserEnabledMkldnn(mkldnn);
+  test::TempDir dir("engine");
+  const test::TestStore ts = test::make_test_store(dir.path(), variant, 16, kSize, 3);
+  serve::EngineOptions eo;
+  eo.store_dir = ts.store;
+  serve::Engine engine(eo);
+  torch::manual_seed(11);
+  const at::Tensor images = torch::randint(0, 256, {64, 3, kSize, kSize}, torch::kLong).to(torch::kByte);
+  Alone alone(ts, variant);
+  std::map<std::pair<int64_t, size_t>, at::Tensor> ref;  // (image, task) -> logits alone
+  double worst = 0, scale = 0;
+  for (const auto& [n, tasks] : configs) {
+    std::vector<std::string> names;
+    std::vector<size_t> which;
+    for (int64_t i = 0; i < n; ++i) {
+      which.push_back(static_cast<size_t>((i * 7) % tasks));  // every task appears, neighbours differ
+      names.push_back(ts.names[which.back()]);
+    }
+    const std::vector<at::Tensor> got = engine.logits(names, images.slice(0, 0, n));
+    EXPECT_EQ(static_cast<int64_t>(got.size()), n);
+    for (int64_t i = 0; i < n && i < static_cast<int64_t>(got.size()); ++i) {
+      const auto key = std::make_pair(i, which[static_cast<size_t>(i)]);
+      if (!ref.count(key)) ref.emplace(key, alone(key.second, images[i]));
+      const at::Tensor& want = ref.at(key);
+      const at::Tensor& have = got[static_cast<size_t>(i)];
+      EXPECT_EQ(have.sizes(), want.sizes()) << "sample " << i;
+      if (have.sizes() != want.sizes()) continue;
+      const double d = test::max_abs_diff(have, want);
+      worst = std::max(worst, d);
+      scale = std::max(scale, want.abs().max().item<double>());
+      if (exact) {
+        EXPECT_TRUE(test::bit_identical(have, want))
+            << variant << ": " << n << " samples over " << tasks << " tasks, sample " << i << ", max-abs " << d;
+      }
+      EXPECT_LE(d, 1e-5 * std::max(1.0, scale)) << variant << ": " << n << " samples over " << tasks << " tasks, sample " << i;
+    }
+  }
+  std::cout << "[engine] " << variant << (mkldnn ? " (mkldnn convolutions)" : " (native convolutions)")
+            << ": worst max-abs difference, mixed batch vs each sample alone: " << worst << " (largest |logit| "
+            << scale << ")" << std::endl;
+  at::globalContext().setUserEnabledMkldnn(was);
+  return worst;
+}
+
+const std::vector<std::pair<int64_t, int64_t>> kConfigs = {{1, 1},  {2, 2},   {5, 1},  {7, 3},
+                                                           {16, 16}, {33, 8}, {64, 1}, {64, 16}};
+
+// With convolution algorithms that do not depend on the batch size, a mixed batch is
+// bit-identical to each sample run alone: the per-sample kernels, BatchNorm and heads
+// compute exactly what the sample's own network computes.
+class MixedBatch : public ::testing::TestWithParam<std::string> {};
+TEST_P(MixedBatch, IsBitIdenticalToEachSampleAloneWithItsOwnTask) {
+  mixed_vs_alone(GetParam(), kConfigs, /*mkldnn=*/false, /*exact=*/true);
+}
+INSTANTIATE_TEST_SUITE_P(Variants, MixedBatch, ::testing::Values("clr", "clr-full", "residual", "linear"));
+
+// With LibTorch's default (oneDNN) convolutions the backbone's own rounding depends
+// on the batch size; the difference stays at fp32 noise (1e-5 of the logit scale).
+TEST(MixedBatchDefaultConvolutions, StaysWithinFp32Noise) {
+  mixed_vs_alone("clr", {{7, 3}, {64, 16}}, /*mkldnn=*/true, /*exact=*/false);
+}
+
+TEST(Engine, PredictIsSoftmaxTopK) {
+  test::TempDir dir("engine");
+  const test::TestStore ts = test::make_test_store(dir.path(), "clr", 3, kSize, 4);
+  serve::EngineOptions eo;
+  eo.store_dir = ts.store;
+  serve::Engine engine(eo);
+  const at::Tensor x = torch::full({2, 3, kSize, kSize}, 100, torch::kByte);
+  const auto top = engine.predict({"t2", "t2"}, x, 100);  // clamped to the task's 4 classes
+  ASSERT_EQ(top[0].size(), 4u);
+  float sum = 0;
+  for (size_t j = 0; j < 4; ++j) {
+    sum += top[0][j].prob;
+    if (j > 0) {
+      EXPECT_GE(top[0][j - 1].prob, top[0][j].prob);
+    }
+    EXPECT_EQ(top[0][j].name, "c" + std::to_string(top[0][j].index));
+  }
+  EXPECT_NEAR(sum, 1.0f, 1e-5);
+  EXPECT_THROW(engine.predict({"t0"}, x.slice(0, 0, 1), 0), ConfigError);
+  EXPECT_THROW(engine.logits({"nope"}, x.slice(0, 0, 1)), NotFoundError);
+  EXPECT_THROW(engine.logits({"t0"}, torch::zeros({1, 3, kSize + 1, kSize + 1}, torch::kByte)), ConfigError);
+  // Preprocessing squashes any decoded image to the task's size.
+  const at::Tensor p = engine.preprocess("t0", torch::zeros({40, 25, 3}, torch::kByte));
+  EXPECT_EQ(p.sizes(), (std::vector<int64_t>{3, kSize, kSize}));
+}
+
+TEST(Engine, CacheStaysWithinItsBudgetAndAnswersTheSame) {
+  test::TempDir dir("engine");
+  const test::TestStore ts = test::make_test_store(dir.path(), "clr", 6, kSize, 5);
+  serve::EngineOptions big;
+  big.store_dir = ts.store;
+  serve::Engine reference(big);
+  serve::EngineOptions small = big;
+  small.cache_bytes = 1;  // nothing fits: every task is loaded per use
+  serve::Engine tight(small);
+  torch::manual_seed(2);
+  const at::Tensor x = torch::randint(0, 256, {6, 3, kSize, kSize}, torch::kLong).to(torch::kByte);
+  const std::vector<std::string> names = {"t0", "t1", "t2", "t3", "t4", "t5"};
+  for (int round = 0; round < 2; ++round) {
+    const auto a = reference.logits(names, x);
+    const auto b = tight.logits(names, x);
+    for (size_t i = 0; i < names.size(); ++i) EXPECT_TRUE(test::bit_identical(a[i], b[i]));
+  }
+  EXPECT_EQ(tight.cache_stats().entries, 0);
+  const serve::CacheStats s = reference.cache_stats();
+  EXPECT_EQ(s.entries, 6);
+  EXPECT_EQ(s.misses, 6);
+  EXPECT_GE(s.hits, 6);
+  // A budget for about two tasks evicts the least recently used.
+  serve::EngineOptions two = big;
+  two.cache_bytes = s.bytes / 3 + 1;
+  serve::Engine lru(two);
+  lru.logits(names, x);
+  EXPECT_LE(lru.cache_stats().bytes, two.cache_bytes);
+  EXPECT_GT(lru.cache_stats().evictions, 0);
+}
+
+TEST(Engine, ReloadServesNewTasksAndDropsReplacedOnes) {
+  test::TempDir dir("engine");
+  const test::TestStore ts = test::make_test_store(dir.path(), "clr", 2, kSize, 6);
+  serve::EngineOptions eo;
+  eo.store_dir = ts.store;
+  serve::Engine engine(eo);
+  const at::Tensor x = torch::full({1, 3, kSize, kSize}, 77, torch::kByte);
+  const at::Tensor before = engine.logits({"t1"}, x)[0];
+  // Another process adds a task and replaces t1.
+  store::Store st = store::Store::open(ts.store);
+  store::Adapter a = st.load("t0");
+  a.task = "t9";
+  st.put(a);
+  store::Adapter b = st.load("t1");
+  b.tensors.at("head.bias") = b.tensors.at("head.bias") + 1.0;
+  st.put(b, /*replace=*/true);
+  EXPECT_FALSE(engine.task("t9").has_value());
+  EXPECT_TRUE(test::bit_identical(engine.logits({"t1"}, x)[0], before));  // still the cached one
+  EXPECT_EQ(engine.reload(), 3u);
+  EXPECT_TRUE(engine.task("t9").has_value());
+  const at::Tensor after = engine.logits({"t1"}, x)[0];
+  EXPECT_LE(test::max_abs_diff(after, before + 1.0), 1e-5);
+  st.remove("t9");
+  engine.reload();
+  EXPECT_THROW(engine.logits({"t9"}, x), NotFoundError);
+}
+
+TEST(Engine, RefusesAnotherBackboneAndStoresWithoutOne) {
+  test::TempDir dir("engine");
+  const test::TestStore ts = test::make_test_store(dir.path(), "clr", 1, kSize, 7);
+  test::TempDir other("engine");
+  const test::TestStore os = test::make_test_store(other.path(), "clr", 1, kSize, 8);
+  serve::EngineOptions eo;
+  eo.store_dir = ts.store;
+  eo.backbone_file = os.backbone;
+  const std::string msg = test::message_of<IncompatibleError>([&] { serve::Engine e(eo); });
+  EXPECT_NE(msg.find("fingerprint"), std::string::npos) << msg;
+  eo.backbone_file = dir.file("missing.safetensors");
+  EXPECT_THROW(serve::Engine e(eo), NotFoundError);
+  eo.backbone_file.clear();
+  eo.cache_bytes = 0;
+  EXPECT_THROW(serve::Engine e(eo), ConfigError);
+}
+
+}  // namespace
+}  // namespace clr
