@@ -17,6 +17,8 @@ PACKAGES=(
   libssl-dev                               # SHA-256 (libcrypto)
   libstb-dev libwebp-dev zlib1g-dev        # image decoding (JPEG PNG BMP GIF / WebP), gzipped IDX
   libsqlite3-dev libtomlplusplus-dev       # SKILL catalog, run configs
+  libcpp-httplib-dev                       # clr serve (HTTP)
+  wrk                                      # bench/serve_load.sh (load test of clr serve)
   dataset-fashion-mnist                    # IDX data for tests and the default sequence
   fonts-dejavu-core fonts-dejavu-extra     # glyph tasks of the default sequence
   libgtest-dev libgmock-dev                # tests

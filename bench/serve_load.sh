@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Load test of `clr serve` from a second process on loopback (docs/SERVING.md):
+# a store of TASKS random CLR tasks (clr_bench_serve --keep), the server on it, and
+# wrk (Debian: wrk) posting an image to the tasks in turn, first all good requests,
+# then with every BAD_EVERY-th request a bad one (no image, unknown task, empty body).
+#
+#   bash bench/serve_load.sh [TASKS=64] [SECONDS=20] [CONNECTIONS=32] [BAD_EVERY=4]
+# Environment: BUILD (default build), PORT (18080), SIZE (32), SERVE_FLAGS (extra
+# flags for clr serve, e.g. "--max-batch 16").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TASKS=${1:-64}
+SECONDS_=${2:-20}
+CONNECTIONS=${3:-32}
+BAD_EVERY=${4:-4}
+BUILD=${BUILD:-build}
+PORT=${PORT:-18080}
+SIZE=${SIZE:-32}
+command -v wrk > /dev/null || { echo "serve_load.sh: wrk is not installed (apt-get install wrk)" >&2; exit 2; }
+DIR=$(mktemp -d /tmp/clr-serve-load.XXXXXX)
+cleanup() {
+  [ -n "${SERVER:-}" ] && kill "$SERVER" 2> /dev/null && wait "$SERVER" 2> /dev/null
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+"$BUILD/clr_bench_serve" --small-stem --size "$SIZE" --tasks "$TASKS" --steps 1 --warmup 0 --keep --dir "$DIR/bench" \
+  > "$DIR/bench.txt"
+"$BUILD/clr" serve --store "$DIR/bench/store" --port "$PORT" ${SERVE_FLAGS:-} > "$DIR/serve.out" 2> "$DIR/serve.log" &
+SERVER=$!
+for _ in $(seq 1 100); do
+  (exec 3<> "/dev/tcp/127.0.0.1/$PORT") 2> /dev/null && break
+  sleep 0.1
+done
+python3 -c "
+from PIL import Image; import random; random.seed(0)
+Image.frombytes('RGB', (48, 48), bytes(random.randrange(256) for _ in range(48 * 48 * 3))).save('$DIR/image.png')"
+head -1 "$DIR/serve.out"
+echo "machine: $(nproc) threads, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "== good requests: $TASKS tasks in turn, $CONNECTIONS connections, ${SECONDS_} s"
+wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_}s" --latency -s bench/serve_load.lua "http://127.0.0.1:$PORT" -- \
+  "$DIR/image.png" task "$TASKS" 0 | grep -E "^requests|^socket|^status"
+echo "== every ${BAD_EVERY}th request bad"
+wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_}s" --latency -s bench/serve_load.lua "http://127.0.0.1:$PORT" -- \
+  "$DIR/image.png" task "$TASKS" "$BAD_EVERY" | grep -E "^requests|^socket|^status"
+exec 3<> "/dev/tcp/127.0.0.1/$PORT"
+printf 'GET /v1/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3
+echo "server stats: $(tail -1 <&3)"
