@@ -25,14 +25,14 @@ cleanup() {
 trap cleanup EXIT
 
 "$BUILD/clr_bench_serve" --small-stem --size "$SIZE" --tasks "$TASKS" --steps 1 --warmup 0 --keep --dir "$DIR/bench" \
-  > "$DIR/bench.txt"
+  > "$DIR/bench.txt" 2> "$DIR/bench.log"
 "$BUILD/clr" serve --store "$DIR/bench/store" --port "$PORT" ${SERVE_FLAGS:-} > "$DIR/serve.out" 2> "$DIR/serve.log" &
 SERVER=$!
 for _ in $(seq 1 100); do
   (exec 3<> "/dev/tcp/127.0.0.1/$PORT") 2> /dev/null && break
   sleep 0.1
 done
-python3 -c "
+/usr/bin/python3 -c "
 from PIL import Image; import random; random.seed(0)
 Image.frombytes('RGB', (48, 48), bytes(random.randrange(256) for _ in range(48 * 48 * 3))).save('$DIR/image.png')"
 head -1 "$DIR/serve.out"

@@ -79,34 +79,47 @@ void Batcher::run_batch(std::vector<Request>& batch) {
   std::map<int64_t, std::vector<size_t>> by_size;
   for (size_t i = 0; i < batch.size(); ++i) by_size[batch[i].image.size(1)].push_back(i);
   int64_t failed = 0;
-  for (const auto& [size, members] : by_size) {
+  // Runs some requests as one forward; false (and nothing answered) if it throws.
+  auto run = [&](const std::vector<size_t>& members, std::string* error, int* kind) {
     std::vector<std::string> tasks;
     std::vector<at::Tensor> images;
+    int64_t k = 1;
     for (size_t i : members) {
       tasks.push_back(batch[i].task);
       images.push_back(batch[i].image);
+      k = std::max(k, batch[i].top_k);
     }
-    int64_t k = 1;
-    for (size_t i : members) k = std::max(k, batch[i].top_k);
     try {
       const auto top = engine_.predict(tasks, torch::stack(images), k);
       for (size_t j = 0; j < members.size(); ++j) {
         BatchResult r;
         r.top = top[j];
-        if (static_cast<int64_t>(r.top.size()) > batch[members[j]].top_k) r.top.resize(static_cast<size_t>(batch[members[j]].top_k));
+        const auto want = static_cast<size_t>(batch[members[j]].top_k);
+        if (r.top.size() > want) r.top.resize(want);
         batch[members[j]].done.set_value(std::move(r));
       }
+      return true;
     } catch (const std::exception& e) {
-      // A failed batch fails its requests, never the worker.
       const auto* err = dynamic_cast<const Error*>(&e);
-      log::warn("serve: a batch of ", members.size(), " failed: ", e.what());
-      for (size_t i : members) {
-        BatchResult r;
-        r.error = e.what();
-        r.error_kind = static_cast<int>(err ? err->kind() : ErrorKind::kInternal);
-        batch[i].done.set_value(std::move(r));
-      }
-      failed += static_cast<int64_t>(members.size());
+      *error = e.what();
+      *kind = static_cast<int>(err ? err->kind() : ErrorKind::kInternal);
+      return false;
+    }
+  };
+  for (const auto& [size, members] : by_size) {
+    std::string error;
+    int kind = 0;
+    if (run(members, &error, &kind)) continue;
+    // One bad request (a task whose file went bad, say) must not fail the others:
+    // run them one by one and answer each with its own outcome.
+    log::warn("serve: a batch of ", members.size(), " failed (", error, "); running its requests one by one");
+    for (size_t i : members) {
+      if (members.size() > 1 && run({i}, &error, &kind)) continue;
+      BatchResult r;
+      r.error = error;
+      r.error_kind = kind;
+      batch[i].done.set_value(std::move(r));
+      ++failed;
     }
   }
   std::lock_guard<std::mutex> lock(mu_);

@@ -170,12 +170,13 @@ void HttpServer::Impl::predict(const httplib::Request& req, httplib::Response& r
     top_k = k;
   }
   if (req.body.empty()) return send_error(res, 400, "bad_request", "empty body: POST the image's bytes");
-  at::Tensor image;
+  at::Tensor decoded;
   try {
-    image = engine.preprocess(name, data::decode_image(req.body, "the request body"));
+    decoded = data::decode_image(req.body, "the request body");
   } catch (const FormatError& e) {
     return send_error(res, 400, "bad_image", e.what());
   }
+  const at::Tensor image = engine.preprocess(name, decoded);  // a bad store file is a 500, not the client's fault
   auto future = batcher->submit(name, image, top_k);
   if (!future) {
     res.set_header("Retry-After", "1");

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <future>
 #include <thread>
 
@@ -16,6 +17,7 @@
 #include <torch/torch.h>
 
 #include "clr/core/error.h"
+#include "clr/core/file_io.h"
 #include "clr/data/image.h"
 #include "clr/serve/engine.h"
 #include "clr/serve/http.h"
@@ -219,6 +221,35 @@ TEST(Serve, RequestsOfDifferentTasksShareBatches) {
   EXPECT_EQ(stats["served"], 8);
   EXPECT_LT(stats["batches"].get<int>(), 8) << stats.dump();  // at least two tasks shared a forward
   EXPECT_GE(stats["max_batch"].get<int>(), 2);
+}
+
+TEST(Serve, ABadTaskFileFailsOnlyItsOwnRequests) {
+  test::TempDir dir("serve");
+  const test::TestStore ts = test::make_test_store(dir.path(), "clr", 2, kSize, 26);
+  {  // t1's file goes bad on disk before anything loaded it
+    const std::string f = ts.store + "/tasks/t1.safetensors";
+    std::string b = read_file(f);
+    b[b.size() - 5] ^= 0x11;
+    std::ofstream(f, std::ios::binary | std::ios::trunc) << b;
+  }
+  serve::HttpOptions o;
+  o.watch_seconds = 0;
+  o.batcher.max_wait_ms = 200;  // both requests land in one batch
+  Served s(ts.store, o);
+  auto post = [&s](const std::string& task) {
+    return std::async(std::launch::async, [&s, task] {
+      httplib::Client c("127.0.0.1", s.port());
+      c.set_read_timeout(30);
+      return c.Post(("/v1/tasks/" + task + "/predict").c_str(), png_of(5), "image/png");
+    });
+  };
+  auto good = post("t0");
+  auto bad = post("t1");
+  const httplib::Result g = good.get();
+  ASSERT_TRUE(g);
+  EXPECT_EQ(g->status, 200) << g->body;
+  expect_error(bad.get(), 500, "store_error");
+  EXPECT_EQ(body(s.client().Get("/healthz"))["status"], "ok");
 }
 
 TEST(Serve, NewTasksAreServedWithoutARestart) {

@@ -7,6 +7,7 @@
 #include "clr/core/error.h"
 #include "clr/data/image.h"
 #include "clr/models/registry.h"
+#include "clr/serve/batcher.h"
 #include "clr/serve/engine.h"
 #include "clr/store/store.h"
 #include "test_util.h"
@@ -210,6 +211,58 @@ TEST(Engine, RefusesAnotherBackboneAndStoresWithoutOne) {
   eo.backbone_file.clear();
   eo.cache_bytes = 0;
   EXPECT_THROW(serve::Engine e(eo), ConfigError);
+}
+
+TEST(Batcher, RunsQueuedRequestsTogetherAndIsolatesABadOne) {
+  test::TempDir dir("engine");
+  const test::TestStore ts = test::make_test_store(dir.path(), "clr", 3, kSize, 9);
+  serve::EngineOptions eo;
+  eo.store_dir = ts.store;
+  serve::Engine engine(eo);
+  serve::BatcherOptions bo;
+  bo.max_wait_ms = 500;
+  bo.max_batch = 3;  // the third request completes the batch at once
+  serve::Batcher batcher(engine, bo);
+  const at::Tensor img = torch::full({3, kSize, kSize}, 9, torch::kByte);
+  auto a = batcher.submit("t0", img, 2);
+  auto b = batcher.submit("gone", img, 2);  // removed from the store, say
+  auto c = batcher.submit("t2", img, 1);
+  ASSERT_TRUE(a && b && c);
+  const serve::BatchResult ra = a->get(), rb = b->get(), rc = c->get();
+  EXPECT_TRUE(ra.error.empty()) << ra.error;
+  EXPECT_EQ(ra.top.size(), 2u);
+  EXPECT_EQ(rc.top.size(), 1u);
+  EXPECT_NE(rb.error.find("gone"), std::string::npos) << rb.error;
+  EXPECT_EQ(rb.error_kind, static_cast<int>(ErrorKind::kNotFound));
+  const auto want = engine.predict({"t0"}, img.unsqueeze(0), 2)[0];
+  EXPECT_EQ(ra.top[0].index, want[0].index);
+  EXPECT_FLOAT_EQ(ra.top[0].prob, want[0].prob);
+  const serve::BatcherStats st = batcher.stats();
+  EXPECT_EQ(st.served, 3);
+  EXPECT_EQ(st.failed, 1);
+  EXPECT_EQ(st.batches, 1);
+}
+
+TEST(Batcher, AFullQueueRefusesAtOnce) {
+  test::TempDir dir("engine");
+  const test::TestStore ts = test::make_test_store(dir.path(), "clr", 1, kSize, 10);
+  serve::EngineOptions eo;
+  eo.store_dir = ts.store;
+  serve::Engine engine(eo);
+  serve::BatcherOptions bo;
+  bo.max_wait_ms = 300;
+  bo.capacity = 2;
+  serve::Batcher batcher(engine, bo);
+  const at::Tensor img = torch::zeros({3, kSize, kSize}, torch::kByte);
+  auto a = batcher.submit("t0", img, 1);
+  auto b = batcher.submit("t0", img, 1);
+  auto c = batcher.submit("t0", img, 1);  // two are waiting: refused
+  EXPECT_TRUE(a && b);
+  EXPECT_FALSE(c);
+  EXPECT_TRUE(a->get().error.empty());
+  EXPECT_TRUE(b->get().error.empty());
+  EXPECT_EQ(batcher.stats().rejected, 1);
+  EXPECT_THROW(serve::Batcher(engine, serve::BatcherOptions{0, 1, 1}), ConfigError);
 }
 
 }  // namespace

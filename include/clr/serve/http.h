@@ -28,7 +28,7 @@ class Engine;
 struct HttpOptions {
   std::string host = "127.0.0.1";
   int port = 8080;                          // 0: any free port (see bind())
-  int http_threads = 8;                     // connections served at once
+  int http_threads = 64;                    // connections served at once (one thread each)
   int64_t max_body_bytes = 16ll << 20;      // larger bodies get 413
   int64_t default_top_k = 5;
   std::string admin_token;                  // empty: /v1/admin/reload needs no token

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Run ON THE GPU MACHINE after the build of build_and_test.sh (docs/RESULTS.md): the
+# paper's experiments on the offline suite, drawn from the carried bundles.
+#   1. the suite (SCALE, 64 px) and the pretraining set from .deps/bundle-suite and
+#      .deps/bundle-pretrain (clr data bundle, made where the Debian packages are);
+#   2. two ResNet-18 backbones (small stem, 64 px) on data disjoint from every suite
+#      task — procedural shapes plus the pretraining set: supervised and SimCLR, side
+#      by side on the GPU;
+#   3. every method on the suite from the supervised backbone (one process per method,
+#      side by side), and CLR from the SimCLR and from a random backbone.
+# Everything goes to $WORK (default ./device-work), a log line per stage to
+# $WORK/stages.log; scripts/device/collect.sh packs what comes back.
+#
+#   SCALE=small EPOCHS=5 PRE_EPOCHS=20 scripts/device/suite_experiments.sh
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+WORK=${WORK:-$PWD/device-work}
+CLR=${CLR:-$PWD/build-cuda/clr}
+SCALE=${SCALE:-small}
+SIZE=${SIZE:-64}
+EPOCHS=${EPOCHS:-5}
+PRE_EPOCHS=${PRE_EPOCHS:-20}
+SHAPES_PER_CLASS=${SHAPES_PER_CLASS:-500}
+JOBS=${JOBS:-15}
+mkdir -p "$WORK"
+start=$(date +%s)
+stage() { echo "[$(( $(date +%s) - start )) s] $*" | tee -a "$WORK/stages.log"; }
+
+stage "suite ($SCALE, $SIZE px) and pretraining set from the bundles"
+"$CLR" data build --bundle .deps/bundle-suite --out "$WORK/suite" --scale "$SCALE" --size "$SIZE" --overwrite \
+  > "$WORK/suite.log" 2>&1 || { stage "suite build failed"; tail -5 "$WORK/suite.log"; exit 1; }
+"$CLR" data build --bundle .deps/bundle-pretrain --set pretrain --out "$WORK/pretrain" --scale full --size "$SIZE" \
+  --overwrite > "$WORK/pretrain-data.log" 2>&1 || { stage "pretraining set failed"; tail -5 "$WORK/pretrain-data.log"; exit 1; }
+cat > "$WORK/pretrain.toml" <<EOF
+# Pretraining data: the suite's pretraining set (assets no benchmark task uses) and
+# procedural shapes (code-made), $SIZE px.
+[data]
+size = $SIZE
+root = "$WORK/pretrain/imagefolder"
+
+[[data.tasks]]
+name = "shapes"
+kind = "shapes"
+classes = 40
+train_per_class = $SHAPES_PER_CLASS
+val_per_class = 25
+size = $SIZE
+seed = 1234
+EOF
+
+stage "pretraining: supervised and SimCLR side by side, $PRE_EPOCHS epochs"
+CLR_NUM_THREADS=4 "$CLR" pretrain "$WORK/pretrain.toml" --arch resnet18 --small-stem --epochs "$PRE_EPOCHS" --batch 256 \
+  --lr 0.1 --hflip --device cuda --fp16 --seed 0 --out "$WORK/sup.safetensors" > "$WORK/sup.json" 2> "$WORK/sup.log" &
+sup=$!
+CLR_NUM_THREADS=4 "$CLR" pretrain "$WORK/pretrain.toml" --arch resnet18 --small-stem --mode simclr --epochs "$PRE_EPOCHS" \
+  --batch 512 --lr 0.3 --temperature 0.2 --device cuda --fp16 --seed 0 --out "$WORK/ssl.safetensors" \
+  > "$WORK/ssl.json" 2> "$WORK/ssl.log" &
+ssl=$!
+wait $sup; stage "supervised done: exit $? $(tr -d '\n ' < "$WORK/sup.json" | head -c 400)"
+wait $ssl; stage "simclr done: exit $? $(tr -d '\n ' < "$WORK/ssl.json" | head -c 400)"
+
+stage "every method on the suite from the supervised backbone; CLR from SimCLR and random"
+RUN="$WORK/runs"
+mkdir -p "$RUN/sup" "$RUN/backbones"
+METHODS=$("$CLR" run --help | sed -n '/^Methods:/,/^Writes/p' | awk 'NR>1 && $1 !~ /^Writes/ {print $1}')
+COMMON=(--size "$SIZE" --epochs "$EPOCHS" --patience 100 --device cuda --seed 0)
+one() {  # a method (or label=backbone) in its own process
+  local m=$1 out=$2; shift 2
+  CLR_NUM_THREADS=1 "$CLR" run "$WORK/suite/imagefolder" "$@" --out "$out" > "$out.log" 2>&1
+  echo "$(basename "$out"): exit $? after $(( $(date +%s) - start )) s" | tee -a "$WORK/stages.log"
+}
+{
+  for m in $METHODS; do echo "$m $RUN/sup/$m --method $m --backbone $WORK/sup.safetensors"; done
+  echo "clr $RUN/backbones/clr-simclr --method clr --backbone $WORK/ssl.safetensors"
+  echo "clr $RUN/backbones/clr-random --method clr --backbone resnet18 --small-stem"
+} > "$WORK/jobs.txt"
+export -f one; export CLR WORK start
+while read -r m out rest; do
+  echo "$m $out ${COMMON[*]} $rest"
+done < "$WORK/jobs.txt" | xargs -P "$JOBS" -L 1 bash -c 'one "$@"' _
+stage "tabulating"
+"$CLR" compare "$WORK/suite/imagefolder" --methods all --reuse --backbone "$WORK/sup.safetensors" "${COMMON[@]}" \
+  --out "$RUN/sup" > "$WORK/compare-sup.txt" 2> "$WORK/compare-sup.log"
+cp -r "$RUN/sup/clr" "$RUN/backbones/clr-supervised" 2> /dev/null
+stage "serving benchmark on the GPU"
+"${CLR%/clr}/clr_bench_serve" --small-stem --size 64 --batch 64 --tasks 64 --device cuda --steps 30 \
+  > "$WORK/bench-serve-cuda.txt" 2> "$WORK/bench-serve-cuda.log"
+"${CLR%/clr}/clr_bench_serve" --small-stem --size 32 --batch 64 --tasks 64 --device cuda --steps 30 \
+  >> "$WORK/bench-serve-cuda.txt" 2>> "$WORK/bench-serve-cuda.log"
+stage "done"
+touch "$WORK/DONE"
