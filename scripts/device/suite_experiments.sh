@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run ON THE GPU MACHINE after the build of build_and_test.sh (docs/RESULTS.md): the
 # paper's experiments on the offline suite, drawn from the carried bundles.
-#   1. the suite (SCALE, 64 px) and the pretraining set from .deps/bundle-suite and
-#      .deps/bundle-pretrain (clr data bundle, made where the Debian packages are);
+#   1. the pretraining set and the suite (SCALE, 64 px) from .deps/bundle-pretrain and
+#      .deps/bundle-suite (clr data bundle, made where the Debian packages are; the
+#      suite's bundle may arrive with a later device call, and is waited for);
 #   2. two ResNet-18 backbones (small stem, 64 px) on data disjoint from every suite
 #      task — procedural shapes plus the pretraining set: supervised and SimCLR, side
 #      by side on the GPU;
@@ -26,9 +27,7 @@ mkdir -p "$WORK"
 start=$(date +%s)
 stage() { echo "[$(( $(date +%s) - start )) s] $*" | tee -a "$WORK/stages.log"; }
 
-stage "suite ($SCALE, $SIZE px) and pretraining set from the bundles"
-"$CLR" data build --bundle .deps/bundle-suite --out "$WORK/suite" --scale "$SCALE" --size "$SIZE" --overwrite \
-  > "$WORK/suite.log" 2>&1 || { stage "suite build failed"; tail -5 "$WORK/suite.log"; exit 1; }
+stage "pretraining set from its bundle"
 "$CLR" data build --bundle .deps/bundle-pretrain --set pretrain --out "$WORK/pretrain" --scale full --size "$SIZE" \
   --overwrite > "$WORK/pretrain-data.log" 2>&1 || { stage "pretraining set failed"; tail -5 "$WORK/pretrain-data.log"; exit 1; }
 cat > "$WORK/pretrain.toml" <<EOF
@@ -58,6 +57,12 @@ CLR_NUM_THREADS=4 "$CLR" pretrain "$WORK/pretrain.toml" --arch resnet18 --small-
 ssl=$!
 wait $sup; stage "supervised done: exit $? $(tr -d '\n ' < "$WORK/sup.json" | head -c 400)"
 wait $ssl; stage "simclr done: exit $? $(tr -d '\n ' < "$WORK/ssl.json" | head -c 400)"
+
+# The suite's bundle may come with a later device call (the tool carries 64 MiB a call).
+for _ in $(seq 1 120); do [ -f .deps/bundle-suite/index.json.gz ] && break; sleep 5; done
+stage "suite ($SCALE, $SIZE px) from its bundle"
+"$CLR" data build --bundle .deps/bundle-suite --out "$WORK/suite" --scale "$SCALE" --size "$SIZE" --overwrite \
+  > "$WORK/suite.log" 2>&1 || { stage "suite build failed"; tail -5 "$WORK/suite.log"; exit 1; }
 
 stage "every method on the suite from the supervised backbone; CLR from SimCLR and random"
 RUN="$WORK/runs"
