@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Run ON THE GPU MACHINE after the build of build_and_test.sh (docs/RESULTS.md): the
 # paper's experiments on the offline suite, drawn from the carried bundles.
-#   1. the pretraining set and the suite (SCALE, 64 px) from .deps/bundle-pretrain and
-#      .deps/bundle-suite (clr data bundle, made where the Debian packages are; the
-#      suite's bundle may arrive with a later device call, and is waited for);
+#   1. the pretraining set and the suite (SCALE, 64 px) from .deps/bundle-pretrain.tar.gz
+#      and .deps/bundle-suite.tar.gz (clr data bundle, made where the Debian packages are,
+#      each packed into one tar: the device tool counts many small files by their
+#      blocks; the suite's may arrive with a later device call, and is waited for);
 #   2. two ResNet-18 backbones (small stem, 64 px) on data disjoint from every suite
 #      task — procedural shapes plus the pretraining set: supervised and SimCLR, side
 #      by side on the GPU;
@@ -14,7 +15,7 @@
 #
 #   SCALE=small EPOCHS=5 PRE_EPOCHS=20 scripts/device/suite_experiments.sh
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "${REPO:-$(dirname "$0")/../..}"
 WORK=${WORK:-$PWD/device-work}
 CLR=${CLR:-$PWD/build-cuda/clr}
 SCALE=${SCALE:-small}
@@ -28,7 +29,8 @@ start=$(date +%s)
 stage() { echo "[$(( $(date +%s) - start )) s] $*" | tee -a "$WORK/stages.log"; }
 
 stage "pretraining set from its bundle"
-"$CLR" data build --bundle .deps/bundle-pretrain --set pretrain --out "$WORK/pretrain" --scale full --size "$SIZE" \
+mkdir -p "$WORK/bundle-pretrain" && tar -xzf .deps/bundle-pretrain.tar.gz -C "$WORK/bundle-pretrain"
+"$CLR" data build --bundle "$WORK/bundle-pretrain" --set pretrain --out "$WORK/pretrain" --scale full --size "$SIZE" \
   --overwrite > "$WORK/pretrain-data.log" 2>&1 || { stage "pretraining set failed"; tail -5 "$WORK/pretrain-data.log"; exit 1; }
 cat > "$WORK/pretrain.toml" <<EOF
 # Pretraining data: the suite's pretraining set (assets no benchmark task uses) and
@@ -59,9 +61,11 @@ wait $sup; stage "supervised done: exit $? $(tr -d '\n ' < "$WORK/sup.json" | he
 wait $ssl; stage "simclr done: exit $? $(tr -d '\n ' < "$WORK/ssl.json" | head -c 400)"
 
 # The suite's bundle may come with a later device call (the tool carries 64 MiB a call).
-for _ in $(seq 1 120); do [ -f .deps/bundle-suite/index.json.gz ] && break; sleep 5; done
+for _ in $(seq 1 120); do [ -f .deps/bundle-suite.tar.gz ] && break; sleep 5; done
+sleep 5
+mkdir -p "$WORK/bundle-suite" && tar -xzf .deps/bundle-suite.tar.gz -C "$WORK/bundle-suite"
 stage "suite ($SCALE, $SIZE px) from its bundle"
-"$CLR" data build --bundle .deps/bundle-suite --out "$WORK/suite" --scale "$SCALE" --size "$SIZE" --overwrite \
+"$CLR" data build --bundle "$WORK/bundle-suite" --out "$WORK/suite" --scale "$SCALE" --size "$SIZE" --overwrite \
   > "$WORK/suite.log" 2>&1 || { stage "suite build failed"; tail -5 "$WORK/suite.log"; exit 1; }
 
 stage "every method on the suite from the supervised backbone; CLR from SimCLR and random"
