@@ -45,23 +45,50 @@ class Alone {
   adapters::ReprogrammedNet net_{nullptr};
 };
 
-// Runs mixed batches of (samples, distinct tasks) and returns the worst max-abs
-// difference from each sample alone; `exact`: native convolutions, a bound of 1e-6.
-double mixed_vs_alone(const std::string& variant, const std::vector<std::pair<int64_t, int64_t>>& configs, bool mkldnn,
-                      bool exact) {
+// The largest difference between the backbone's features of a batch and those of each
+// of its samples alone: the batch-size dependence of the convolutions themselves.
+double backbone_batch_noise(const test::TestStore& ts, const at::Tensor& images) {
+  torch::NoGradGuard g;
+  models::ResNet backbone = models::load_resnet("resnet18", ts.backbone, 0, true);
+  backbone->eval();
+  const at::Tensor x = data::normalize(images);
+  const at::Tensor together = backbone->features(x);
+  double worst = 0;
+  for (int64_t i = 0; i < x.size(0); ++i) {
+    worst = std::max(worst, test::max_abs_diff(together[i], backbone->features(x.slice(0, i, i + 1))[0]));
+  }
+  return worst;
+}
+
+// Runs mixed batches of (samples, distinct tasks) against each sample alone. `exact`:
+// every logit must be bit-identical (asked only where the backbone's convolutions are
+// batch-size invariant); otherwise within 1e-5 of the logit scale.
+void mixed_vs_alone(const std::string& variant, const std::vector<std::pair<int64_t, int64_t>>& configs, bool mkldnn,
+                    bool exact) {
   const bool was = at::globalContext().userEnabledMkldnn();
   at::globalContext().setUserEnabledMkldnn(mkldnn);
+  struct Restore {
+    bool was;
+    ~Restore() { at::globalContext().setUserEnabledMkldnn(was); }
+  } restore{was};
   test::TempDir dir("engine");
   const test::TestStore ts = test::make_test_store(dir.path(), variant, 16, kSize, 3);
+  torch::manual_seed(11);
+  const at::Tensor images = torch::randint(0, 256, {64, 3, kSize, kSize}, torch::kLong).to(torch::kByte);
+  const std::string convs = mkldnn ? "oneDNN convolutions" : "native convolutions";
+  if (exact) {
+    const double noise = backbone_batch_noise(ts, images);
+    if (noise != 0) {
+      GTEST_SKIP() << "with " << convs << " this LibTorch's backbone alone gives batches and single samples features "
+                   << noise << " apart, so a bit-for-bit comparison says nothing here";
+    }
+  }
   serve::EngineOptions eo;
   eo.store_dir = ts.store;
   serve::Engine engine(eo);
-  torch::manual_seed(11);
-  const at::Tensor images = torch::randint(0, 256, {64, 3, kSize, kSize}, torch::kLong).to(torch::kByte);
   Alone alone(ts, variant);
   std::map<std::pair<int64_t, size_t>, at::Tensor> ref;  // (image, task) -> logits alone
   double worst = 0, scale = 0;
-  bool identical = true;
   for (const auto& [n, tasks] : configs) {
     std::vector<std::string> names;
     std::vector<size_t> which;
@@ -81,38 +108,40 @@ double mixed_vs_alone(const std::string& variant, const std::vector<std::pair<in
       const double d = test::max_abs_diff(have, want);
       worst = std::max(worst, d);
       scale = std::max(scale, want.abs().max().item<double>());
-      identical = identical && test::bit_identical(have, want);
-      // Native convolutions: a few ulp at most (Debian's LibTorch 1.13 gives identical
-      // logits; 2.11's CPU kernels round batches of 1 and of N apart by 1-3 ulp). A
-      // mistake in the per-sample formulation would be orders of magnitude larger.
-      const double bound = (exact ? 1e-6 : 1e-5) * std::max(1.0, scale);
-      EXPECT_LE(d, bound) << variant << ": " << n << " samples over " << tasks << " tasks, sample " << i;
+      const std::string where = detail::concat(variant, ": ", n, " samples over ", tasks, " tasks, sample ", i);
+      if (exact) {
+        EXPECT_TRUE(test::bit_identical(have, want)) << where << ", max-abs " << d;
+      } else {
+        EXPECT_LE(d, 1e-5 * std::max(1.0, scale)) << where;
+      }
     }
   }
-  std::cout << "[engine] " << variant << (mkldnn ? " (mkldnn convolutions)" : " (native convolutions)")
-            << ": worst max-abs difference, mixed batch vs each sample alone: " << worst << " (largest |logit| "
-            << scale << ")" << (identical ? ", bit-identical" : "") << std::endl;
-  at::globalContext().setUserEnabledMkldnn(was);
-  return worst;
+  std::cout << "[engine] " << variant << " (" << convs << "): worst max-abs difference, mixed batch vs each sample "
+            << "alone: " << worst << " (largest |logit| " << scale << ")" << std::endl;
 }
 
+// Batches of 1 to 64 samples over 1 to 16 tasks.
 const std::vector<std::pair<int64_t, int64_t>> kConfigs = {{1, 1},  {2, 2},   {5, 1},  {7, 3},
                                                            {16, 16}, {33, 8}, {64, 1}, {64, 16}};
 
-// With native convolutions a mixed batch equals each sample run alone to a few ulp
-// (bit for bit with Debian's LibTorch 1.13): the per-sample kernels, BatchNorm and
-// heads compute what the sample's own network computes.
+// With LibTorch's default convolutions a mixed batch equals each sample run alone
+// with its own task to fp32 noise: the backbone's own rounding depends on the batch
+// size (measured: 8e-6 on logits of about 4 with LibTorch 1.13, 5e-6 with 2.11).
 class MixedBatch : public ::testing::TestWithParam<std::string> {};
 TEST_P(MixedBatch, EqualsEachSampleAloneWithItsOwnTask) {
-  mixed_vs_alone(GetParam(), kConfigs, /*mkldnn=*/false, /*exact=*/true);
+  mixed_vs_alone(GetParam(), kConfigs, /*mkldnn=*/true, /*exact=*/false);
 }
 INSTANTIATE_TEST_SUITE_P(Variants, MixedBatch, ::testing::Values("clr", "clr-full", "residual", "linear"));
 
-// With LibTorch's default (oneDNN) convolutions the backbone's own rounding depends
-// on the batch size; the difference stays at fp32 noise (1e-5 of the logit scale).
-TEST(MixedBatchDefaultConvolutions, StaysWithinFp32Noise) {
-  mixed_vs_alone("clr", {{7, 3}, {64, 16}}, /*mkldnn=*/true, /*exact=*/false);
+// Where the backbone's convolutions do not depend on the batch size (native ones in
+// Debian's LibTorch 1.13), the mixed batch is bit-identical to each sample alone: the
+// per-sample kernels, BatchNorm and heads compute exactly what the sample's own network
+// computes. Skips, saying why, where the backbone alone is not batch-invariant.
+class MixedBatchExactness : public ::testing::TestWithParam<std::string> {};
+TEST_P(MixedBatchExactness, IsBitIdenticalWhereTheBackboneIs) {
+  mixed_vs_alone(GetParam(), {{1, 1}, {7, 3}, {16, 16}, {64, 16}}, /*mkldnn=*/false, /*exact=*/true);
 }
+INSTANTIATE_TEST_SUITE_P(Variants, MixedBatchExactness, ::testing::Values("clr", "clr-full", "residual", "linear"));
 
 TEST(Engine, PredictIsSoftmaxTopK) {
   test::TempDir dir("engine");
