@@ -1,4 +1,6 @@
 // `clr tasks ...`, `clr predict` and `clr serve`: the adapter store and serving.
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <iomanip>
 #include <iostream>
@@ -177,12 +179,24 @@ void serve_forever(ServeArgs a) {
   serve::Engine engine(a.engine);
   serve::HttpServer server(engine, a.http);
   const int port = server.bind();
+  // The stopper waits for a signal, then stops the server until serve() has returned
+  // (a stop before listening has begun would otherwise be lost).
+  std::atomic<bool> done{false};
   std::thread stopper([&] {
     int sig = 0;
     sigwait(&signals, &sig);
+    if (done) return;
     log::info("serve: signal ", sig, ", stopping");
-    server.stop();
+    while (!done) {
+      server.stop();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
   });
+  auto finish = [&] {
+    done = true;
+    pthread_kill(stopper.native_handle(), SIGTERM);  // wakes sigwait when the stop came from elsewhere
+    stopper.join();
+  };
   std::cout << nlohmann::ordered_json{{"listening", a.http.host + ":" + std::to_string(port)},
                                       {"tasks", engine.tasks().size()},
                                       {"device", engine.device()},
@@ -190,9 +204,13 @@ void serve_forever(ServeArgs a) {
                                       {"max_wait_ms", a.http.batcher.max_wait_ms}}
                    .dump()
             << std::endl;
-  server.serve();
-  pthread_kill(stopper.native_handle(), SIGTERM);  // wakes sigwait when stop came from elsewhere
-  stopper.join();
+  try {
+    server.serve();
+  } catch (...) {
+    finish();
+    throw;
+  }
+  finish();
 }
 
 }  // namespace
@@ -288,6 +306,8 @@ void register_serve(CLI::App& app) {
   sub->add_option("--threads", a->threads, "Intra-op threads of the forward pass (default: as clr --threads)");
   sub->add_option("--http-threads", a->http.http_threads, "Connections served at once")->capture_default_str();
   sub->add_option("--max-body-bytes", a->http.max_body_bytes, "Largest request body (more get 413)")->capture_default_str();
+  sub->add_option("--max-pixels", a->http.max_pixels, "Largest image, by the pixels its header declares (more get 413)")
+      ->capture_default_str();
   sub->add_option("--top-k", a->http.default_top_k, "Classes per answer unless ?top_k= says")->capture_default_str();
   sub->add_option("--cache-mb", a->cache_mb, "Memory for prepared adapters (LRU)")->capture_default_str();
   sub->add_option("--admin-token", a->http.admin_token,

@@ -32,7 +32,6 @@ val_per_class = 25
 size = $SIZE
 seed = 1234
 TOML
-cp "$W/pretrain.toml" "$OUT/pretrain.toml"
 if [ "$MODE" = simclr ]; then
   FLAGS=(--mode simclr --batch 512 --lr 0.3 --temperature 0.2)
 else
@@ -40,8 +39,15 @@ else
 fi
 start=$(date +%s)
 CLR_NUM_THREADS=8 "$CLR" pretrain "$W/pretrain.toml" --arch resnet18 --small-stem --epochs "$EPOCHS" "${FLAGS[@]}" \
-  --device cuda --fp16 --seed 0 --out "$W/$MODE.safetensors" > "$OUT/$MODE.json" 2> "$W/$MODE.log"
-echo "pretrain exit $? after $(( $(date +%s) - start )) s" | tee "$OUT/$MODE-time.txt"
-grep -E "epoch [0-9]+/[0-9]+: [0-9]+/[0-9]+ img \(100%\)" "$W/$MODE.log" | sed 's/.*epoch/epoch/' > "$OUT/$MODE-epochs.txt"
+  --device cuda --fp16 --seed 0 --out "$W/$MODE.safetensors" > "$W/$MODE.json" 2> "$W/$MODE.log"
+rc=$?
+# One text report and the weights in parts: at most 8 files come back from $OUT, and
+# build_and_test.sh leaves three there.
+{
+  echo "pretrain exit $rc after $(( $(date +%s) - start )) s"
+  cat "$W/$MODE.json"
+  cat "$W/pretrain.toml"
+  grep -E "epoch [0-9]+/[0-9]+: [0-9]+/[0-9]+ img \(100%\)" "$W/$MODE.log" | sed 's/.*epoch/epoch/'
+  (cd "$W" && sha256sum "$MODE.safetensors")
+} | tee "$OUT/$MODE-report.txt"
 split -b 15M "$W/$MODE.safetensors" "$OUT/$MODE.safetensors.part-"
-(cd "$W" && sha256sum "$MODE.safetensors") > "$OUT/$MODE.sha256"

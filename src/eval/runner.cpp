@@ -36,13 +36,20 @@ std::string absolute_path(const std::string& path) {
 // holding anything else is refused rather than deleted.
 store::Store fresh_store(const std::string& dir, const store::BackboneRef& ref) {
   if (directory_exists(dir)) {
+    auto ends_with = [](const std::string& n, const std::string& tail) {
+      return n.size() > tail.size() && n.compare(n.size() - tail.size(), tail.size(), tail) == 0;
+    };
     for (const auto& name : list_directory(dir)) {
       const bool ours = name == "manifest.json" || name == ".lock" || name == "tasks" ||
-                        (name.size() > 12 && name.compare(name.size() - 12, 12, ".safetensors") == 0);
+                        name.rfind("manifest.json.tmp.", 0) == 0 || ends_with(name, ".safetensors");
       CLR_CHECK(ours, ConfigError, "'", dir, "' holds '", name, "', which is not part of an adapter store; move it "
                 "or choose another --out");
     }
-    CLR_CHECK(remove_tree(dir), NotFoundError, "cannot remove the previous run's adapters in '", dir, "'");
+    // Everything but the lock file, which another process may hold.
+    for (const auto& name : list_directory(dir)) {
+      if (name == ".lock") continue;
+      CLR_CHECK(remove_tree(dir + "/" + name), NotFoundError, "cannot remove the previous run's '", dir, "/", name, "'");
+    }
   }
   return store::Store::create(dir, ref);
 }

@@ -89,22 +89,24 @@ void Batcher::run_batch(std::vector<Request>& batch) {
       images.push_back(batch[i].image);
       k = std::max(k, batch[i].top_k);
     }
+    std::vector<std::vector<TopClass>> top;
     try {
-      const auto top = engine_.predict(tasks, torch::stack(images), k);
-      for (size_t j = 0; j < members.size(); ++j) {
-        BatchResult r;
-        r.top = top[j];
-        const auto want = static_cast<size_t>(batch[members[j]].top_k);
-        if (r.top.size() > want) r.top.resize(want);
-        batch[members[j]].done.set_value(std::move(r));
-      }
-      return true;
+      top = engine_.predict(tasks, torch::stack(images), k);
     } catch (const std::exception& e) {
       const auto* err = dynamic_cast<const Error*>(&e);
       *error = e.what();
       *kind = static_cast<int>(err ? err->kind() : ErrorKind::kInternal);
       return false;
     }
+    // Answered only once the whole forward succeeded: each promise is set exactly once.
+    for (size_t j = 0; j < members.size(); ++j) {
+      BatchResult r;
+      r.top = std::move(top[j]);
+      const auto want = static_cast<size_t>(batch[members[j]].top_k);
+      if (r.top.size() > want) r.top.resize(want);
+      batch[members[j]].done.set_value(std::move(r));
+    }
+    return true;
   };
   for (const auto& [size, members] : by_size) {
     std::string error;

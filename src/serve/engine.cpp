@@ -7,6 +7,7 @@
 #include <list>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -127,9 +128,12 @@ std::string stamp_of(const std::string& path) {
 struct Engine::Impl {
   EngineOptions options;
   c10::Device device{c10::kCPU};
-  mutable std::mutex mu;        // store, cache and counters
+  mutable std::mutex mu;        // store, cache, generation and counters
   std::mutex forward_mu;        // one forward at a time
+  std::mutex reload_mu;         // one reload at a time
   store::Store store;
+  const store::BackboneRef backbone_ref;  // the store's, fixed for the engine's life
+  int64_t generation = 0;                 // reloads so far
   models::ResNet backbone{nullptr};
   std::map<std::string, torch::nn::BatchNorm2dImpl*> norms;
   // LRU: most recently used at the front.
@@ -142,10 +146,15 @@ struct Engine::Impl {
   CacheStats stats;
   bool warned_budget = false;
 
-  explicit Impl(const EngineOptions& o) : options(o), store(store::Store::open(o.store_dir)) {}
+  explicit Impl(const EngineOptions& o)
+      : options(o), store(store::Store::open(o.store_dir)), backbone_ref(store.backbone()) {}
 
   std::shared_ptr<const Prepared> prepare(const store::Adapter& a, const std::string& sha) const;
   std::shared_ptr<const Prepared> get(const std::string& name);
+  // One forward of a batch that may mix tasks (Engine::logits); `used`, when given,
+  // receives the prepared task of each sample.
+  std::vector<at::Tensor> forward(const std::vector<std::string>& tasks, const at::Tensor& images,
+                                  std::vector<std::shared_ptr<const Prepared>>* used);
   void evict_to(int64_t budget);
 };
 
@@ -156,8 +165,8 @@ std::shared_ptr<const Prepared> Engine::Impl::prepare(const store::Adapter& a, c
   p->sha256 = sha;
   p->kind = kind_of(a.variant);
   const std::string where = "task '" + a.task + "' (" + a.variant + ")";
-  CLR_CHECK(a.backbone.arch == store.backbone().arch, IncompatibleError, where, " was trained on ", a.backbone.arch,
-            ", the engine's backbone is ", store.backbone().arch);
+  CLR_CHECK(a.backbone.arch == backbone_ref.arch, IncompatibleError, where, " was trained on ", a.backbone.arch,
+            ", the engine's backbone is ", backbone_ref.arch);
   const auto& sites = backbone->conv_sites();
   const int64_t feature_dim = backbone->feature_dim();
   std::set<std::string> used = {"head.weight", "head.bias"};
@@ -205,7 +214,7 @@ std::shared_ptr<const Prepared> Engine::Impl::prepare(const store::Adapter& a, c
   if (hw.size(1) != feature_dim) {
     diff.mismatched.push_back(detail::concat("head.weight (got ", clr::describe(hw), ", expected [K, ", feature_dim, "])"));
   }
-  CLR_CHECK(diff.empty(), IncompatibleError, where, " does not fit the ", store.backbone().arch, " backbone:",
+  CLR_CHECK(diff.empty(), IncompatibleError, where, " does not fit the ", backbone_ref.arch, " backbone:",
             diff.summary());
   p->head_w = hw.to(torch::kFloat).contiguous().to(device);
   p->head_b = a.tensors.at("head.bias").to(torch::kFloat).to(device);
@@ -243,8 +252,10 @@ std::shared_ptr<const Prepared> Engine::Impl::get(const std::string& name) {
     ++stats.misses;
   }
   // Load outside the lock (file reads and checksums), then insert.
+  int64_t seen = 0;
   store::Store snapshot = [&] {
     std::lock_guard<std::mutex> lock(mu);
+    seen = generation;
     return store;
   }();
   const store::TaskEntry* e = snapshot.find(name);
@@ -253,6 +264,12 @@ std::shared_ptr<const Prepared> Engine::Impl::get(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find(name);
   if (it != cache.end()) return it->second.task;  // another thread loaded it meanwhile
+  if (generation != seen) {
+    // A reload came in between: cache it only if the current manifest still has this
+    // very file (else this request uses it, and the next one loads the new one).
+    const store::TaskEntry* now = store.find(name);
+    if (now == nullptr || now->sha256 != p->sha256) return p;
+  }
   if (p->bytes > options.cache_bytes) {
     if (warned_budget) return p;
     warned_budget = true;
@@ -273,7 +290,7 @@ Engine::Engine(const EngineOptions& options) : impl_(std::make_unique<Impl>(opti
   CLR_CHECK(options.cache_bytes > 0, ConfigError, "the adapter cache budget must be positive, got ",
             options.cache_bytes, " bytes");
   m.device = runtime::parse_device(options.device);
-  const store::BackboneRef& ref = m.store.backbone();
+  const store::BackboneRef& ref = m.backbone_ref;
   std::string file = options.backbone_file.empty() ? ref.source : options.backbone_file;
   CLR_CHECK(!file.empty() && file != "random", ConfigError, "store '", options.store_dir,
             "' records no backbone file (its tasks were trained on ",
@@ -298,7 +315,7 @@ Engine::Engine(const EngineOptions& options) : impl_(std::make_unique<Impl>(opti
 
 Engine::~Engine() = default;
 
-const store::BackboneRef& Engine::backbone() const { return impl_->store.backbone(); }
+const store::BackboneRef& Engine::backbone() const { return impl_->backbone_ref; }
 std::string Engine::device() const { return impl_->device.str(); }
 
 std::vector<store::TaskEntry> Engine::tasks() const {
@@ -313,10 +330,14 @@ std::optional<store::TaskEntry> Engine::task(const std::string& name) const {
   return *e;
 }
 
-store::Adapter Engine::describe(const std::string& name) { return impl_->get(name)->meta; }
+store::Adapter Engine::describe(const std::string& name) {
+  const std::shared_ptr<const Prepared> p = impl_->get(name);
+  return p->meta;
+}
 
 at::Tensor Engine::preprocess(const std::string& task, const at::Tensor& hwc) {
-  const store::Preprocess& pre = impl_->get(task)->meta.preprocess;
+  const std::shared_ptr<const Prepared> p = impl_->get(task);  // held while its fields are read
+  const store::Preprocess& pre = p->meta.preprocess;
   at::Tensor chw = data::resize_square(hwc, pre.resize);
   if (pre.crop > 0 && pre.crop < pre.resize) {
     const int64_t o = (pre.resize - pre.crop) / 2;
@@ -326,7 +347,12 @@ at::Tensor Engine::preprocess(const std::string& task, const at::Tensor& hwc) {
 }
 
 std::vector<at::Tensor> Engine::logits(const std::vector<std::string>& tasks, const at::Tensor& images) {
-  Impl& m = *impl_;
+  return impl_->forward(tasks, images, nullptr);
+}
+
+std::vector<at::Tensor> Engine::Impl::forward(const std::vector<std::string>& tasks, const at::Tensor& images,
+                                              std::vector<std::shared_ptr<const Prepared>>* used) {
+  Impl& m = *this;
   CLR_CHECK(images.dim() == 4 && images.size(1) == 3 && images.scalar_type() == torch::kByte, ConfigError,
             "expected uint8 images [N, 3, S, S], got ", clr::describe(images));
   CLR_CHECK(static_cast<int64_t>(tasks.size()) == images.size(0), ConfigError, tasks.size(), " task names for ",
@@ -353,10 +379,12 @@ std::vector<at::Tensor> Engine::logits(const std::vector<std::string>& tasks, co
               ConfigError, "task '", names[u], "' takes ", prepared[u]->meta.preprocess.input_size(), " px images, got ",
               images.size(2), "x", images.size(3));
   }
-  auto group_key = [&](const Prepared& p) {
+  auto group_key = [&](const Prepared& p) {  // the variant decides which sites carry kernels
     const auto& pre = p.meta.preprocess;
-    return detail::concat(static_cast<int>(p.kind), "/", p.meta.kernel_size, "/", pre.mean[0], ",", pre.mean[1], ",",
-                          pre.mean[2], "/", pre.std[0], ",", pre.std[1], ",", pre.std[2]);
+    std::ostringstream key;
+    key << p.meta.variant << "/" << p.meta.kernel_size << std::hexfloat;
+    for (int c = 0; c < 3; ++c) key << "/" << pre.mean[static_cast<size_t>(c)] << "," << pre.std[static_cast<size_t>(c)];
+    return key.str();
   };
   std::map<std::string, std::vector<size_t>> groups;  // key -> distinct-task indices
   for (size_t u = 0; u < prepared.size(); ++u) groups[group_key(*prepared[u])].push_back(u);
@@ -390,16 +418,37 @@ std::vector<at::Tensor> Engine::logits(const std::vector<std::string>& tasks, co
       throw;
     }
     m.backbone->set_conv_hook(nullptr);
-    // Heads: each task's rows of the features through its own linear layer.
+    // Heads: each task's rows of the features through its own linear layer. The rows
+    // are put in task order with one gather, each task's block goes through its head
+    // into one [rows, max K] tensor, and that comes back to the host in one copy (no
+    // per-task transfers or synchronisations on a GPU).
+    std::vector<int64_t> order, starts{0};
     for (size_t t = 0; t < group_tasks.size(); ++t) {
-      std::vector<int64_t> mine;
       for (size_t r = 0; r < rows.size(); ++r) {
-        if (local[r] == static_cast<int64_t>(t)) mine.push_back(static_cast<int64_t>(r));
+        if (local[r] == static_cast<int64_t>(t)) order.push_back(static_cast<int64_t>(r));
       }
-      const at::Tensor f = group_tasks.size() == 1 ? features : features.index_select(0, torch::tensor(mine).to(m.device));
-      const at::Tensor y = torch::addmm(group_tasks[t]->head_b, f, group_tasks[t]->head_w.t()).to(torch::kCPU);
-      for (size_t j = 0; j < mine.size(); ++j) out[static_cast<size_t>(rows[static_cast<size_t>(mine[j])])] = y[static_cast<int64_t>(j)];
+      starts.push_back(static_cast<int64_t>(order.size()));
     }
+    int64_t kmax = 0;
+    for (const Prepared* p : group_tasks) kmax = std::max(kmax, p->head_w.size(0));
+    const at::Tensor sorted = group_tasks.size() == 1 ? features : features.index_select(0, torch::tensor(order).to(m.device));
+    at::Tensor y = torch::zeros({static_cast<int64_t>(rows.size()), kmax}, sorted.options());
+    for (size_t t = 0; t < group_tasks.size(); ++t) {
+      const int64_t a = starts[t], len = starts[t + 1] - a;
+      const Prepared& p = *group_tasks[t];
+      y.narrow(0, a, len).narrow(1, 0, p.head_w.size(0)).copy_(torch::addmm(p.head_b, sorted.narrow(0, a, len), p.head_w.t()));
+    }
+    const at::Tensor host = y.to(torch::kCPU);
+    for (size_t t = 0; t < group_tasks.size(); ++t) {
+      const int64_t k = group_tasks[t]->head_w.size(0);
+      for (int64_t j = starts[t]; j < starts[t + 1]; ++j) {
+        out[static_cast<size_t>(rows[static_cast<size_t>(order[static_cast<size_t>(j)])])] = host[j].narrow(0, 0, k).clone();
+      }
+    }
+  }
+  if (used != nullptr) {  // the very versions that computed each sample
+    used->clear();
+    for (int64_t i = 0; i < n; ++i) used->push_back(prepared[of[static_cast<size_t>(i)]]);
   }
   return out;
 }
@@ -407,11 +456,12 @@ std::vector<at::Tensor> Engine::logits(const std::vector<std::string>& tasks, co
 std::vector<std::vector<TopClass>> Engine::predict(const std::vector<std::string>& tasks, const at::Tensor& images,
                                                    int64_t top_k) {
   CLR_CHECK(top_k >= 1, ConfigError, "top_k must be at least 1, got ", top_k);
-  const std::vector<at::Tensor> z = logits(tasks, images);
+  std::vector<std::shared_ptr<const Prepared>> used;
+  const std::vector<at::Tensor> z = impl_->forward(tasks, images, &used);
   std::vector<std::vector<TopClass>> out;
   out.reserve(z.size());
   for (size_t i = 0; i < z.size(); ++i) {
-    const auto& classes = impl_->get(tasks[i])->meta.classes;
+    const auto& classes = used[i]->meta.classes;
     const at::Tensor p = torch::softmax(z[i], 0);
     const int64_t k = std::min<int64_t>(top_k, p.size(0));
     const auto top = p.topk(k);
@@ -431,11 +481,13 @@ std::vector<std::vector<TopClass>> Engine::predict(const std::vector<std::string
 
 size_t Engine::reload() {
   Impl& m = *impl_;
+  std::lock_guard<std::mutex> one(m.reload_mu);
   store::Store fresh = store::Store::open(m.options.store_dir);
-  CLR_CHECK(fresh.backbone().fingerprint == m.store.backbone().fingerprint, IncompatibleError, "store '",
+  CLR_CHECK(fresh.backbone().fingerprint == m.backbone_ref.fingerprint, IncompatibleError, "store '",
             m.options.store_dir, "' now holds tasks for backbone ", fresh.backbone().fingerprint,
-            ", not the one this engine serves (", m.store.backbone().fingerprint, "); restart to serve it");
+            ", not the one this engine serves (", m.backbone_ref.fingerprint, "); restart to serve it");
   std::lock_guard<std::mutex> lock(m.mu);
+  ++m.generation;
   for (auto it = m.cache.begin(); it != m.cache.end();) {
     const store::TaskEntry* e = fresh.find(it->first);
     if (e == nullptr || e->sha256 != it->second.task->sha256) {
@@ -448,7 +500,7 @@ size_t Engine::reload() {
   }
   m.stats.entries = static_cast<int64_t>(m.cache.size());
   m.store = std::move(fresh);
-  return m.store.tasks().size();
+  return m.store.tasks().size();  // under the lock
 }
 
 CacheStats Engine::cache_stats() const {

@@ -21,14 +21,20 @@ using nlohmann::ordered_json;
 
 constexpr const char* kJson = "application/json";
 
+// JSON text of `j`; bytes that are not UTF-8 (a percent-decoded path, say) become U+FFFD
+// instead of an exception.
+std::string text_of(const ordered_json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
 void send_error(httplib::Response& res, int status, const std::string& type, const std::string& message) {
   res.status = status;
-  res.set_content(ordered_json{{"error", {{"type", type}, {"message", message}}}}.dump() + "\n", kJson);
+  res.set_content(text_of(ordered_json{{"error", {{"type", type}, {"message", message}}}}), kJson);
 }
 
 void send_json(httplib::Response& res, const ordered_json& j) {
   res.status = 200;
-  res.set_content(j.dump() + "\n", kJson);
+  res.set_content(text_of(j), kJson);
 }
 
 // The status and type of a clr error.
@@ -127,17 +133,23 @@ void HttpServer::Impl::routes() {
   });
   // Errors httplib raises itself (no route, body too large, malformed request) get
   // the same JSON body as ours; a response that already has a body keeps it.
-  const httplib::Server::HandlerWithResponse on_error = [this](const httplib::Request& req, httplib::Response& res) {
+  // httplib calls this outside its own exception handling: nothing may escape it.
+  const httplib::Server::HandlerWithResponse on_error = [this](const httplib::Request& req,
+                                                               httplib::Response& res) noexcept {
     ++http_errors;
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    if (res.status == 404) {
-      send_error(res, 404, "not_found", "no route " + req.method + " " + req.path);
-    } else if (res.status == 413) {
-      send_error(res, 413, "payload_too_large",
-                 detail::concat("the body is larger than the limit of ", options.max_body_bytes, " bytes"));
-    } else {
-      send_error(res, res.status, res.status < 500 ? "bad_request" : "internal",
-                 detail::concat("HTTP ", res.status, " for ", req.method, " ", req.path));
+    try {
+      if (res.status == 404) {
+        send_error(res, 404, "not_found", "no route " + req.method + " " + req.path);
+      } else if (res.status == 413) {
+        send_error(res, 413, "payload_too_large",
+                   detail::concat("the body is larger than the limit of ", options.max_body_bytes, " bytes"));
+      } else {
+        send_error(res, res.status, res.status < 500 ? "bad_request" : "internal",
+                   detail::concat("HTTP ", res.status, " for ", req.method, " ", req.path));
+      }
+    } catch (...) {
+      return httplib::Server::HandlerResponse::Unhandled;  // httplib's own empty error page
     }
     return httplib::Server::HandlerResponse::Handled;
   };
@@ -172,9 +184,10 @@ void HttpServer::Impl::predict(const httplib::Request& req, httplib::Response& r
   if (req.body.empty()) return send_error(res, 400, "bad_request", "empty body: POST the image's bytes");
   at::Tensor decoded;
   try {
-    decoded = data::decode_image(req.body, "the request body");
+    decoded = data::decode_image(req.body, "the request body", options.max_pixels);
   } catch (const FormatError& e) {
-    return send_error(res, 400, "bad_image", e.what());
+    const bool large = std::string(e.what()).find("pixels, more than the limit") != std::string::npos;
+    return send_error(res, large ? 413 : 400, large ? "image_too_large" : "bad_image", e.what());
   }
   const at::Tensor image = engine.preprocess(name, decoded);  // a bad store file is a 500, not the client's fault
   auto future = batcher->submit(name, image, top_k);
@@ -206,7 +219,7 @@ void HttpServer::Impl::watch() {
       ++reloads;
       stamp = now;
       log::info("serve: the store's manifest changed; ", n, " tasks now");
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {
       log::warn("serve: the store's manifest changed but could not be read (", e.what(), "); still serving the old one");
       stamp = now;
     }
@@ -248,19 +261,32 @@ int HttpServer::bind() {
 void HttpServer::serve() {
   Impl& m = *impl_;
   if (m.port < 0) bind();
-  if (m.options.watch_seconds > 0) m.watcher = std::thread([&m] { m.watch(); });
-  m.http.listen_after_bind();
+  {
+    std::lock_guard<std::mutex> lock(m.watch_mu);
+    if (m.stopping) return;  // stop() came first
+    if (m.options.watch_seconds > 0) m.watcher = std::thread([&m] { m.watch(); });
+  }
+  const bool ok = m.http.listen_after_bind();
+  bool stopping = false;
+  {
+    std::lock_guard<std::mutex> lock(m.watch_mu);
+    stopping = m.stopping;
+  }
+  CLR_CHECK(ok || stopping, InternalError, "the HTTP server on ", m.options.host, ":", m.port,
+            " stopped accepting connections (accept failed: out of file descriptors or buffers?)");
 }
 
 void HttpServer::stop() {
   Impl& m = *impl_;
+  std::thread watcher;
   {
     std::lock_guard<std::mutex> lock(m.watch_mu);
     m.stopping = true;
+    watcher.swap(m.watcher);
   }
   m.watch_cv.notify_all();
-  if (m.watcher.joinable()) m.watcher.join();
-  m.http.stop();
+  if (watcher.joinable()) watcher.join();
+  m.http.stop();  // does nothing before listen starts: the caller retries (serve_command.cpp)
 }
 
 int HttpServer::port() const { return impl_->port; }

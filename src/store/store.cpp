@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <ctime>
 #include <set>
@@ -129,12 +130,46 @@ void check_adapter(const Adapter& a, const std::string& where) {
             ": backbone fingerprint must be 'sha256:...', got '", a.backbone.fingerprint, "'");
 }
 
+// Six decimals: the floats' short decimal form ("0.485", not 0.48500001430511475).
+json decimals(const std::array<float, 3>& v) {
+  json out = json::array();
+  for (float x : v) out.push_back(std::round(static_cast<double>(x) * 1e6) / 1e6);
+  return out;
+}
+
 json backbone_json(const BackboneRef& b) {
   return {{"arch", b.arch}, {"small_stem", b.small_stem}, {"fingerprint", b.fingerprint}, {"params", b.params},
           {"source", b.source}};
 }
 
-std::string file_of(const std::string& task) { return "tasks/" + task + ".safetensors"; }
+// A task's file is named by its content, so that replacing a task writes a new file,
+// then the manifest, and only then removes the old file: a crash anywhere leaves the
+// manifest naming a complete file with the checksum it records.
+std::string file_of(const std::string& task, const std::string& sha256) {
+  return "tasks/" + task + "." + sha256.substr(0, 12) + ".safetensors";
+}
+
+bool is_file_of(const std::string& file, const std::string& task) {
+  const std::string prefix = "tasks/" + task + ".", suffix = ".safetensors";
+  if (file.size() != prefix.size() + 12 + suffix.size() || file.compare(0, prefix.size(), prefix) != 0 ||
+      file.compare(file.size() - suffix.size(), suffix.size(), suffix) != 0) {
+    return false;
+  }
+  return std::all_of(file.begin() + static_cast<std::ptrdiff_t>(prefix.size()),
+                     file.begin() + static_cast<std::ptrdiff_t>(prefix.size() + 12),
+                     [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
+}
+
+// True when `s` is UTF-8 that JSON can hold (names go into the manifest): checked by
+// the JSON library that writes it.
+bool valid_utf8(const std::string& s) {
+  try {
+    (void)json(s).dump();
+    return true;
+  } catch (const json::exception&) {
+    return false;
+  }
+}
 
 }  // namespace
 
@@ -147,6 +182,7 @@ std::string task_name_problem(const std::string& name) {
     if (c == '/' || c == '\\') return "it contains a path separator";
     if (c < 0x20 || c == 0x7f) return "it contains a control character";
   }
+  if (!valid_utf8(name)) return "it is not valid UTF-8";
   return "";
 }
 
@@ -164,7 +200,7 @@ std::string encode_adapter(Adapter& a) {
   a.tensors = cpu;
   a.tensors_sha256 = fingerprint(a.tensors);
   const json classes = a.classes;
-  const json mean = a.preprocess.mean, std = a.preprocess.std;
+  const json mean = decimals(a.preprocess.mean), std = decimals(a.preprocess.std);
   Metadata md = {{"format", kAdapterFormat},
                  {"version", std::to_string(kFormatVersion)},
                  {"task", a.task},
@@ -255,8 +291,8 @@ std::string adapter_json(const Adapter& a, const TaskEntry* e, int indent) {
        {{"resize", a.preprocess.resize},
         {"crop", a.preprocess.crop},
         {"input_size", a.preprocess.input_size()},
-        {"mean", a.preprocess.mean},
-        {"std", a.preprocess.std}}},
+        {"mean", nlohmann::ordered_json::parse(decimals(a.preprocess.mean).dump())},
+        {"std", nlohmann::ordered_json::parse(decimals(a.preprocess.std).dump())}}},
       {"backbone",
        {{"arch", a.backbone.arch}, {"small_stem", a.backbone.small_stem}, {"fingerprint", a.backbone.fingerprint}}},
       {"metrics", parsed(a.metrics_json)},
@@ -323,15 +359,19 @@ void Store::read_manifest() {
             version, "; this build reads versions up to ", kFormatVersion, "): upgrade clr to use this store");
   CLR_CHECK(version >= 1, FormatError, where, ": format version ", version, " is not valid");
   const json b = field<json>(j, "backbone", where);
+  CLR_CHECK(b.is_object(), FormatError, where, ": \"backbone\" must be an object");
   BackboneRef ref;
   ref.arch = field<std::string>(b, "arch", where + " backbone");
   ref.small_stem = field<bool>(b, "small_stem", where + " backbone");
   ref.fingerprint = field<std::string>(b, "fingerprint", where + " backbone");
   ref.params = field<int64_t>(b, "params", where + " backbone");
-  ref.source = b.value("source", "");
+  ref.source = b.contains("source") && b["source"].is_string() ? b["source"].get<std::string>() : "";
   std::vector<TaskEntry> tasks;
   std::set<std::string> names;
-  for (const json& t : field<json>(j, "tasks", where)) {
+  const json list = field<json>(j, "tasks", where);
+  CLR_CHECK(list.is_array(), FormatError, where, ": \"tasks\" must be an array");
+  for (const json& t : list) {
+    CLR_CHECK(t.is_object(), FormatError, where, ": every task must be an object");
     TaskEntry e;
     const std::string w = where + " task";
     e.name = field<std::string>(t, "name", w);
@@ -339,19 +379,19 @@ void Store::read_manifest() {
     CLR_CHECK(why.empty(), FormatError, where, ": task name '", e.name, "' is not allowed (", why, ")");
     CLR_CHECK(names.insert(e.name).second, FormatError, where, " lists task '", e.name, "' twice");
     e.file = field<std::string>(t, "file", w);
-    CLR_CHECK(e.file == file_of(e.name), FormatError, where, ": task '", e.name, "' points at '", e.file,
-              "', expected '", file_of(e.name), "'");
+    CLR_CHECK(is_file_of(e.file, e.name), FormatError, where, ": task '", e.name, "' points at '", e.file,
+              "', expected 'tasks/", e.name, ".<12 hex digits>.safetensors'");
     e.sha256 = field<std::string>(t, "sha256", w);
     e.bytes = field<int64_t>(t, "bytes", w);
-    e.tensor_bytes = t.value("tensor_bytes", int64_t{0});
+    e.tensor_bytes = t.contains("tensor_bytes") ? field<int64_t>(t, "tensor_bytes", w) : 0;
     e.variant = field<std::string>(t, "variant", w);
     e.classes = field<int64_t>(t, "classes", w);
-    e.input_size = t.value("input_size", int64_t{0});
-    e.created = t.value("created", "");
+    e.input_size = t.contains("input_size") ? field<int64_t>(t, "input_size", w) : 0;
+    e.created = t.contains("created") ? field<std::string>(t, "created", w) : "";
     tasks.push_back(std::move(e));
   }
   backbone_ = ref;
-  created_ = j.value("created", "");
+  created_ = j.contains("created") && j["created"].is_string() ? j["created"].get<std::string>() : "";
   tasks_ = std::move(tasks);
 }
 
@@ -392,8 +432,8 @@ TaskEntry Store::put(Adapter adapter, bool replace) {
   read_manifest();  // another writer may have added tasks since this object read it
   TaskEntry e;
   e.name = adapter.task;
-  e.file = file_of(adapter.task);
   e.sha256 = sha256_hex(bytes);
+  e.file = file_of(adapter.task, e.sha256);
   e.bytes = static_cast<int64_t>(bytes.size());
   e.tensor_bytes = total_bytes(adapter.tensors);
   e.variant = adapter.variant;
@@ -405,12 +445,18 @@ TaskEntry Store::put(Adapter adapter, bool replace) {
             "' (remove it first, or replace it)");
   make_directories(dir_ + "/tasks");
   write_file_atomic(dir_ + "/" + e.file, bytes);  // the file first, the manifest that names it last
+  std::string replaced;
   if (it != tasks_.end()) {
+    if (it->file != e.file) replaced = dir_ + "/" + it->file;
     *it = e;
   } else {
     tasks_.push_back(e);
   }
   write_manifest();
+  // The replaced version goes only once no manifest names it.
+  if (!replaced.empty() && ::unlink(replaced.c_str()) != 0 && errno != ENOENT) {
+    log::warn("store: could not remove the replaced '", replaced, "': ", std::strerror(errno));
+  }
   return e;
 }
 
@@ -430,7 +476,8 @@ std::string Store::load_bytes(const std::string& name) const {
 }
 
 Adapter Store::load(const std::string& name) const {
-  Adapter a = decode_adapter(load_bytes(name), dir_ + "/" + file_of(name));
+  std::string bytes = load_bytes(name);  // throws NotFoundError before find() is used below
+  Adapter a = decode_adapter(bytes, dir_ + "/" + find(name)->file);
   CLR_CHECK(a.task == name, FormatError, "store '", dir_, "': the file of task '", name, "' holds task '", a.task, "'");
   CLR_CHECK(a.backbone.fingerprint == backbone_.fingerprint, IncompatibleError, "store '", dir_, "': task '", name,
             "' was trained on backbone ", a.backbone.fingerprint, ", the store's is ", backbone_.fingerprint);
@@ -456,7 +503,7 @@ std::vector<TaskCheck> Store::verify() const {
   for (const auto& e : tasks_) {
     TaskCheck c;
     c.task = e.name;
-    named.insert(e.name + ".safetensors");
+    named.insert(e.file.substr(std::string("tasks/").size()));
     try {
       load(e.name);
     } catch (const Error& err) {

@@ -125,6 +125,7 @@ TEST(Serve, ErrorsAreJsonWithTheRightStatus) {
   serve::HttpOptions o;
   o.watch_seconds = 0;
   o.max_body_bytes = 4096;
+  o.max_pixels = 1000;  // the 20 x 20 test images pass
   o.admin_token = "s3cret";
   Served s(ts.store, o);
   const std::string img = png_of(2);
@@ -132,6 +133,7 @@ TEST(Serve, ErrorsAreJsonWithTheRightStatus) {
   expect_error(s.client().Post("/v1/tasks/nope/predict", img, "image/png"), 404, "not_found");
   expect_error(s.client().Get("/v1/tasks/nope"), 404, "not_found");
   expect_error(s.client().Get("/no/such/route"), 404, "not_found");
+  expect_error(s.client().Get("/v1/%FF%FE"), 404, "not_found");  // not UTF-8 once decoded
   expect_error(s.client().Post("/v1/tasks/t0/predict", std::string("not an image at all"), "image/png"), 400,
                "bad_image");
   expect_error(s.client().Post("/v1/tasks/t0/predict", std::string(), "image/png"), 400, "bad_request");
@@ -155,6 +157,9 @@ TEST(Serve, ErrorsAreJsonWithTheRightStatus) {
   const ssize_t got = ::read(fd, buf, sizeof buf);  // whatever it answers, if anything
   (void)got;
   ::close(fd);
+  // An image whose header declares more pixels than allowed: refused before decoding.
+  const std::string wide = data::encode_png(torch::full({40, 40, 3}, 7, torch::kByte));  // 1600 px, a few bytes
+  expect_error(s.client().Post("/v1/tasks/t0/predict", wide, "image/png"), 413, "image_too_large");
   const auto after = s.client().Post("/v1/tasks/t0/predict", img, "image/png");
   ASSERT_TRUE(after);
   EXPECT_EQ(after->status, 200);
@@ -228,7 +233,7 @@ TEST(Serve, ABadTaskFileFailsOnlyItsOwnRequests) {
   test::TempDir dir("serve");
   const test::TestStore ts = test::make_test_store(dir.path(), "clr", 2, kSize, 26);
   {  // t1's file goes bad on disk before anything loaded it
-    const std::string f = ts.store + "/tasks/t1.safetensors";
+    const std::string f = ts.store + "/" + store::Store::open(ts.store).find("t1")->file;
     std::string b = read_file(f);
     b[b.size() - 5] ^= 0x11;
     std::ofstream(f, std::ios::binary | std::ios::trunc) << b;

@@ -52,7 +52,8 @@ TEST_P(Interop, PlainPyTorchGivesClrsPredictions) {
   double worst = 0;
   for (const std::string& task : ts.names) {
     const std::vector<at::Tensor> logits = engine.logits(std::vector<std::string>(n, task), images);
-    const std::string out = run_python(detail::concat(ts.backbone, " ", ts.store, "/tasks/", task, ".safetensors --images ",
+    const std::string file = ts.store + "/" + store::Store::open(ts.store).find(task)->file;
+    const std::string out = run_python(detail::concat(ts.backbone, " ", file, " --images ",
                                                       dir.file("images.u8"), " --count ", n, " --size ", kSize,
                                                       " --threads ", at::get_num_threads()));
     std::istringstream lines(out);

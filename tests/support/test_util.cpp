@@ -60,6 +60,11 @@ const std::string& test_data_dir() {
   return dir;
 }
 
+bool missing_system_data_allowed() {
+  const char* allow = std::getenv("CLR_TEST_ALLOW_MISSING_SYSTEM_DATA");
+  return allow != nullptr && std::string(allow) == "1";
+}
+
 CliResult run_clr(const std::string& args) {
   const std::string cmd = std::string("\"") + CLR_TEST_BINARY + "\" " + args + " 2>&1";
   CliResult r;

@@ -53,7 +53,7 @@ TEST(StoreNames, RuleKeepsTasksInsideTheStore) {
     EXPECT_EQ(store::task_name_problem(ok), "") << ok;
   }
   for (const std::string& bad : std::vector<std::string>{"", "../etc", "a/b", "a\\b", ".hidden", " lead", "trail ", "tab\there",
-                                std::string(129, 'x')}) {
+                                std::string(129, 'x'), "bad\xff", "half\xe6\x95"}) {
     EXPECT_NE(store::task_name_problem(bad), "") << bad;
   }
   EXPECT_NE(test::message_of<ConfigError>([] { store::check_task_name("a/../x"); }).find("path separator"),
@@ -65,8 +65,8 @@ TEST(Store, RoundTripKeepsTensorsAndMetadata) {
   Store s = Store::create(dir.file("s"), backbone_ref());
   Adapter a = small_adapter("alpha", 3, 1);
   const store::TaskEntry e = s.put(a);
-  EXPECT_EQ(e.file, "tasks/alpha.safetensors");
-  EXPECT_TRUE(file_exists(dir.file("s/tasks/alpha.safetensors")));
+  EXPECT_EQ(e.file, "tasks/alpha." + e.sha256.substr(0, 12) + ".safetensors");  // named by content
+  EXPECT_TRUE(file_exists(dir.file("s/" + e.file)));
   EXPECT_EQ(e.classes, 3);
 
   const Store again = Store::open(dir.file("s"));
@@ -84,7 +84,7 @@ TEST(Store, RoundTripKeepsTensorsAndMetadata) {
   for (const auto& [k, t] : a.tensors) EXPECT_TRUE(test::bit_identical(b.tensors.at(k), t)) << k;
   EXPECT_EQ(b.tensors_sha256, fingerprint(a.tensors));
   // The file is self-contained safetensors with its metadata.
-  const Metadata md = read_safetensors_metadata(dir.file("s/tasks/alpha.safetensors"));
+  const Metadata md = read_safetensors_metadata(dir.file("s/" + e.file));
   EXPECT_EQ(md.at("format"), "clr.adapter");
   EXPECT_EQ(md.at("version"), "1");
   EXPECT_EQ(md.at("backbone_fingerprint"), backbone_ref().fingerprint);
@@ -99,7 +99,7 @@ TEST(Store, CorruptOrTruncatedFilesAreRefusedAndLeaveTheStoreAlone) {
   s.put(small_adapter("alpha"));
   s.put(small_adapter("beta"));
   const std::string manifest = bytes_of(s.manifest_path());
-  const std::string file = dir.file("s/tasks/alpha.safetensors");
+  const std::string file = dir.file("s/" + s.find("alpha")->file);
 
   overwrite_byte(file, 3);  // inside the head's bytes
   std::string msg = test::message_of<FormatError>([&] { s.load("alpha"); });
@@ -108,8 +108,9 @@ TEST(Store, CorruptOrTruncatedFilesAreRefusedAndLeaveTheStoreAlone) {
   msg = test::message_of<FormatError>([&] { store::read_adapter_file(file); });
   EXPECT_NE(msg.find("corrupt"), std::string::npos) << msg;
 
-  std::string b = read_file(dir.file("s/tasks/beta.safetensors"));
-  std::ofstream(dir.file("s/tasks/beta.safetensors"), std::ios::binary | std::ios::trunc) << b.substr(0, b.size() / 2);
+  const std::string beta = dir.file("s/" + s.find("beta")->file);
+  std::string b = read_file(beta);
+  std::ofstream(beta, std::ios::binary | std::ios::trunc) << b.substr(0, b.size() / 2);
   msg = test::message_of<FormatError>([&] { s.load("beta"); });
   EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
 
@@ -125,7 +126,7 @@ TEST(Store, NewerFormatVersionsAreRefused) {
   Store s = Store::create(dir.file("s"), backbone_ref());
   s.put(small_adapter("alpha"));
   // An adapter file from the future.
-  SafetensorsFile f = read_safetensors(dir.file("s/tasks/alpha.safetensors"));
+  SafetensorsFile f = read_safetensors(dir.file("s/" + s.find("alpha")->file));
   f.metadata["version"] = "2";
   write_safetensors(dir.file("future.safetensors"), f.tensors, f.metadata);
   std::string msg = test::message_of<IncompatibleError>([&] { store::read_adapter_file(dir.file("future.safetensors")); });
@@ -151,17 +152,22 @@ TEST(Store, ForeignBackbonesAreRefused) {
   const std::string msg = test::message_of<IncompatibleError>([&] { s.put(a); });
   EXPECT_NE(msg.find("backbone"), std::string::npos) << msg;
   EXPECT_EQ(bytes_of(s.manifest_path()), manifest);
-  EXPECT_FALSE(file_exists(dir.file("s/tasks/alpha.safetensors")));
+  EXPECT_TRUE(list_directory(dir.file("s/tasks")).empty());
   EXPECT_THROW(Store::create(dir.file("s"), backbone_ref("sha256:" + std::string(64, 'c'))), IncompatibleError);
 }
 
 TEST(Store, ReplaceRemoveAndBadAdapters) {
   test::TempDir dir("store");
   Store s = Store::create(dir.file("s"), backbone_ref());
-  s.put(small_adapter("alpha", 3, 1));
+  const std::string first = s.put(small_adapter("alpha", 3, 1)).file;
   EXPECT_THROW(s.put(small_adapter("alpha", 3, 2)), ConfigError);  // exists
-  s.put(small_adapter("alpha", 5, 2), /*replace=*/true);
+  const std::string second = s.put(small_adapter("alpha", 5, 2), /*replace=*/true).file;
   EXPECT_EQ(Store::open(dir.file("s")).load("alpha").classes.size(), 5u);
+  // The new version was written under its own name before the manifest named it; the
+  // old one went only after.
+  EXPECT_NE(first, second);
+  EXPECT_FALSE(file_exists(dir.file("s/" + first)));
+  EXPECT_TRUE(file_exists(dir.file("s/" + second)));
 
   Adapter bad = small_adapter("x/../../escape");
   EXPECT_THROW(s.put(bad), ConfigError);
@@ -175,7 +181,7 @@ TEST(Store, ReplaceRemoveAndBadAdapters) {
 
   s.remove("alpha");
   EXPECT_TRUE(Store::open(dir.file("s")).tasks().empty());
-  EXPECT_FALSE(file_exists(dir.file("s/tasks/alpha.safetensors")));
+  EXPECT_FALSE(file_exists(dir.file("s/" + second)));
   EXPECT_THROW(s.remove("alpha"), NotFoundError);
   EXPECT_THROW(s.load("alpha"), NotFoundError);
 }
@@ -186,7 +192,7 @@ TEST(Store, LeftoversOfAKilledWriterDoNotBreakIt) {
   s.put(small_adapter("alpha"));
   // A writer killed after writing its temporary file, before the rename: the store
   // still reads as before, and verify names the leftover.
-  std::ofstream(dir.file("s/tasks/beta.safetensors.tmp.4242")) << "half";
+  std::ofstream(dir.file("s/tasks/beta.0123456789ab.safetensors.tmp.4242")) << "half";
   std::ofstream(dir.file("s/manifest.json.tmp.4242")) << "{";
   const Store again = Store::open(dir.file("s"));
   EXPECT_EQ(again.tasks().size(), 1u);
@@ -197,10 +203,10 @@ TEST(Store, LeftoversOfAKilledWriterDoNotBreakIt) {
   EXPECT_FALSE(checks[1].ok);
   EXPECT_NE(checks[1].problem.find("interrupted"), std::string::npos);
   // A task file written whose manifest line never came: not a task.
-  s.put(small_adapter("gamma"));
-  const std::string kept = read_file(dir.file("s/tasks/gamma.safetensors"));
+  const std::string gamma = dir.file("s/" + s.put(small_adapter("gamma")).file);
+  const std::string kept = read_file(gamma);
   s.remove("gamma");
-  std::ofstream(dir.file("s/tasks/gamma.safetensors"), std::ios::binary) << kept;
+  std::ofstream(gamma, std::ios::binary) << kept;
   EXPECT_EQ(Store::open(dir.file("s")).find("gamma"), nullptr);
 }
 

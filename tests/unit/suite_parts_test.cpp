@@ -105,16 +105,9 @@ TEST(Assets, Utf8RoundTrips) {
   EXPECT_THROW(data::utf8_codepoints("\xC3"), FormatError);
 }
 
-// scripts/setup.sh installs the packages these read; only a machine set up otherwise
-// (the GPU machine, docs/GPU.md) may declare them absent.
-bool missing_allowed() {
-  const char* allow = std::getenv("CLR_TEST_ALLOW_MISSING_SYSTEM_DATA");
-  return allow != nullptr && std::string(allow) == "1";
-}
-
 TEST(Assets, RendersGlyphsAndReadsFontNames) {
   const std::string path = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";  // fonts-dejavu-core (setup.sh)
-  if (missing_allowed() && !file_exists(path)) GTEST_SKIP() << "fonts-dejavu-core not installed on this machine";
+  if (test::missing_system_data_allowed() && !file_exists(path)) GTEST_SKIP() << "fonts-dejavu-core not installed on this machine";
   ASSERT_TRUE(file_exists(path)) << "install fonts-dejavu-core";
   data::Font f(path);
   EXPECT_EQ(f.family(), "DejaVu Sans");
@@ -132,7 +125,7 @@ TEST(Assets, RendersGlyphsAndReadsFontNames) {
 }
 
 TEST(Assets, RendersSvgWithRsvgConvertAndCaches) {
-  if (missing_allowed() && !program_in_path("rsvg-convert")) GTEST_SKIP() << "librsvg2-bin not installed on this machine";
+  if (test::missing_system_data_allowed() && !program_in_path("rsvg-convert")) GTEST_SKIP() << "librsvg2-bin not installed on this machine";
   ASSERT_TRUE(program_in_path("rsvg-convert")) << "install librsvg2-bin (scripts/setup.sh does)";
   test::TempDir dir("svg");
   // A 100x50 page with a red 40x20 rectangle at (10, 10) and a blue element "b".

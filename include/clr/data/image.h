@@ -10,8 +10,9 @@ namespace clr::data {
 // Decodes JPEG, PNG, BMP, GIF (first frame) and WebP bytes into a uint8 [H, W, 3]
 // RGB tensor; grayscale, palette and alpha images are converted to RGB (alpha is
 // dropped). `origin` names the image in errors: a FormatError says which file could
-// not be decoded and why.
-at::Tensor decode_image(const std::string& bytes, const std::string& origin);
+// not be decoded and why. With max_pixels > 0, an image whose header declares more
+// pixels is refused (FormatError) before anything is allocated for it.
+at::Tensor decode_image(const std::string& bytes, const std::string& origin, int64_t max_pixels = 0);
 
 // Reads and decodes a file (NotFoundError if missing, FormatError if undecodable).
 at::Tensor read_image(const std::string& path);

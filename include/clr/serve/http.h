@@ -11,7 +11,7 @@
 //   GET  /v1/stats                     queue, batch and adapter-cache counters
 //
 // Errors are {"error": {"type": ..., "message": ...}}: 400 bad request or undecodable
-// image, 401 bad token, 404 unknown task or path, 413 body over the limit, 503 queue
+// image, 401 bad token, 404 unknown task or path, 413 body or image over the limit, 503 queue
 // full (with Retry-After), 500 anything else. No request can stop the server.
 #pragma once
 
@@ -30,6 +30,7 @@ struct HttpOptions {
   int port = 8080;                          // 0: any free port (see bind())
   int http_threads = 64;                    // connections served at once (one thread each)
   int64_t max_body_bytes = 16ll << 20;      // larger bodies get 413
+  int64_t max_pixels = 40'000'000;          // larger images (by their header) get 413
   int64_t default_top_k = 5;
   std::string admin_token;                  // empty: /v1/admin/reload needs no token
   double watch_seconds = 1.0;               // poll the manifest this often (0: never)
@@ -45,8 +46,11 @@ class HttpServer {
 
   // Binds the socket; returns the port. ConfigError when the address cannot be bound.
   int bind();
-  // Serves until stop() (from another thread or a signal-watching thread).
+  // Serves until stop() (from another thread or a signal-watching thread); returns at
+  // once if stop() came first. InternalError if accepting connections fails.
   void serve();
+  // Stops serving. Before serve() has started listening it only marks the server
+  // stopped (serve() then returns at once); call it again until serve() returned.
   void stop();
   int port() const;
 

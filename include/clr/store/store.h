@@ -4,14 +4,14 @@
 //   STORE/manifest.json               format "clr.store", version, the backbone (arch,
 //                                     stem, fingerprint, the file it was loaded from) and
 //                                     every task (file, SHA-256 of its bytes, size, ...)
-//   STORE/tasks/<task>.safetensors    one task: CLR kernels, BatchNorm affine and running
+//   STORE/tasks/<task>.<sha12>.safetensors   one task (named by its content): CLR kernels, BatchNorm affine and running
 //                                     statistics, head; metadata with the class names,
 //                                     preprocessing, variant, training configuration,
 //                                     metrics, creation time and the tensors' SHA-256
 //
-// Every write goes to a temporary name, is fsync'ed and renamed; the task file is
-// written before the manifest that names it, so a killed writer leaves the old store
-// or the new one. Writers take an advisory lock (STORE/.lock) and re-read the manifest
+// Every write goes to a temporary name, is fsync'ed and renamed; a task file (named by
+// its content) is written before the manifest that names it, and a replaced version is
+// removed only after, so a killed writer leaves the old store or the new one. Writers take an advisory lock (STORE/.lock) and re-read the manifest
 // under it, so two processes adding tasks do not lose each other's. Reads verify the
 // file's SHA-256 against the manifest, the tensors against the checksum in the file,
 // and the backbone fingerprint against the store's. An adapter file is
@@ -92,7 +92,7 @@ std::string adapter_json(const Adapter& adapter, const TaskEntry* entry, int ind
 
 struct TaskEntry {
   std::string name;
-  std::string file;     // relative to the store: tasks/<name>.safetensors
+  std::string file;     // relative to the store: tasks/<name>.<first 12 hex of sha256>.safetensors
   std::string sha256;   // of the file's bytes
   int64_t bytes = 0;    // the file's size
   int64_t tensor_bytes = 0;
