@@ -1,4 +1,5 @@
 // `clr run CONFIG.toml | ROOT`: the main job.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -22,6 +23,7 @@
 #include "clr/core/tensor_io.h"
 #include "clr/data/image.h"
 #include "clr/data/sources.h"
+#include "clr/data/suite.h"
 #include "clr/data/synthetic.h"
 #include "clr/eval/runner.h"
 #include "clr/models/registry.h"
@@ -71,6 +73,7 @@ struct RunArgs {
          derpp_alpha = kNan, derpp_beta = kNan;
   int64_t fisher_samples = kUnset, buffer = kUnset, replay_batch = kUnset;
   std::string methods;  // clr compare
+  std::string scale;    // --scale: the whole suite at this scale instead of [data.suite]'s tasks
 };
 
 std::string resolve(const std::string& base_dir, const std::string& p) {
@@ -131,6 +134,75 @@ data::Split select_labels(const data::Split& s, const std::vector<int64_t>& keep
   data::Split out = s.subset(idx);
   out.labels = new_labels;
   return out;
+}
+
+// [data.suite]: tasks of the offline suite (docs/SUITE.md), built into `dir` on first use
+// and read from there afterwards. A suite already in `dir` must have been built with the
+// same tasks, scale, seed and size; anything else is a ConfigError naming the difference.
+// Returns the suite's ImageFolder root (its order.txt: the catalogue's order).
+std::string suite_from_toml(const toml::table& t, const std::string& base, int64_t size,
+                            const std::string& whole_suite_scale) {
+  const std::string where = "data.suite";
+  check_keys(t, where, {"tasks", "scale", "seed", "size", "dir"});
+  data::SuiteOptions o;
+  if (const toml::node* n = t.get("tasks")) {
+    const toml::array* a = n->as_array();
+    CLR_CHECK(a != nullptr, ConfigError, where, ".tasks must be an array of task names (clr data build --help lists them)");
+    for (const auto& e : *a) {
+      auto v = e.value<std::string>();
+      CLR_CHECK(v.has_value(), ConfigError, where, ".tasks must hold strings");
+      o.tasks.push_back(*v);
+    }
+  }
+  o.scale = get(t, "scale", where, o.scale);
+  o.seed = static_cast<uint64_t>(get<int64_t>(t, "seed", where, 0));
+  o.size = get(t, "size", where, size);
+  CLR_CHECK(t.contains("dir"), ConfigError, where,
+            ".dir is required: the directory the suite is built in on first use and read from afterwards");
+  o.out = resolve(base, get<std::string>(t, "dir", where, ""));
+  if (!whole_suite_scale.empty()) {  // --scale: every task of the suite at that scale, in a folder of its own
+    o.scale = whole_suite_scale;
+    o.tasks.clear();
+    o.out += "-all-" + whole_suite_scale;
+  }
+  CLR_CHECK(o.scale == "small" || o.scale == "full", ConfigError, where, ".scale is '", o.scale,
+            "'; expected small or full");
+  std::vector<std::string> wanted = o.tasks;
+  if (wanted.empty()) {
+    for (const auto& info : data::suite_catalogue("suite")) wanted.push_back(info.name);
+  }
+  std::sort(wanted.begin(), wanted.end());
+  const std::string manifest_path = o.out + "/manifest.json";
+  if (file_exists(manifest_path)) {
+    nlohmann::json m;
+    try {
+      m = nlohmann::json::parse(read_file(manifest_path));
+    } catch (const nlohmann::json::exception& e) {
+      throw FormatError(detail::concat("'", manifest_path, "' is not a suite manifest (", e.what(),
+                                       "); remove '", o.out, "' to build it again"));
+    }
+    std::vector<std::string> have;
+    std::string built = "?";
+    try {
+      for (const auto& x : m.at("tasks")) have.push_back(x.at("name").get<std::string>());
+      built = detail::concat("scale ", m.at("scale").get<std::string>(), ", seed ", m.at("seed").get<uint64_t>(),
+                             ", size ", m.at("size").get<int64_t>());
+    } catch (const nlohmann::json::exception& e) {
+      throw FormatError(detail::concat("'", manifest_path, "' is not a suite manifest (", e.what(),
+                                       "); remove '", o.out, "' to build it again"));
+    }
+    std::sort(have.begin(), have.end());
+    const std::string asked = detail::concat("scale ", o.scale, ", seed ", o.seed, ", size ", o.size);
+    CLR_CHECK(have == wanted && built == asked && m.value("set", "") == "suite", ConfigError, where, ".dir '", o.out,
+              "' holds a suite built with other settings (", have.size(), " tasks, ", built, "; this config asks for ",
+              wanted.size(), " tasks, ", asked, "): remove it, or give another dir");
+    log::info("suite: reading the ", have.size(), " tasks built in ", o.out);
+  } else {
+    log::info("suite: building ", wanted.size(), " tasks into ", o.out, " (", o.scale, ", ", o.size,
+              " px; once: later runs read them from there)");
+    data::build_suite(o);
+  }
+  return o.out + "/imagefolder";
 }
 
 data::TaskData task_from_toml(const toml::table& t, size_t index, const std::string& base, uint64_t seed) {
@@ -248,7 +320,7 @@ data::TaskData task_from_toml(const toml::table& t, size_t index, const std::str
   return task;
 }
 
-RunSpec read_config(const std::string& path) {
+RunSpec read_config(const std::string& path, const std::string& whole_suite_scale = "") {
   toml::table root;
   try {
     root = toml::parse_file(path);
@@ -275,8 +347,11 @@ RunSpec read_config(const std::string& path) {
     s.small_stem = get(*b, "small_stem", "backbone", s.small_stem);
     s.kernel = get(*b, "kernel", "backbone", s.kernel);
   }
+  CLR_CHECK(whole_suite_scale.empty() || root["data"]["suite"].as_table() != nullptr, ConfigError,
+            "--scale needs a config with [data.suite] (configs/default.toml); '", path, "' has none");
   if (const toml::table* d = root["data"].as_table()) {
-    check_keys(*d, "data", {"root", "size", "val_fraction", "allow_missing_test", "skip_corrupt", "tasks", "skill"});
+    check_keys(*d, "data",
+               {"root", "size", "val_fraction", "allow_missing_test", "skip_corrupt", "tasks", "skill", "suite"});
     s.root = resolve(base, get<std::string>(*d, "root", "data", ""));
     s.prepare.size = get(*d, "size", "data", s.prepare.size);
     s.split.val_fraction = get(*d, "val_fraction", "data", s.split.val_fraction);
@@ -288,6 +363,12 @@ RunSpec read_config(const std::string& path) {
         const toml::table* t = e.as_table();
         CLR_CHECK(t != nullptr, ConfigError, "data.tasks[", i, "] must be a table ([[data.tasks]])");
         s.tasks.push_back(task_from_toml(*t, i++, base, s.seed));
+      }
+    }
+    if (const toml::table* su = d->get_as<toml::table>("suite")) {
+      const int64_t size = d->contains("size") ? s.prepare.size : 64;
+      for (auto& t : data::read_imagefolder_tasks(suite_from_toml(*su, base, size, whole_suite_scale))) {
+        s.tasks.push_back(std::move(t));
       }
     }
     if (const toml::table* sk = d->get_as<toml::table>("skill")) {
@@ -375,15 +456,19 @@ nlohmann::ordered_json spec_json(const RunSpec& s) {
             {"derpp_beta", s.methods.replay.beta}}}};
 }
 
-RunSpec read_input(const std::string& input) {
+// whole_suite_scale (--scale): the config's [data.suite] becomes every suite task at that
+// scale; empty: the config as written.
+RunSpec read_input(const std::string& input, const std::string& whole_suite_scale = "") {
   CLR_CHECK(!input.empty(), ConfigError, "expected a CONFIG.toml or an ImageFolder ROOT");
   if (directory_exists(input)) {
+    CLR_CHECK(whole_suite_scale.empty(), ConfigError, "--scale needs a config with [data.suite] "
+              "(configs/default.toml), not the folder '", input, "'");
     RunSpec s;
     s.root = input;
     return s;
   }
   CLR_CHECK(file_exists(input), NotFoundError, "'", input, "' is neither a config file nor a data directory");
-  return read_config(input);
+  return read_config(input, whole_suite_scale);
 }
 
 data::Sequence sequence_of(const RunSpec& s) {
@@ -431,7 +516,7 @@ void preview(const std::string& input, const std::string& out_dir, int64_t per_c
 
 // The effective run description: the config (or ROOT), then the flags over it.
 RunSpec spec_of(const RunArgs& a) {
-  RunSpec s = read_input(a.input);
+  RunSpec s = read_input(a.input, a.scale);
   if (!a.method.empty()) s.method = a.method;
   if (!a.out.empty()) s.out = a.out;
   if (a.seed >= 0) s.seed = static_cast<uint64_t>(a.seed);
@@ -852,6 +937,10 @@ void add_run_options(CLI::App* sub, RunArgs* a) {
                                      "evaluation (default 0: none)");
   sub->add_option("--device", a->device, "cpu (default), cuda, cuda:N or auto");
   sub->add_option("--seed", a->seed, "Seed for initialisation, splits, shuffling, Fisher samples, buffers (default 0)");
+  sub->add_option("--scale", a->scale,
+                  "With a config that has [data.suite] (configs/default.toml): learn all 22 suite tasks at this scale, "
+                  "small or full, built on first use beside the config's suite dir")
+      ->check(CLI::IsMember({"small", "full"}));
   const train::MethodOptions d;
   const std::string g = "Method hyperparameters (docs/METHODS.md)";
   sub->add_option("--ewc-lambda", a->ewc_lambda, detail::concat("ewc, online-ewc: penalty weight (default ", d.ewc.lambda, ")"))->group(g);

@@ -208,5 +208,41 @@ TEST(Suite, ClearErrorsAndNothingLeftBehind) {
   EXPECT_FALSE(directory_exists(dir.file("z")));
 }
 
+// A run config's [data.suite] builds the named tasks into its dir on first use, reads
+// them from there afterwards, and refuses a dir built with other settings.
+TEST(Suite, RunConfigBuildsOnceAndReuses) {
+  SKIP_WITHOUT_PACKAGES();
+  test::TempDir dir("suite-config");
+  const std::string cfg = dir.file("c.toml");
+  const auto config = [&](const std::string& scale) {
+    write_file_atomic(cfg, "[data]\nsize = 24\n[data.suite]\ntasks = [\"materials\", \"fashion-tops\"]\nscale = \"" +
+                               scale + "\"\ndir = \"built\"\n");
+  };
+  config("small");
+  auto r = test::run_clr("--threads 1 preview " + cfg + " --per-class 1 --out " + dir.file("p1"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("suite: building 2 tasks"), std::string::npos) << r.out;
+  EXPECT_TRUE(file_exists(dir.file("built/manifest.json")));  // relative to the config's folder
+  EXPECT_TRUE(file_exists(dir.file("p1/materials.png")));
+  EXPECT_TRUE(file_exists(dir.file("p1/fashion-tops.png")));
+  const std::string manifest = read_file(dir.file("built/manifest.json"));
+  r = test::run_clr("--threads 1 preview " + cfg + " --per-class 1 --out " + dir.file("p2"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("suite: reading the 2 tasks"), std::string::npos) << r.out;
+  EXPECT_EQ(read_file(dir.file("built/manifest.json")), manifest);  // not rebuilt
+  config("full");
+  r = test::run_clr("--threads 1 preview " + cfg + " --per-class 1 --out " + dir.file("p3"));
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("built with other settings"), std::string::npos) << r.out;
+  EXPECT_EQ(read_file(dir.file("built/manifest.json")), manifest);
+  // --scale asks for the whole suite, in a folder of its own; it needs [data.suite].
+  r = test::run_clr("run " + cfg + " --scale huge");
+  EXPECT_NE(r.code, 0) << r.out;
+  write_file_atomic(dir.file("plain.toml"), "[data]\nsize = 24\n");
+  r = test::run_clr("run " + dir.file("plain.toml") + " --scale small --out " + dir.file("r"));
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--scale needs a config with [data.suite]"), std::string::npos) << r.out;
+}
+
 }  // namespace
 }  // namespace clr
