@@ -16,4 +16,4 @@ cd ../..
 # Only the fonts the config names: the device tool carries at most 64 MiB.
 mkdir -p .deps/share/datasets .deps/share/fonts/truetype/dejavu
 cp -r /usr/share/datasets/fashion-mnist .deps/share/datasets/
-for f in $(grep -ho '/usr/share/fonts/[^"]*' configs/default.toml configs/sequence-10.toml | sort -u); do cp "$f" .deps/share/fonts/truetype/dejavu/; done
+for f in $(grep -ho '/usr/share/fonts/[^"]*' configs/fashion-glyphs-6.toml configs/sequence-10.toml | sort -u); do cp "$f" .deps/share/fonts/truetype/dejavu/; done

@@ -128,7 +128,7 @@ TEST(Compare, ReuseKeepsMatchingFinishedRuns) {
   // The shipped backbone: its metadata (arch, small stem) must be part of the stored
   // configuration on both sides, or nothing would ever be reused.
   const std::string common = std::string(" --backbone ") + CLR_SOURCE_DIR +
-                             "/models/resnet18-shapes-32px.safetensors --size 16 --epochs 1 --batch 8 --seed 2";
+                             "/models/resnet18-pretrain-64px.safetensors --size 16 --epochs 1 --batch 8 --seed 2";
   ASSERT_EQ(clr_cmd("run " + data("seq") + common + " --method linear --out " + out.path() + "/linear").code, 0);
   const std::string before = read_file(out.path() + "/linear/results.json");
   Result r = clr_cmd("compare " + data("seq") + common + " --methods linear,sgd-ll --reuse --out " + out.path());
@@ -243,22 +243,35 @@ TEST(Default, ConfigAndEmbeddedBackboneAreUsable) {
   // set up otherwise (the GPU machine, docs/GPU.md) may declare them absent.
   if (test::missing_system_data_allowed() &&
       (!file_exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") ||
-       !file_exists("/usr/share/fonts/truetype/dejavu/DejaVuSerif-Italic.ttf"))) {
-    GTEST_SKIP() << "dataset-fashion-mnist / fonts-dejavu not installed on this machine";
+       !file_exists("/var/lib/dpkg/info/gimp-data.list") || !file_exists("/var/lib/dpkg/info/pingus-data.list"))) {
+    GTEST_SKIP() << "the default sequence's Debian packages are not installed on this machine";
   }
   test::TempDir out("default");
   const std::string root = CLR_SOURCE_DIR;
-  Result r = clr_cmd("inspect " + root + "/models/resnet18-shapes-32px.safetensors --arch resnet18 --small-stem");
+  Result r = clr_cmd("inspect " + root + "/models/resnet18-pretrain-64px.safetensors --arch resnet18 --small-stem");
   ASSERT_EQ(r.code, 0) << r.out;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["metadata"]["arch"], "resnet18");
   EXPECT_EQ(j["metadata"]["small_stem"], "true");
-  EXPECT_EQ(j["backbone_fingerprint"], "sha256:dc4fcc55c6ff6ba34acab4f36934ae163becee01213c12670176ba0c26d6a0c4");
-  // Every task of the default sequence can be built (fonts and Fashion-MNIST present).
-  r = clr_cmd("preview " + root + "/configs/default.toml --per-class 2 --out " + out.path());
+  EXPECT_EQ(j["metadata"]["input_size"], "64");
+  EXPECT_EQ(j["backbone_fingerprint"], "sha256:f03e3567693e60cc11354f170d93c432411a07487dbbbc29b9e0153d8c1b7f99");
+  // Every task of the default sequence builds from the installed packages: the shipped
+  // config, with its suite built into a temporary folder (at 16 px, to be quick) and the
+  // paths made absolute.
+  std::string cfg = read_file(root + "/configs/default.toml");
+  const auto replace = [&](const std::string& from, const std::string& to) {
+    const size_t at = cfg.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    cfg.replace(at, from.size(), to);
+  };
+  replace("\"../runs/suite-default\"", "\"" + out.file("suite") + "\"");
+  replace("\"../models/", "\"" + root + "/models/");
+  replace("size = 64", "size = 16");
+  write_file_atomic(out.file("default.toml"), cfg);
+  r = clr_cmd("preview " + out.file("default.toml") + " --per-class 2 --out " + out.file("preview"));
   ASSERT_EQ(r.code, 0) << r.out;
-  for (const char* t : {"fashion-tops", "digits", "fashion-footwear", "font-styles", "fashion-other", "letters"}) {
-    EXPECT_TRUE(file_exists(out.path() + "/" + t + ".png")) << t;
+  for (const char* t : {"materials", "terrain-theme", "greek-letters", "font-weight", "fashion-tops", "fashion-other"}) {
+    EXPECT_TRUE(file_exists(out.file("preview/" + std::string(t) + ".png"))) << t;
   }
 }
 

@@ -17,7 +17,7 @@ namespace {
 using nlohmann::json;
 
 std::string data(const std::string& rel) { return test::test_data_dir() + "/" + rel; }
-std::string shipped() { return std::string(CLR_SOURCE_DIR) + "/models/resnet18-shapes-32px.safetensors"; }
+std::string shipped() { return std::string(CLR_SOURCE_DIR) + "/models/resnet18-pretrain-64px.safetensors"; }
 
 // Image files of a task's test split with their class index (class directories in
 // sorted order, as the ImageFolder reader numbers them).
