@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 WORK=${WORK:-$PWD/device-work}
 OUT=${OUT:-$PWD/device-out}
 mkdir -p "$OUT"
-tar -czf "$OUT/results.tar.gz" -C "$WORK" --exclude='*.safetensors' --exclude='./suite' --exclude='./pretrain' .
+tar -czf "$OUT/results.tar.gz" -C "$WORK" --exclude='*.safetensors' --exclude='./suite' --exclude='./pretrain' --exclude='./bundle-*' .
 for b in sup ssl; do
   [ -f "$WORK/$b.safetensors" ] && split -b 15M "$WORK/$b.safetensors" "$OUT/$b.safetensors.part-"
 done
