@@ -175,15 +175,10 @@ std::string suite_from_toml(const toml::table& t, const std::string& base, int64
   const std::string manifest_path = o.out + "/manifest.json";
   if (file_exists(manifest_path)) {
     nlohmann::json m;
+    std::vector<std::string> have;
+    std::string built;
     try {
       m = nlohmann::json::parse(read_file(manifest_path));
-    } catch (const nlohmann::json::exception& e) {
-      throw FormatError(detail::concat("'", manifest_path, "' is not a suite manifest (", e.what(),
-                                       "); remove '", o.out, "' to build it again"));
-    }
-    std::vector<std::string> have;
-    std::string built = "?";
-    try {
       for (const auto& x : m.at("tasks")) have.push_back(x.at("name").get<std::string>());
       built = detail::concat("scale ", m.at("scale").get<std::string>(), ", seed ", m.at("seed").get<uint64_t>(),
                              ", size ", m.at("size").get<int64_t>());

@@ -45,17 +45,20 @@ at::Tensor from_buffer(const uint8_t* data, int w, int h) {
 
 }  // namespace
 
-at::Tensor decode_image(const std::string& bytes, const std::string& origin, int64_t max_pixels) {
+std::optional<std::pair<int64_t, int64_t>> declared_size(const std::string& bytes) {
+  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
+  int w = 0, h = 0, c = 0;
+  const bool known = !bytes.empty() && (is_webp(bytes) ? WebPGetInfo(data, bytes.size(), &w, &h) != 0
+                                                       : bytes.size() <= static_cast<size_t>(INT32_MAX) &&
+                                                             stbi_info_from_memory(data, static_cast<int>(bytes.size()),
+                                                                                   &w, &h, &c) != 0);
+  if (!known) return std::nullopt;
+  return std::make_pair(static_cast<int64_t>(w), static_cast<int64_t>(h));
+}
+
+at::Tensor decode_image(const std::string& bytes, const std::string& origin) {
   CLR_CHECK(!bytes.empty(), FormatError, "image '", origin, "' is empty (0 bytes)");
   const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
-  if (max_pixels > 0) {  // look at the header before allocating what it claims
-    int w = 0, h = 0, c = 0;
-    const bool known = is_webp(bytes) ? WebPGetInfo(data, bytes.size(), &w, &h) != 0
-                                      : bytes.size() <= static_cast<size_t>(INT32_MAX) &&
-                                            stbi_info_from_memory(data, static_cast<int>(bytes.size()), &w, &h, &c) != 0;
-    CLR_CHECK(!known || static_cast<int64_t>(w) * h <= max_pixels, FormatError, "image '", origin, "' is ", w, "x", h,
-              " pixels, more than the limit of ", max_pixels);
-  }
   if (is_webp(bytes)) {
     int w = 0, h = 0;
     uint8_t* rgb = WebPDecodeRGB(data, bytes.size(), &w, &h);

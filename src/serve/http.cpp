@@ -182,12 +182,18 @@ void HttpServer::Impl::predict(const httplib::Request& req, httplib::Response& r
     top_k = k;
   }
   if (req.body.empty()) return send_error(res, 400, "bad_request", "empty body: POST the image's bytes");
+  // The header's size first, before anything is allocated for what it claims.
+  const auto wh = data::declared_size(req.body);
+  if (options.max_pixels > 0 && wh && wh->first * wh->second > options.max_pixels) {
+    return send_error(res, 413, "image_too_large",
+                      detail::concat("image 'the request body' is ", wh->first, "x", wh->second,
+                                     " pixels, more than the limit of ", options.max_pixels));
+  }
   at::Tensor decoded;
   try {
-    decoded = data::decode_image(req.body, "the request body", options.max_pixels);
+    decoded = data::decode_image(req.body, "the request body");
   } catch (const FormatError& e) {
-    const bool large = std::string(e.what()).find("pixels, more than the limit") != std::string::npos;
-    return send_error(res, large ? 413 : 400, large ? "image_too_large" : "bad_image", e.what());
+    return send_error(res, 400, "bad_image", e.what());
   }
   const at::Tensor image = engine.preprocess(name, decoded);  // a bad store file is a 500, not the client's fault
   auto future = batcher->submit(name, image, top_k);

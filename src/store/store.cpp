@@ -131,8 +131,9 @@ void check_adapter(const Adapter& a, const std::string& where) {
 }
 
 // Six decimals: the floats' short decimal form ("0.485", not 0.48500001430511475).
-json decimals(const std::array<float, 3>& v) {
-  json out = json::array();
+template <typename Json = json>
+Json decimals(const std::array<float, 3>& v) {
+  Json out = Json::array();
   for (float x : v) out.push_back(std::round(static_cast<double>(x) * 1e6) / 1e6);
   return out;
 }
@@ -291,8 +292,8 @@ std::string adapter_json(const Adapter& a, const TaskEntry* e, int indent) {
        {{"resize", a.preprocess.resize},
         {"crop", a.preprocess.crop},
         {"input_size", a.preprocess.input_size()},
-        {"mean", nlohmann::ordered_json::parse(decimals(a.preprocess.mean).dump())},
-        {"std", nlohmann::ordered_json::parse(decimals(a.preprocess.std).dump())}}},
+        {"mean", decimals<nlohmann::ordered_json>(a.preprocess.mean)},
+        {"std", decimals<nlohmann::ordered_json>(a.preprocess.std)}}},
       {"backbone",
        {{"arch", a.backbone.arch}, {"small_stem", a.backbone.small_stem}, {"fingerprint", a.backbone.fingerprint}}},
       {"metrics", parsed(a.metrics_json)},

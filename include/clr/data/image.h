@@ -1,7 +1,10 @@
 // Image decoding and the per-image transforms.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include <ATen/core/Tensor.h>
 
@@ -10,9 +13,13 @@ namespace clr::data {
 // Decodes JPEG, PNG, BMP, GIF (first frame) and WebP bytes into a uint8 [H, W, 3]
 // RGB tensor; grayscale, palette and alpha images are converted to RGB (alpha is
 // dropped). `origin` names the image in errors: a FormatError says which file could
-// not be decoded and why. With max_pixels > 0, an image whose header declares more
-// pixels is refused (FormatError) before anything is allocated for it.
-at::Tensor decode_image(const std::string& bytes, const std::string& origin, int64_t max_pixels = 0);
+// not be decoded and why.
+at::Tensor decode_image(const std::string& bytes, const std::string& origin);
+
+// The width and height an image's header declares, read without decoding it (so a
+// caller can refuse a huge image before anything is allocated for it); nullopt when
+// the header is not one decode_image knows.
+std::optional<std::pair<int64_t, int64_t>> declared_size(const std::string& bytes);
 
 // Reads and decodes a file (NotFoundError if missing, FormatError if undecodable).
 at::Tensor read_image(const std::string& path);
