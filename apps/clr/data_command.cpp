@@ -1,4 +1,4 @@
-// `clr data`: the offline benchmark suite (build, list).
+// `clr data`: the offline benchmark suite (build, bundle, list); `clr preview`: image grids of a config's tasks.
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -7,7 +7,10 @@
 #include <nlohmann/json.hpp>
 
 #include "clr/core/error.h"
+#include "clr/data/config.h"
 #include "clr/data/suite.h"
+#include "clr/eval/run_config.h"
+#include "clr/core/tensor_map.h"
 #include "commands.h"
 
 namespace clr::apps {
@@ -94,6 +97,29 @@ void register_data(CLI::App& app) {
 
   register_action(sub, [sub] {
     for (CLI::App* child : sub->get_subcommands()) run_selected(*child);
+  });
+}
+
+void register_preview(CLI::App& app) {
+  struct Args {
+    std::string input, out = "preview";
+    int64_t per_class = 8;
+    std::optional<int64_t> size;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* sub = app.add_subcommand("preview", "Write a PNG grid of training images per task (rows are classes)");
+  sub->add_option("input", a->input, "A run config (TOML) or an ImageFolder root")->required();
+  sub->add_option("--out", a->out, "Output directory")->capture_default_str();
+  sub->add_option("--per-class", a->per_class, "Images per class")->capture_default_str();
+  sub->add_option("--size", a->size, "Cell size in pixels (default: the config's data.size)");
+  register_action(sub, [a] {
+    eval::RunConfig c = eval::read_run_config(a->input);
+    if (a->size) c.data.size = *a->size;
+    c.data.validate();
+    for (const data::TaskData& t : data::load_sequence(c.data)) {
+      const std::string path = data::write_preview(t, a->out, a->per_class, c.data.prepare());
+      std::cout << path << ": " << t.classes.size() << " classes (" << join_first(t.classes, 12) << ")" << std::endl;
+    }
   });
 }
 

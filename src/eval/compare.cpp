@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "clr/core/error.h"
+#include "clr/core/file_io.h"
+#include "clr/core/log.h"
 
 namespace clr::eval {
 
@@ -125,6 +127,74 @@ std::string format_compare(const std::vector<CompareRow>& rows) {
         "task after the last; extra params: mean per task, % of the backbone; stored/task: mean bytes kept per task\n"
         "beyond the shared backbone (heads, adapters, Fisher, buffers); time/sgd: training time relative to sgd.\n";
   return os.str();
+}
+
+std::optional<Results> reusable_run(const RunConfig& c, const data::Sequence& seq) {
+  const std::string path = c.run.out + "/results.json";
+  if (!file_exists(path)) return std::nullopt;
+  Results r;
+  try {
+    r = read_results(path);
+  } catch (const Error& e) {
+    log::warn("compare: not reusing ", path, ": ", e.what());
+    return std::nullopt;
+  }
+  auto comparable = [](const std::string& text) {  // key order does not matter
+    nlohmann::json j = nlohmann::json::parse(text);
+    if (j.contains("run")) {
+      j["run"].erase("out");
+      j["run"].erase("method");
+    }
+    return j;
+  };
+  std::string why;
+  if (!r.complete) {
+    why = "the run did not finish";
+  } else if (r.method != c.run.method) {
+    why = "it is a run of '" + r.method + "'";
+  } else if (r.config_json.empty() || comparable(r.config_json) != comparable(settings::Json(c).dump())) {
+    why = "it was made with another configuration";
+  } else if (r.tasks.size() != seq.size()) {
+    why = detail::concat("it has ", r.tasks.size(), " tasks, the sequence ", seq.size());
+  } else {
+    for (size_t i = 0; i < seq.size() && why.empty(); ++i) {
+      if (r.tasks[i].name != seq[i].name || r.tasks[i].classes != static_cast<int64_t>(seq[i].classes.size())) {
+        why = detail::concat("its task ", i + 1, " is '", r.tasks[i].name, "' with ", r.tasks[i].classes,
+                             " classes, the sequence's '", seq[i].name, "' with ", seq[i].classes.size());
+      }
+    }
+  }
+  if (!why.empty()) {
+    log::info("compare: running '", c.run.method, "' again (", path, ": ", why, ")");
+    return std::nullopt;
+  }
+  log::info("compare: reusing the finished run in ", c.run.out);
+  return r;
+}
+
+std::vector<CompareRow> compare_methods(const RunConfig& base, const data::Sequence& seq, const CompareOptions& o) {
+  CLR_CHECK(!o.out.empty(), ConfigError, "--out DIR is required");
+  CLR_CHECK(!o.methods.empty(), ConfigError, "no methods to compare");
+  make_directories(o.out);
+  RunConfig shown = base;  // the configuration compare.json records
+  shown.run.out = o.out;
+  shown.run.method.clear();
+  for (const auto& m : o.methods) shown.run.method += (shown.run.method.empty() ? "" : ",") + m;
+  std::vector<Results> runs;
+  std::vector<std::string> dirs;
+  for (size_t i = 0; i < o.methods.size(); ++i) {
+    RunConfig c = base;
+    c.run.method = o.methods[i];
+    c.run.out = o.out + "/" + o.methods[i];
+    log::info("compare: method ", i + 1, "/", o.methods.size(), " '", c.run.method, "' -> ", c.run.out);
+    std::optional<Results> previous = o.reuse ? reusable_run(c, seq) : std::nullopt;
+    runs.push_back(previous ? *previous : run(c, seq));
+    dirs.push_back(o.methods[i]);
+    const auto rows = compare_rows(runs, dirs);
+    write_file_atomic(o.out + "/compare.json", compare_json(rows, settings::Json(shown).dump()));
+    write_file_atomic(o.out + "/compare.csv", compare_csv(rows));
+  }
+  return compare_rows(runs, dirs);
 }
 
 }  // namespace clr::eval

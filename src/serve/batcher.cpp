@@ -6,8 +6,17 @@
 
 #include "clr/core/error.h"
 #include "clr/core/log.h"
+#include "clr/core/settings_io.h"
 
 namespace clr::serve {
+
+template <class V>
+void fields(V& v, BatcherOptions& o) {
+  v("max_batch", o.max_batch);
+  v("max_wait_ms", o.max_wait_ms);
+  v("queue", o.capacity);
+}
+CLR_SETTINGS_JSON(BatcherOptions)
 
 Batcher::Batcher(Engine& engine, BatcherOptions options) : engine_(engine), options_(options) {
   CLR_CHECK(options_.max_batch >= 1, ConfigError, "--max-batch must be at least 1, got ", options_.max_batch);

@@ -16,12 +16,22 @@
 #include "clr/core/file_io.h"
 #include "clr/core/hash.h"
 #include "clr/core/log.h"
+#include "clr/core/settings_io.h"
 #include "clr/core/runtime.h"
 #include "clr/data/image.h"
 #include "clr/models/registry.h"
 #include "clr/models/resnet.h"
 
 namespace clr::serve {
+
+template <class V>
+void fields(V& v, EngineOptions& o) {
+  v("store", o.store_dir);
+  v("backbone", o.backbone_file);
+  v("device", o.device);
+  v("cache_bytes", o.cache_bytes);
+}
+CLR_SETTINGS_JSON(EngineOptions)
 namespace {
 
 enum class Kind { kClr, kResidual, kLinear };

@@ -11,10 +11,24 @@
 
 #include "clr/core/error.h"
 #include "clr/core/log.h"
+#include "clr/core/settings_io.h"
 #include "clr/data/image.h"
 #include "clr/serve/engine.h"
 
 namespace clr::serve {
+
+template <class V>
+void fields(V& v, HttpOptions& o) {
+  v("host", o.host);
+  v("port", o.port);
+  v("http_threads", o.http_threads);
+  v("max_body_bytes", o.max_body_bytes);
+  v("max_pixels", o.max_pixels);
+  v("top_k", o.default_top_k);
+  v("watch_seconds", o.watch_seconds);
+  v("batcher", o.batcher);
+}
+CLR_SETTINGS_JSON(HttpOptions)
 namespace {
 
 using nlohmann::ordered_json;

@@ -6,6 +6,7 @@
 
 #include "clr/core/error.h"
 #include "clr/core/hash.h"
+#include "clr/core/settings_io.h"
 #include "clr/data/image.h"
 #include "clr/models/registry.h"
 
@@ -17,6 +18,18 @@ namespace F = torch::nn::functional;
 at::Tensor channel_stats(const float v[3], const at::TensorOptions& o) { return torch::tensor({v[0], v[1], v[2]}, o).view({1, 3, 1, 1}); }
 
 }  // namespace
+
+template <class V>
+void fields(V& v, SimclrOptions& o) {
+  v("temperature", o.temperature);
+  v("projection_dim", o.projection_dim);
+  v("min_scale", o.min_scale);
+  v("jitter", o.jitter);
+  v("grey", o.grey);
+  v("knn", o.knn);
+  v("bank", o.bank);
+}
+CLR_SETTINGS_JSON(SimclrOptions)
 
 void SimclrOptions::validate() const {
   CLR_CHECK(temperature > 0 && std::isfinite(temperature), ConfigError, "--temperature must be > 0, got ", temperature);

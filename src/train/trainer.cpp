@@ -8,10 +8,29 @@
 #include <torch/torch.h>
 
 #include "clr/core/error.h"
+#include "clr/core/settings_io.h"
 #include "clr/core/log.h"
 #include "clr/core/progress.h"
 
 namespace clr::train {
+
+template <class V>
+void fields(V& v, TrainConfig& c) {
+  v("optimizer", c.optimizer);
+  v("lr", c.lr);
+  v("momentum", c.momentum);
+  v("weight_decay", c.weight_decay);
+  v("batch", c.batch_size);
+  v("epochs", c.epochs);
+  v("schedule", c.schedule);
+  v("step_size", c.step_size);
+  v("gamma", c.gamma);
+  v("penalty", c.penalty);
+  v("patience", c.patience);
+  v("hflip", c.hflip);
+  v("crop", c.crop);
+}
+CLR_SETTINGS_JSON(TrainConfig)
 
 void TrainConfig::validate() const {
   CLR_CHECK(optimizer == "adam" || optimizer == "sgd", ConfigError, "train.optimizer '", optimizer,

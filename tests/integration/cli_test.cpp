@@ -79,5 +79,44 @@ TEST(Cli, InspectReportsMissingAndWrongFiles) {
   EXPECT_EQ(nlohmann::json::parse(r.out)["backbone_fingerprint"].get<std::string>().rfind("sha256:", 0), 0u);
 }
 
+// docs/ARCHITECTURE.md and README: 2 bad usage or configuration, 3 not found, 4 a
+// malformed file, 5 incompatible inputs; the message names the culprit.
+TEST(Cli, ExitCodesAreTheDocumentedOnes) {
+  test::TempDir dir("cli-codes");
+  auto expect = [](const Result& r, int code, const std::string& needle) {
+    EXPECT_EQ(r.code, code) << r.out;
+    EXPECT_NE(r.out.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.out;
+  };
+  auto write = [&](const std::string& name, const std::string& text) {
+    const std::string path = dir.file(name);
+    FILE* f = std::fopen(path.c_str(), "w");
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+    return path;
+  };
+  // 2: usage and configuration.
+  expect(run("run"), 2, "input is required");
+  expect(run("run " + write("unknown.toml", "[train]\nlrate = 1\n")), 2, "unknown key 'train.lrate'");
+  expect(run("run " + write("type.toml", "[train]\nepochs = \"ten\"\n")), 2, "train.epochs has the wrong type");
+  expect(run("run " + write("syntax.toml", "[train\n")), 2, "is not valid TOML");
+  expect(run("run " + dir.path() + " --epochs 0"), 2, "train.epochs must be >= 1");
+  expect(run("run " + dir.path() + " --val-fraction 1"), 2, "data.val_fraction");
+  expect(run("compare " + dir.path() + " --methods clr,nope --out " + dir.file("c")), 2, "unknown method 'nope'");
+  expect(run("pretrain " + dir.path() + " --out x.safetensors --mode byol"), 2, "--mode must be supervised or simclr");
+  // 3: something named does not exist.
+  expect(run("run " + dir.file("absent.toml")), 3, "absent.toml");
+  expect(run("run " + dir.path() + " --backbone " + dir.file("absent.safetensors")), 3, "absent.safetensors");
+  expect(run("params --arch vgg16"), 3, "vgg16");
+  // 4: a file that is not what its format promises.
+  const std::string garbage = write("garbage.safetensors", "these bytes are no safetensors header at all");
+  expect(run("inspect " + garbage), 4, "garbage.safetensors");
+  write_safetensors(dir.file("future.safetensors"), {{"x", torch::zeros({1})}}, {{"format", "clr.backbone/9"}});
+  expect(run("run " + dir.path() + " --backbone " + dir.file("future.safetensors")), 4, "clr.backbone/9");
+  // 5: well-formed inputs that do not fit together.
+  const std::string r50 = dir.file("r50.safetensors");
+  write_safetensors(r50, models::state_dict(*models::make_resnet("resnet50", 0)), {});
+  expect(run("inspect " + r50 + " --arch resnet18"), 5, "looks like a resnet50");
+}
+
 }  // namespace
 }  // namespace clr

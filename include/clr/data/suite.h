@@ -65,4 +65,15 @@ SuiteSummary build_suite(const SuiteOptions& options);
 // seed gives the same bytes. Returns the directory.
 std::string write_suite_bundle(const SuiteOptions& options);
 
+// What a built suite's manifest.json says about how it was built.
+struct SuiteManifest {
+  std::string set;                 // suite | pretrain
+  std::string scale;
+  uint64_t seed = 0;
+  int64_t size = 0;
+  std::vector<std::string> tasks;  // in the suite's order
+};
+// Reads DIR/manifest.json; FormatError naming the file when it is not a suite manifest.
+SuiteManifest read_suite_manifest(const std::string& dir);
+
 }  // namespace clr::data

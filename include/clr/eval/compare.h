@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "clr/data/dataset.h"
 #include "clr/eval/results.h"
+#include "clr/eval/run_config.h"
 
 namespace clr::eval {
 
@@ -34,5 +36,24 @@ std::string compare_json(const std::vector<CompareRow>& rows, const std::string&
 std::string compare_csv(const std::vector<CompareRow>& rows);
 // An aligned text table for stdout.
 std::string format_compare(const std::vector<CompareRow>& rows);
+
+struct CompareOptions {
+  std::vector<std::string> methods;  // train::parse_method_list
+  std::string out;                   // OUT/<method>/ per run, OUT/compare.json, OUT/compare.csv
+  // Keep a finished run already in OUT/<method>/ (reusable_run) instead of running it again.
+  bool reuse = false;
+};
+
+// Learns `sequence` with every method in turn from the same configuration (`base`,
+// finalized; its method and out are replaced per method), rewriting compare.json and
+// compare.csv after each run, so a stopped comparison keeps what it finished.
+std::vector<CompareRow> compare_methods(const RunConfig& base, const data::Sequence& sequence,
+                                        const CompareOptions& options);
+
+// The finished run of `config` on `sequence` in config.run.out, if there is one to keep:
+// complete, of the same method, made with the same configuration (its method and
+// output directory aside) and the same tasks (names and class counts). Anything else
+// is nullopt, with a log line saying why it runs again.
+std::optional<Results> reusable_run(const RunConfig& config, const data::Sequence& sequence);
 
 }  // namespace clr::eval

@@ -26,6 +26,9 @@ struct BatcherOptions {
   double max_wait_ms = 2;
   int64_t capacity = 1024;  // requests waiting, at most
 };
+// Keys max_batch, max_wait_ms, queue.
+void to_json(settings::Json& j, const BatcherOptions& o);
+void from_json(const settings::Json& j, BatcherOptions& o);
 
 struct BatchResult {
   std::vector<TopClass> top;

@@ -21,6 +21,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "clr/core/settings.h"
 #include "clr/store/store.h"
 
 namespace clr::serve {
@@ -31,6 +32,9 @@ struct EngineOptions {
   std::string device = "cpu";
   int64_t cache_bytes = 256ll << 20;  // budget of prepared adapters on the device
 };
+// Keys store, backbone, device, cache_bytes.
+void to_json(settings::Json& j, const EngineOptions& o);
+void from_json(const settings::Json& j, EngineOptions& o);
 
 // What the engine knows of a task without loading it.
 struct TaskSummary {

@@ -36,6 +36,11 @@ struct HttpOptions {
   double watch_seconds = 1.0;               // poll the manifest this often (0: never)
   BatcherOptions batcher;
 };
+// Keys host, port, http_threads, max_body_bytes, max_pixels, top_k, watch_seconds and
+// batcher. The admin token is a secret: it is never written, and read only from the
+// flag or $CLR_ADMIN_TOKEN, so it cannot end up in a printed or stored configuration.
+void to_json(settings::Json& j, const HttpOptions& o);
+void from_json(const settings::Json& j, HttpOptions& o);
 
 class HttpServer {
  public:

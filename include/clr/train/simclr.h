@@ -9,6 +9,7 @@
 
 #include <torch/nn/modules/container/sequential.h>
 
+#include "clr/core/settings.h"
 #include "clr/models/resnet.h"
 #include "clr/train/method.h"
 
@@ -24,6 +25,8 @@ struct SimclrOptions {
   int64_t bank = 4096;          // labelled training images kept for the vote
   void validate() const;
 };
+void to_json(settings::Json& j, const SimclrOptions& o);
+void from_json(const settings::Json& j, SimclrOptions& o);
 
 class SimclrModel : public Method {
  public:

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "clr/core/settings.h"
 #include "clr/data/loader.h"
 #include "clr/train/method.h"
 
@@ -32,6 +33,10 @@ struct TrainConfig {
   // Throws ConfigError naming the field for values out of range.
   void validate() const;
 };
+// A run config's [train] table (keys as docs/CONFIG.md: "batch" is batch_size;
+// drop_last and seed are set by the program, not the config).
+void to_json(settings::Json& j, const TrainConfig& c);
+void from_json(const settings::Json& j, TrainConfig& c);
 
 struct TaskTrainReport {
   int64_t epochs_run = 0;

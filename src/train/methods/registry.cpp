@@ -4,6 +4,7 @@
 
 #include "clr/adapters/reprogram.h"
 #include "clr/core/error.h"
+#include "clr/core/settings_io.h"
 #include "clr/core/tensor_map.h"
 #include "clr/train/clr_method.h"
 #include "clr/train/methods/finetune.h"
@@ -35,6 +36,47 @@ constexpr Entry kMethods[] = {
 };
 
 }  // namespace
+
+template <class V>
+void fields(V& v, MethodOptions& o) {
+  v("ewc_lambda", o.ewc.lambda);
+  v("ewc_gamma", o.ewc.gamma);
+  v("fisher_samples", o.ewc.fisher_samples);
+  v("si_c", o.si.c);
+  v("si_xi", o.si.xi);
+  v("lwf_alpha", o.lwf.alpha);
+  v("lwf_temperature", o.lwf.temperature);
+  v("buffer", o.replay.buffer);
+  v("replay_batch", o.replay.batch);
+  v("derpp_alpha", o.replay.alpha);
+  v("derpp_beta", o.replay.beta);
+}
+CLR_SETTINGS_JSON(MethodOptions)
+
+std::vector<std::string> parse_method_list(const std::string& list) {
+  if (list == "all") return method_names();
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : list + ",") {
+    if (c == ',') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else if (c != ' ') {
+      cur += c;
+    }
+  }
+  const auto known = method_names();
+  for (const auto& m : out) {
+    CLR_CHECK(std::find(known.begin(), known.end(), m) != known.end(), ConfigError, "--methods: unknown method '", m,
+              "'; expected a comma-separated list of ", join_first(known, 20), " (or all)");
+  }
+  CLR_CHECK(!out.empty(), ConfigError, "--methods is empty; expected e.g. clr,sgd,ewc (or all)");
+  for (size_t i = 0; i < out.size(); ++i) {
+    CLR_CHECK(std::find(out.begin(), out.begin() + static_cast<long>(i), out[i]) == out.begin() + static_cast<long>(i),
+              ConfigError, "--methods names '", out[i], "' twice");
+  }
+  return out;
+}
 
 void MethodOptions::validate() const {
   CLR_CHECK(kernel >= 1 && kernel % 2 == 1, ConfigError, "the CLR kernel size must be odd and >= 1, got ", kernel);

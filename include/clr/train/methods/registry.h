@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "clr/core/settings.h"
 #include "clr/models/resnet.h"
 #include "clr/train/method.h"
 #include "clr/train/methods/regularized.h"
@@ -25,6 +26,15 @@ struct MethodOptions {
   // Checks every method's settings (so `clr compare` fails before training anything).
   void validate() const;
 };
+// A run config's [method] table: flat keys ewc_lambda, ewc_gamma, fisher_samples, si_c,
+// si_xi, lwf_alpha, lwf_temperature, buffer, replay_batch, derpp_alpha, derpp_beta
+// (kernel, seed, crop and max_classes come from the rest of the run).
+void to_json(settings::Json& j, const MethodOptions& o);
+void from_json(const settings::Json& j, MethodOptions& o);
+
+// "clr,sgd,ewc" (spaces ignored) or "all" as method names; ConfigError for an unknown
+// or repeated name or an empty list.
+std::vector<std::string> parse_method_list(const std::string& list);
 
 // Names in the order help and `clr compare --methods all` list them.
 std::vector<std::string> method_names();

@@ -1,0 +1,73 @@
+// `clr pretrain`: flags into a train::PretrainConfig, the data from a run config or an
+// ImageFolder root, then one library call.
+#include <iostream>
+#include <memory>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "clr/data/config.h"
+#include "clr/eval/run_config.h"
+#include "clr/train/pretrain.h"
+#include "commands.h"
+
+namespace clr::apps {
+
+void register_pretrain(CLI::App& app, int argc, char** argv) {
+  struct Args {
+    std::string input, command_line;
+    train::PretrainConfig config;
+  };
+  auto a = std::make_shared<Args>();
+  for (int i = 0; i < argc; ++i) a->command_line += (i ? " " : "") + std::string(argv[i]);
+  train::PretrainConfig& c = a->config;
+  CLI::App* sub = app.add_subcommand(
+      "pretrain", "Train a whole backbone on one dataset (supervised, or self-supervised with SimCLR) and write "
+                  "torchvision-named safetensors");
+  sub->add_option("data", a->input,
+                  "A config (TOML) whose tasks are pretrained on as one dataset, or an ImageFolder root")
+      ->required();
+  sub->add_option("--arch", c.arch, "Architecture")->capture_default_str();
+  sub->add_option("--mode", c.mode,
+                  "supervised (an fc over the dataset's classes) or simclr (self-supervised; labels only feed the kNN "
+                  "validation monitor, and the file holds no fc)")
+      ->capture_default_str();
+  sub->add_option("--temperature", c.simclr.temperature, "simclr: NT-Xent temperature")->capture_default_str();
+  sub->add_option("--min-crop", c.simclr.min_scale, "simclr: smallest random crop, as a fraction of the image area")
+      ->capture_default_str();
+  sub->add_flag("--small-stem", c.small_stem, "3x3 stride-1 stem without max-pool (32-64 px inputs)");
+  sub->add_option("--out", c.out, "Output weight file (.safetensors)")->required();
+  sub->add_option("--epochs", c.epochs)->capture_default_str();
+  sub->add_option("--batch", c.batch)->capture_default_str();
+  sub->add_option("--lr", c.lr)->capture_default_str();
+  sub->add_option("--weight-decay", c.weight_decay)->capture_default_str();
+  sub->add_option("--optimizer", c.optimizer, "sgd or adam")->capture_default_str();
+  sub->add_option("--schedule", c.schedule, "cosine, step or none")->capture_default_str();
+  sub->add_option("--size", c.size, "Image size (default: the config's data.size)");
+  sub->add_option("--val-fraction", c.val_fraction, "Fraction of train held out for model selection")
+      ->capture_default_str();
+  sub->add_flag("--hflip", c.hflip, "Random horizontal flips");
+  sub->add_flag("--fp16", c.fp16, "Store the weights in fp16 (half the file size)");
+  sub->add_option("--device", c.device, "cpu, cuda, cuda:N or auto")->capture_default_str();
+  sub->add_option("--seed", c.seed)->capture_default_str();
+  sub->footer(architectures_help());
+  register_action(sub, [a] {
+    a->config.validate();  // before any data is read or built
+    const eval::RunConfig data = eval::read_run_config(a->input);
+    const train::PretrainReport r = train::pretrain(data::load_sequence(data.data), a->config,
+                                                    data.data.prepare(), a->command_line);
+    std::cout << nlohmann::ordered_json{{"out", r.out},
+                                        {"arch", a->config.arch},
+                                        {"classes", r.classes},
+                                        {"epochs", r.epochs},
+                                        {"mode", a->config.mode},
+                                        {"best_val_accuracy", r.best_val_accuracy},
+                                        {"train_images_per_second", r.train_images_per_second},
+                                        {"wall_seconds", r.wall_seconds},
+                                        {"fingerprint", r.fingerprint}}
+                     .dump(2)
+              << std::endl;
+  });
+}
+
+}  // namespace clr::apps
