@@ -345,7 +345,6 @@ void link_or_copy(const std::string& from, const std::string& to) {
   write_file_atomic(to, read_file(from));
 }
 
-
 }  // namespace
 
 std::vector<SuiteTaskInfo> suite_catalogue(const std::string& set) {
