@@ -86,7 +86,6 @@ void add_fashion_recipes(RecipeBook& book) {
   out.push_back(fashion_task("fashion-tops", "t-shirt, pullover, coat or shirt (Fashion-MNIST, recoloured)", {0, 2, 4, 6}, 400));
   out.push_back(fashion_task("fashion-other", "trouser, dress, sandal, sneaker, bag or ankle boot (Fashion-MNIST, recoloured)",
                              {1, 3, 5, 7, 8, 9}, 350));
-  return out;
 }
 
 }  // namespace clr::data::suite_internal

@@ -10,7 +10,7 @@
 #include <ATen/core/Tensor.h>
 #include <nlohmann/json.hpp>
 
-#include "detail/suite_recipe.h"
+#include "suite_recipe.h"
 
 namespace clr::data::suite_internal {
 
