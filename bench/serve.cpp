@@ -14,7 +14,6 @@
 //   clr_bench_serve --arch resnet18 --small-stem --size 32 --batch 64
 //   clr_bench_serve --device cuda --size 64 --steps 30
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -31,50 +30,21 @@
 #include "clr/core/hash.h"
 #include "clr/core/runtime.h"
 #include "clr/core/safetensors.h"
-#include "clr/core/torch_compat.h"
 #include "clr/data/image.h"
 #include "clr/models/registry.h"
 #include "clr/serve/engine.h"
 #include "clr/store/store.h"
+#include "bench_util.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using clr::bench::rates;
+using clr::bench::seconds;
+using clr::bench::Stats;
+using clr::bench::summarise;
 
-struct Stats {
-  double median = 0, p10 = 0, p90 = 0;
-};
-
-Stats summarise(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  auto at = [&](double q) { return v[static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5)]; };
-  return {at(0.5), at(0.1), at(0.9)};
-}
-
-void sync(const c10::Device& d) {
-  if (d.is_cuda()) torch::cuda::synchronize();
-}
-
-// Seconds of each timed call of `f`.
-template <typename F>
-std::vector<double> seconds(F&& f, int warmup, int steps, const c10::Device& dev) {
-  for (int i = 0; i < warmup; ++i) f();
-  sync(dev);
-  std::vector<double> out;
-  for (int i = 0; i < steps; ++i) {
-    const auto t0 = Clock::now();
-    f();
-    sync(dev);
-    out.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-  }
-  return out;
-}
-
-std::vector<double> rates(const std::vector<double>& secs, double items) {
-  std::vector<double> r;
-  for (double s : secs) r.push_back(items / s);
-  return r;
-}
+// Milliseconds of a Stats of seconds.
+Stats in_ms(const Stats& s) { return {s.median * 1e3, s.min * 1e3, s.max * 1e3, s.p10 * 1e3, s.p90 * 1e3}; }
 
 }  // namespace
 
@@ -224,13 +194,12 @@ int main(int argc, char** argv) {
       size_t t = 0;
       const Stats s = summarise(seconds([&] { net->load_task_state(states[t++ % states.size()]); }, warmup,
                                         std::max(steps, 50), dev));
-      report("adapter switch (load_task_state)", "ms", {s.median * 1e3, s.p10 * 1e3, s.p90 * 1e3}, {});
+      report("adapter switch (load_task_state)", "ms", in_ms(s), {});
       clr::serve::EngineOptions cold = eo;
       cold.cache_bytes = 1;  // nothing stays: every use loads from the store
       clr::serve::Engine fresh(cold);
       const Stats load = summarise(seconds([&] { fresh.describe(names[t++ % names.size()]); }, 1, std::max(steps, 20), dev));
-      report("task load from the store (read, verify, prepare)", "ms", {load.median * 1e3, load.p10 * 1e3, load.p90 * 1e3},
-             {});
+      report("task load from the store (read, verify, prepare)", "ms", in_ms(load), {});
     }
     std::printf("bytes per task: %ld in the store (%ld of tensors), backbone %ld (%.3f%%)\n",
                 static_cast<long>(task_file_bytes), static_cast<long>(task_tensor_bytes), static_cast<long>(backbone_bytes),
@@ -250,16 +219,8 @@ int main(int argc, char** argv) {
         {"task_tensor_bytes", task_tensor_bytes},
         {"backbone_bytes", backbone_bytes},
         {"figures", figures},
-        {"machine", clr::runtime::machine_description()},
-        {"threads", threads_cfg.intra_op},
-        {"libtorch", clr::compat::torch_version()},
-        {"compiler", __VERSION__},
-#ifdef NDEBUG
-        {"build", "release"},
-#else
-        {"build", "debug"},
-#endif
     };
+    clr::bench::add_environment(j, threads_cfg.intra_op);
     std::cout << j.dump() << std::endl;
     if (keep) {
       std::printf("store kept: %s/store\n", dir.c_str());

@@ -4,8 +4,6 @@
 //
 //   clr_bench_throughput --arch resnet18 --size 64 --small-stem --batch 32
 //   clr_bench_throughput --arch resnet50 --size 224 --batch 32,256 --device cuda
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -19,43 +17,18 @@
 #include "clr/adapters/reprogram.h"
 #include "clr/core/error.h"
 #include "clr/core/runtime.h"
-#include "clr/core/torch_compat.h"
 #include "clr/models/registry.h"
+#include "bench_util.h"
 
 namespace {
 
-struct Stats {
-  double median = 0, min = 0, max = 0, p10 = 0, p90 = 0;
-};
-
-Stats summarise(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  auto at = [&](double q) { return v[static_cast<size_t>(q * (v.size() - 1) + 0.5)]; };
-  return {at(0.5), v.front(), v.back(), at(0.1), at(0.9)};
-}
-
-void sync(const c10::Device& d) {
-  if (d.is_cuda()) torch::cuda::synchronize();
-}
+using clr::bench::Stats;
+using clr::bench::summarise;
 
 // Images per second of each timed call of `step`.
 template <typename F>
 std::vector<double> time_steps(F&& step, int warmup, int steps, int64_t batch, const c10::Device& dev) {
-  for (int i = 0; i < warmup; ++i) step();
-  sync(dev);
-  std::vector<double> rates;
-  for (int i = 0; i < steps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    step();
-    sync(dev);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    rates.push_back(static_cast<double>(batch) / s);
-  }
-  return rates;
-}
-
-nlohmann::ordered_json stats_json(const Stats& s) {
-  return {{"median", s.median}, {"p10", s.p10}, {"p90", s.p90}, {"min", s.min}, {"max", s.max}};
+  return clr::bench::rates(clr::bench::seconds(step, warmup, steps, dev), static_cast<double>(batch));
 }
 
 }  // namespace
@@ -140,18 +113,10 @@ int main(int argc, char** argv) {
           {"channels_last", channels_last},
           {"warmup", warmup},
           {"steps", steps},
-          {"forward_images_per_s", stats_json(fwd)},
-          {"train_step_images_per_s", stats_json(train)},
-          {"machine", clr::runtime::machine_description()},
-          {"threads", threads_cfg.intra_op},
-          {"libtorch", clr::compat::torch_version()},
-          {"compiler", __VERSION__},
-#ifdef NDEBUG
-          {"build", "release"},
-#else
-          {"build", "debug"},
-#endif
+          {"forward_images_per_s", clr::bench::stats_json(fwd)},
+          {"train_step_images_per_s", clr::bench::stats_json(train)},
       };
+      clr::bench::add_environment(j, threads_cfg.intra_op);
       std::cout << j.dump() << std::endl;
       if (!json_path.empty()) {
         FILE* f = std::fopen(json_path.c_str(), "a");

@@ -7,6 +7,7 @@
 
 #include <torch/torch.h>
 
+#define STB_TRUETYPE_IMPLEMENTATION
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -14,7 +15,7 @@
 #pragma GCC diagnostic ignored "-Wunused-function"
 #endif
 #include <stb/stb_image.h>      // implemented in image.cpp
-#include <stb/stb_truetype.h>   // implemented in synthetic.cpp
+#include <stb/stb_truetype.h>   // implemented here
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop
 #endif
@@ -245,8 +246,8 @@ bool Font::has_glyph(uint32_t codepoint) const {
   return stbtt_FindGlyphIndex(&impl_->info, static_cast<int>(codepoint)) != 0;
 }
 
-at::Tensor Font::render(uint32_t codepoint, int64_t pixel_height) const {
-  if (!has_glyph(codepoint)) return torch::empty({0, 0});
+at::Tensor Font::render(uint32_t codepoint, double pixel_height, bool draw_missing) const {
+  if (!draw_missing && !has_glyph(codepoint)) return torch::empty({0, 0});
   const float scale = stbtt_ScaleForPixelHeight(&impl_->info, static_cast<float>(pixel_height));
   int w = 0, h = 0, xoff = 0, yoff = 0;
   unsigned char* bmp =

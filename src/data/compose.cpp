@@ -10,7 +10,6 @@
 namespace clr::data {
 namespace {
 
-constexpr double kPi = 3.14159265358979323846;
 namespace F = torch::nn::functional;
 
 at::Tensor colour_tensor(const Colour& c) { return torch::tensor({c[0], c[1], c[2]}).view({1, 1, 3}); }

@@ -7,6 +7,7 @@
 #include "clr/core/error.h"
 #include "clr/core/file_io.h"
 #include "clr/core/log.h"
+#include "clr/core/path.h"
 #include "clr/core/settings_io.h"
 #include "clr/core/tensor_map.h"
 #include "clr/data/image.h"
@@ -188,7 +189,7 @@ TaskData read_kind(const TaskSpec& t, const std::string& where, uint64_t seed) {
   const std::string& kind = t.kind;
   if (kind == "imagefolder") {
     CLR_CHECK(!t.path.empty(), ConfigError, where, ": kind imagefolder needs path");
-    const std::string name = t.name.empty() ? t.path.substr(t.path.find_last_of('/') + 1) : t.name;
+    const std::string name = t.name.empty() ? base_name(t.path) : t.name;
     return read_imagefolder_task(t.path, name);
   }
   if (kind == "list") {
@@ -242,8 +243,7 @@ TaskData read_kind(const TaskSpec& t, const std::string& where, uint64_t seed) {
       for (char c : t.characters) go.classes.push_back({std::string(1, c), t.fonts, std::string(1, c)});
     } else if (t.classes_from == "fonts") {
       for (const auto& f : t.fonts) {
-        std::string stem = f.substr(f.find_last_of('/') + 1);
-        go.classes.push_back({stem.substr(0, stem.rfind('.')), {f}, t.characters});
+        go.classes.push_back({stem(f), {f}, t.characters});
       }
     } else {
       throw ConfigError(clr::detail::concat(where, ".classes_from '", t.classes_from,

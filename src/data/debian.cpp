@@ -8,25 +8,11 @@
 
 #include "clr/core/error.h"
 #include "clr/core/file_io.h"
+#include "clr/core/path.h"
+#include "clr/core/strings.h"
 
 namespace clr::data {
 namespace {
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
-
-bool ends_with(const std::string& s, const std::string& p) {
-  return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
-}
-
-std::string join_root(const std::string& root, const std::string& path) {
-  if (root.empty() || root == "/") return path;
-  return (ends_with(root, "/") ? root.substr(0, root.size() - 1) : root) + path;
-}
 
 bool is_regular(const std::string& path) {
   struct stat st {};
@@ -40,7 +26,7 @@ DebianPackage read_debian_package(const std::string& name, const std::string& ro
   DebianPackage p;
   p.name = name;
   // Version (and installed state) from the status file.
-  const std::string status_path = join_root(root, "/var/lib/dpkg/status");
+  const std::string status_path = under_root(root, "/var/lib/dpkg/status");
   std::istringstream status(read_file(status_path));
   bool in_package = false, installed = false;
   for (std::string line; std::getline(status, line);) {
@@ -60,7 +46,7 @@ DebianPackage read_debian_package(const std::string& name, const std::string& ro
 
   // Installed files from the package's list (NAME.list, or NAME:ARCH.list for
   // architecture-dependent packages).
-  const std::string info = join_root(root, "/var/lib/dpkg/info/");
+  const std::string info = under_root(root, "/var/lib/dpkg/info/");
   std::string list_path = info + name + ".list";
   if (!file_exists(list_path)) {
     for (const auto& entry : list_directory(info)) {
@@ -74,12 +60,12 @@ DebianPackage read_debian_package(const std::string& name, const std::string& ro
             hint);
   std::istringstream list(read_file(list_path));
   for (std::string line; std::getline(list, line);) {
-    if (!line.empty() && is_regular(join_root(root, line))) p.files.push_back(line);
+    if (!line.empty() && is_regular(under_root(root, line))) p.files.push_back(line);
   }
   std::sort(p.files.begin(), p.files.end());
 
   // Licences: the "License:" short names of a machine-readable copyright file.
-  const std::string copyright = join_root(root, "/usr/share/doc/" + name + "/copyright");
+  const std::string copyright = under_root(root, "/usr/share/doc/" + name + "/copyright");
   if (file_exists(copyright)) {
     std::istringstream in(read_file(copyright));
     for (std::string line; std::getline(in, line);) {

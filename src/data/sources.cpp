@@ -1,8 +1,6 @@
 #include "clr/data/sources.h"
 
 #include <sqlite3.h>
-#include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <cctype>
@@ -16,15 +14,12 @@
 
 #include "clr/core/error.h"
 #include "clr/core/file_io.h"
+#include "clr/core/path.h"
+#include "clr/core/strings.h"
 #include "clr/core/tensor_map.h"
 
 namespace clr::data {
 namespace {
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
 
 std::string trim(const std::string& s) {
   const auto b = s.find_first_not_of(" \t\r\n");
@@ -63,22 +58,6 @@ Split read_split_dir(const std::string& dir, std::vector<std::string>& classes, 
   CLR_CHECK(unknown.empty(), ConfigError, "task '", task, "': '", dir, "' has classes that its train split lacks: ",
             join_first(unknown));
   return split;
-}
-
-std::string read_gz_or_plain(const std::string& path) {
-  CLR_CHECK(file_exists(path), NotFoundError, "file '", path, "' does not exist");
-  gzFile f = gzopen(path.c_str(), "rb");  // reads plain files too
-  CLR_CHECK(f != nullptr, NotFoundError, "cannot open '", path, "'");
-  std::string out;
-  char buf[1 << 16];
-  int n = 0;
-  while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  int err = 0;
-  const char* msg = gzerror(f, &err);
-  const std::string why = msg ? msg : "";
-  gzclose(f);
-  CLR_CHECK(n == 0 && err == Z_OK, FormatError, "'", path, "': corrupt gzip data (", why, ")");
-  return out;
 }
 
 uint32_t be32(const std::string& b, size_t off) {
@@ -140,10 +119,7 @@ TaskData read_imagefolder_task(const std::string& dir, const std::string& name) 
 Sequence read_imagefolder_tasks(const std::string& root) {
   CLR_CHECK(directory_exists(root), NotFoundError, "data root '", root, "' does not exist");
   if (is_single_task_folder(root)) {
-    std::string name = root;
-    while (name.size() > 1 && name.back() == '/') name.pop_back();
-    name = name.substr(name.find_last_of('/') + 1);
-    return {read_imagefolder_task(root, name)};
+    return {read_imagefolder_task(root, base_name(strip_trailing_slashes(root)))};
   }
   std::vector<std::string> names;
   const std::string order = root + "/order.txt";
@@ -167,8 +143,7 @@ Sequence read_imagefolder_tasks(const std::string& root) {
 
 Split read_list_file(const std::string& path) {
   const std::string text = read_file(path);
-  const auto slash = path.find_last_of('/');
-  const std::string base = slash == std::string::npos ? "." : path.substr(0, slash);
+  const std::string base = dir_name(path);
   Split split;
   std::istringstream in(text);
   size_t line_no = 0;
@@ -197,7 +172,7 @@ Split read_list_file(const std::string& path) {
 }
 
 at::Tensor read_idx_images(const std::string& path) {
-  const std::string b = read_gz_or_plain(path);
+  const std::string b = read_maybe_gzipped(path);
   const auto dims = idx_dims(b, path, 3);
   at::Tensor t = torch::empty({dims[0], dims[1], dims[2], 1}, torch::kUInt8);
   std::memcpy(t.data_ptr(), b.data() + 16, static_cast<size_t>(t.numel()));
@@ -205,7 +180,7 @@ at::Tensor read_idx_images(const std::string& path) {
 }
 
 std::vector<int64_t> read_idx_labels(const std::string& path) {
-  const std::string b = read_gz_or_plain(path);
+  const std::string b = read_maybe_gzipped(path);
   const auto dims = idx_dims(b, path, 1);
   std::vector<int64_t> labels(static_cast<size_t>(dims[0]));
   for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<unsigned char>(b[8 + i]);
@@ -373,7 +348,7 @@ Sequence read_skill(const std::string& root, const SkillOptions& options) {
 void write_skill_catalog(const std::string& root, const SkillCatalog& catalog) {
   make_directories(root + "/rolling_releases");
   const std::string path = root + "/rolling_releases/database_2.sqlite";
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const std::string tmp = temporary_path(path);
   std::remove(tmp.c_str());
   sqlite3* db = nullptr;
   const int opened = sqlite3_open_v2(tmp.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
@@ -454,7 +429,7 @@ void write_skill_catalog(const std::string& root, const SkillCatalog& catalog) {
   }
   CLR_CHECK(sqlite3_close(db) == SQLITE_OK, FormatError, "closing '", tmp, "' failed");
   closer.db = nullptr;
-  CLR_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, NotFoundError, "cannot rename '", tmp, "' to '", path, "'");
+  commit_temporary(tmp, path);
   closer.ok = true;
   write_file_atomic(root + "/tasks.csv", csv.str());
 }

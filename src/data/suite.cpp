@@ -1,16 +1,13 @@
 #include "clr/data/suite.h"
 
 #include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
-#include <cstring>
-#include <cerrno>
-#include <csignal>
+#include <array>
+#include <cctype>
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <optional>
@@ -24,17 +21,108 @@
 #include "clr/core/file_io.h"
 #include "clr/core/hash.h"
 #include "clr/core/log.h"
+#include "clr/core/path.h"
 #include "clr/core/progress.h"
 #include "clr/data/assets.h"
 #include "clr/data/image.h"
 #include "clr/data/sources.h"
-#include "detail/suite_recipe.h"
+#include "detail/suite_build.h"
 
 namespace clr::data {
 
+using suite_internal::Bundle;
 using suite_internal::SuiteAsset;
 using suite_internal::SuiteContext;
 using suite_internal::SuiteRecipe;
+using suite_internal::TaskAssets;
+
+namespace suite_internal {
+namespace {
+
+// The recipes of a set.
+std::vector<SuiteRecipe> recipes_of(const std::string& set) {
+  CLR_CHECK(set == "suite" || set == "pretrain", ConfigError, "--set must be suite or pretrain, got '", set, "'");
+  return set == "suite" ? suite_internal::suite_recipes() : suite_internal::pretrain_recipes();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- shared with suite_bundle.cpp
+
+std::string default_cache_dir() {
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/clr/assets";
+  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/clr/assets";
+  return "";
+}
+
+void check_replaceable(const std::string& out, const std::string& marker, const std::string& what) {
+  if (!directory_exists(out)) return;
+  CLR_CHECK(list_directory(out).empty() || file_exists(out + "/" + marker), ConfigError, "'", out,
+            "' exists and is not a ", what, " (no ", marker, "); --overwrite only replaces a ", what,
+            " or an empty directory");
+}
+
+std::vector<SuiteRecipe> chosen_recipes(const std::string& set, const std::vector<std::string>& names) {
+  std::vector<SuiteRecipe> recipes = recipes_of(set);
+  if (names.empty()) return recipes;
+  std::vector<std::string> known;
+  for (const auto& r : recipes) known.push_back(r.info.name);
+  for (const auto& name : names) {
+    CLR_CHECK(std::find(known.begin(), known.end(), name) != known.end(), ConfigError, "unknown suite task '", name,
+              "'; the tasks are: ", join_first(known, 64));
+  }
+  std::vector<SuiteRecipe> chosen;
+  for (const auto& r : recipes) {
+    if (std::find(names.begin(), names.end(), r.info.name) != names.end()) chosen.push_back(r);
+  }
+  return chosen;
+}
+
+TaskAssets load_task_assets(const SuiteRecipe& recipe, SuiteContext& ctx) {
+  TaskAssets out;
+  std::vector<SuiteAsset> assets;
+  recipe.collect(ctx, out.classes, assets);
+  out.packages = ctx.take_used();
+  CLR_CHECK(out.classes.size() >= 2 && !assets.empty(), NotFoundError, "task '", recipe.info.name, "' found ",
+            assets.size(), " assets for ", out.classes.size(), " classes");
+  // Load every asset (rendering SVGs, glyphs); drop those that draw nothing.
+  std::vector<std::vector<at::Tensor>> payload(assets.size());
+  std::atomic<int64_t> loaded{0};
+  Progress progress("suite '" + recipe.info.name + "': loading assets", static_cast<int64_t>(assets.size()), "asset");
+  std::vector<std::string> errors(assets.size());
+  at::parallel_for(0, static_cast<int64_t>(assets.size()), 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      try {
+        payload[static_cast<size_t>(i)] = assets[static_cast<size_t>(i)].load();
+      } catch (const std::exception& e) {
+        errors[static_cast<size_t>(i)] = assets[static_cast<size_t>(i)].key + ": " + e.what();
+      }
+      const int64_t n = ++loaded;
+      if (at::get_thread_num() == 0) progress.update(n);
+    }
+  });
+  progress.finish();
+  int64_t failed = 0;
+  for (size_t i = 0; i < assets.size(); ++i) {
+    if (!errors[i].empty()) {
+      if (failed++ < 3) log::warn("suite '", recipe.info.name, "': skipping asset: ", errors[i]);
+      out.skipped.push_back(assets[i].key);
+      continue;
+    }
+    if (payload[i].empty()) {
+      out.skipped.push_back(assets[i].key);
+      continue;
+    }
+    out.assets.push_back(assets[i]);
+    out.payloads.push_back(std::move(payload[i]));
+  }
+  if (failed > 0) log::warn("suite '", recipe.info.name, "': ", failed, " of ", assets.size(), " assets could not be loaded");
+  CLR_CHECK(static_cast<double>(out.assets.size()) >= 0.8 * static_cast<double>(assets.size()), FormatError, "task '",
+            recipe.info.name, "': only ", out.assets.size(), " of ", assets.size(), " assets could be loaded");
+  return out;
+}
+
+}  // namespace suite_internal
 
 namespace {
 
@@ -54,12 +142,6 @@ std::string safe_name(const std::string& s) {
   return out.empty() ? "x" : out;
 }
 
-std::string default_cache_dir() {
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/clr/assets";
-  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/clr/assets";
-  return "";
-}
-
 // Images per class and split: "full" gives a task 1,000-3,000 training images, "small"
 // a few hundred (the README's main command).
 std::array<int64_t, 3> images_per_class(const std::string& scale, int64_t classes) {
@@ -71,61 +153,6 @@ std::array<int64_t, 3> images_per_class(const std::string& scale, int64_t classe
   const int64_t val = std::min(train, std::max<int64_t>(full ? 10 : 5, (train * 15 + 99) / 100));
   const int64_t test = std::min(train, std::max<int64_t>(full ? 25 : 10, (train * 3 + 9) / 10));
   return {train, val, test};
-}
-
-void write_plain(const std::string& path, const std::string& bytes) {
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  CLR_CHECK(f != nullptr, NotFoundError, "cannot write '", path, "': ", std::strerror(errno));
-  const size_t n = std::fwrite(bytes.data(), 1, bytes.size(), f);
-  const bool ok = std::fclose(f) == 0 && n == bytes.size();
-  CLR_CHECK(ok, NotFoundError, "writing '", path, "' failed (disk full?)");
-}
-
-// An existing output may be replaced only if it is what we write there (a suite with its
-// manifest, a bundle with its index) or empty: --overwrite never deletes anything else.
-void check_replaceable(const std::string& out, const std::string& marker, const std::string& what) {
-  if (!directory_exists(out)) return;
-  CLR_CHECK(list_directory(out).empty() || file_exists(out + "/" + marker), ConfigError, "'", out,
-            "' exists and is not a ", what, " (no ", marker, "); --overwrite only replaces a ", what,
-            " or an empty directory");
-}
-
-// Moves `partial` to `out`, replacing `out` if present; on failure the old one stays.
-void move_into_place(const std::string& partial, const std::string& out) {
-  if (!directory_exists(out)) {
-    CLR_CHECK(::rename(partial.c_str(), out.c_str()) == 0, NotFoundError, "cannot rename '", partial, "' to '", out,
-              "': ", std::strerror(errno));
-    return;
-  }
-  const std::string old = detail::concat(out, ".old-", ::getpid());
-  CLR_CHECK(::rename(out.c_str(), old.c_str()) == 0, NotFoundError, "cannot move the old '", out, "' aside: ",
-            std::strerror(errno));
-  if (::rename(partial.c_str(), out.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    ::rename(old.c_str(), out.c_str());  // put the old one back
-    throw NotFoundError(detail::concat("cannot rename '", partial, "' to '", out, "': ", why, "; '", out, "' is unchanged"));
-  }
-  remove_tree(old);
-}
-
-// Removes OUT.partial-<pid> left by builds that were killed (their process is gone).
-void remove_stale_partials(const std::string& out) {
-  const size_t slash = out.rfind('/');
-  const std::string parent = slash == std::string::npos ? "." : (slash == 0 ? "/" : out.substr(0, slash));
-  const std::string base = slash == std::string::npos ? out : out.substr(slash + 1);
-  if (!directory_exists(parent)) return;
-  for (const auto& e : list_directory(parent)) {
-    for (const char* tag : {".partial-", ".old-"}) {
-      const std::string prefix = base + tag;
-      if (e.compare(0, prefix.size(), prefix) != 0) continue;
-      const std::string pid = e.substr(prefix.size());
-      if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
-      if (::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH) {
-        log::info("removing '", parent, "/", e, "', left by a build that was stopped");
-        remove_tree(parent + "/" + e);
-      }
-    }
-  }
 }
 
 struct SplitPlan {
@@ -216,60 +243,6 @@ struct BuiltTask {
   std::vector<WrittenImage> images;
 };
 
-// A task's classes and loaded assets: everything drawing needs, from the installed
-// packages or from a bundle.
-struct TaskAssets {
-  std::vector<std::string> classes;
-  std::vector<SuiteAsset> assets;                 // those that loaded and draw something
-  std::vector<std::vector<at::Tensor>> payloads;  // per asset
-  std::vector<std::string> packages;
-  std::vector<std::string> skipped;  // keys of assets that failed to load or drew nothing (in the manifest)
-};
-
-TaskAssets load_task_assets(const SuiteRecipe& recipe, SuiteContext& ctx) {
-  TaskAssets out;
-  std::vector<SuiteAsset> assets;
-  recipe.collect(ctx, out.classes, assets);
-  out.packages = ctx.take_used();
-  CLR_CHECK(out.classes.size() >= 2 && !assets.empty(), NotFoundError, "task '", recipe.info.name, "' found ",
-            assets.size(), " assets for ", out.classes.size(), " classes");
-  // Load every asset (rendering SVGs, glyphs); drop those that draw nothing.
-  std::vector<std::vector<at::Tensor>> payload(assets.size());
-  std::atomic<int64_t> loaded{0};
-  Progress progress("suite '" + recipe.info.name + "': loading assets", static_cast<int64_t>(assets.size()), "asset");
-  std::vector<std::string> errors(assets.size());
-  at::parallel_for(0, static_cast<int64_t>(assets.size()), 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      try {
-        payload[static_cast<size_t>(i)] = assets[static_cast<size_t>(i)].load();
-      } catch (const std::exception& e) {
-        errors[static_cast<size_t>(i)] = assets[static_cast<size_t>(i)].key + ": " + e.what();
-      }
-      const int64_t n = ++loaded;
-      if (at::get_thread_num() == 0) progress.update(n);
-    }
-  });
-  progress.finish();
-  int64_t failed = 0;
-  for (size_t i = 0; i < assets.size(); ++i) {
-    if (!errors[i].empty()) {
-      if (failed++ < 3) log::warn("suite '", recipe.info.name, "': skipping asset: ", errors[i]);
-      out.skipped.push_back(assets[i].key);
-      continue;
-    }
-    if (payload[i].empty()) {
-      out.skipped.push_back(assets[i].key);
-      continue;
-    }
-    out.assets.push_back(assets[i]);
-    out.payloads.push_back(std::move(payload[i]));
-  }
-  if (failed > 0) log::warn("suite '", recipe.info.name, "': ", failed, " of ", assets.size(), " assets could not be loaded");
-  CLR_CHECK(static_cast<double>(out.assets.size()) >= 0.8 * static_cast<double>(assets.size()), FormatError, "task '",
-            recipe.info.name, "': only ", out.assets.size(), " of ", assets.size(), " assets could be loaded");
-  return out;
-}
-
 // The seed of a task's random streams (FNV-1a of its name: the same on every platform).
 uint64_t task_seed_of(uint64_t seed, const std::string& name) {
   uint64_t h = 0xcbf29ce484222325ull;
@@ -347,7 +320,7 @@ BuiltTask draw_task(const SuiteRecipe& recipe, const TaskAssets& ta, const std::
         w.group += (w.group.empty() ? "" : ";") + kept[pool_idx[u]].group;
       }
       // A plain write: the whole tree is renamed into place when complete.
-      write_plain(task_dir + "/" + w.rel, bytes);
+      write_file(task_dir + "/" + w.rel, bytes);
       const int64_t n = ++done;
       if (at::get_thread_num() == 0) gen.update(n);
     }
@@ -372,147 +345,11 @@ void link_or_copy(const std::string& from, const std::string& to) {
   write_file_atomic(to, read_file(from));
 }
 
-
-std::vector<SuiteRecipe> recipes_of(const std::string& set) {
-  CLR_CHECK(set == "suite" || set == "pretrain", ConfigError, "--set must be suite or pretrain, got '", set, "'");
-  return set == "suite" ? suite_internal::suite_recipes() : suite_internal::pretrain_recipes();
-}
-
-std::vector<SuiteRecipe> chosen_recipes(const std::string& set, const std::vector<std::string>& names) {
-  std::vector<SuiteRecipe> recipes = recipes_of(set);
-  if (names.empty()) return recipes;
-  std::vector<std::string> known;
-  for (const auto& r : recipes) known.push_back(r.info.name);
-  for (const auto& name : names) {
-    CLR_CHECK(std::find(known.begin(), known.end(), name) != known.end(), ConfigError, "unknown suite task '", name,
-              "'; the tasks are: ", join_first(known, 64));
-  }
-  std::vector<SuiteRecipe> chosen;
-  for (const auto& r : recipes) {
-    if (std::find(names.begin(), names.end(), r.info.name) != names.end()) chosen.push_back(r);
-  }
-  return chosen;
-}
-
-// ---------------------------------------------------------------- bundles
-//
-// A bundle is what the suite is drawn from, without the packages: DIR/index.json.gz
-// (gzipped JSON, schema clr.suite-bundle/1: per task its classes, packages and assets with class,
-// group, key, split and payload files; per package its version and licences) and one
-// PNG per distinct payload, DIR/<sha256>.png (grey for masks, RGB, or RGBA). Payloads
-// are uint8 values / 255 both ways, so a suite built from a bundle has the same bytes
-// as one built from the packages.
-
-struct PackageRecord {
-  std::string version;
-  std::vector<std::string> licenses;
-};
-
-struct Bundle {
-  nlohmann::json index;
-  std::map<std::string, PackageRecord> packages;
-};
-
-at::Tensor payload_to_u8(const at::Tensor& p) {
-  const at::Tensor u8 = (p * 255).round().clamp(0, 255).to(torch::kUInt8);
-  return p.dim() == 2 ? u8.unsqueeze(2).contiguous() : u8.contiguous();
-}
-
-at::Tensor payload_from_png(const std::string& bytes, const std::string& origin, int channels) {
-  at::Tensor rgba = decode_rgba(bytes, origin);  // float [H, W, 4], value / 255
-  if (channels == 1) return rgba.select(2, 0).contiguous();
-  if (channels == 3) return rgba.narrow(2, 0, 3).contiguous();
-  return rgba;
-}
-
-// The index is gzipped JSON (tens of thousands of assets with their keys).
-void write_gzip(const std::string& path, const std::string& text) {
-  const std::string tmp = detail::concat(path, ".tmp.", ::getpid());
-  gzFile f = gzopen(tmp.c_str(), "wb9");
-  CLR_CHECK(f != nullptr, NotFoundError, "cannot write '", tmp, "'");
-  const int n = gzwrite(f, text.data(), static_cast<unsigned>(text.size()));
-  const bool ok = gzclose(f) == Z_OK && n == static_cast<int>(text.size());
-  if (!ok) std::remove(tmp.c_str());
-  CLR_CHECK(ok, FormatError, "writing '", tmp, "' failed");
-  CLR_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, NotFoundError, "cannot rename '", tmp, "' to '", path, "'");
-}
-
-std::string read_gzip(const std::string& path) {
-  gzFile f = gzopen(path.c_str(), "rb");
-  CLR_CHECK(f != nullptr, NotFoundError, "cannot open '", path, "'");
-  std::string out;
-  char buf[1 << 16];
-  int n = 0;
-  while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  int err = 0;
-  gzerror(f, &err);
-  gzclose(f);
-  CLR_CHECK(n == 0 && err == Z_OK, FormatError, "'", path, "': corrupt gzip data");
-  return out;
-}
-
-Bundle read_bundle(const std::string& dir) {
-  const std::string path = dir + "/index.json.gz";
-  CLR_CHECK(file_exists(path), NotFoundError, "'", dir, "' is not a suite bundle (no index.json.gz); make one with `clr data bundle`");
-  Bundle b;
-  try {
-    b.index = nlohmann::json::parse(read_gzip(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw FormatError(detail::concat("'", path, "' is not JSON: ", e.what()));
-  }
-  CLR_CHECK(b.index.value("schema", "") == "clr.suite-bundle/1", FormatError, "'", path,
-            "' is not a suite bundle (expected schema clr.suite-bundle/1)");
-  try {
-    for (const auto& [name, p] : b.index.at("packages").items()) {
-      b.packages[name] = {p.at("version").get<std::string>(), p.at("licenses").get<std::vector<std::string>>()};
-    }
-  } catch (const nlohmann::json::exception& e) {
-    throw FormatError(detail::concat("'", path, "' has a malformed package list: ", e.what()));
-  }
-  return b;
-}
-
-TaskAssets bundle_task_unchecked(const Bundle& b, const std::string& task, const std::string& dir) {
-  const auto& tasks = b.index.at("tasks");
-  CLR_CHECK(tasks.contains(task), NotFoundError, "the bundle '", dir, "' has no task '", task, "'");
-  const auto& t = tasks.at(task);
-  TaskAssets out;
-  out.classes = t.at("classes").get<std::vector<std::string>>();
-  out.packages = t.at("packages").get<std::vector<std::string>>();
-  out.skipped = t.value("skipped", std::vector<std::string>{});
-  const auto& assets = t.at("assets");
-  out.assets.resize(assets.size());
-  out.payloads.resize(assets.size());
-  at::parallel_for(0, static_cast<int64_t>(assets.size()), 8, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      const auto& a = assets[static_cast<size_t>(i)];
-      SuiteAsset& s = out.assets[static_cast<size_t>(i)];
-      s.cls = a.at("cls").get<int64_t>();
-      s.group = a.at("group").get<std::string>();
-      s.key = a.at("key").get<std::string>();
-      s.split = a.at("split").get<int>();
-      for (const auto& p : a.at("payloads")) {
-        const std::string file = dir + "/" + p.at("file").get<std::string>();
-        out.payloads[static_cast<size_t>(i)].push_back(payload_from_png(read_file(file), file, p.at("channels").get<int>()));
-      }
-    }
-  });
-  return out;
-}
-
-TaskAssets bundle_task(const Bundle& b, const std::string& task, const std::string& dir) {
-  try {
-    return bundle_task_unchecked(b, task, dir);
-  } catch (const nlohmann::json::exception& e) {
-    throw FormatError(detail::concat("the bundle '", dir, "' has a malformed entry for task '", task, "': ", e.what()));
-  }
-}
-
 }  // namespace
 
 std::vector<SuiteTaskInfo> suite_catalogue(const std::string& set) {
   std::vector<SuiteTaskInfo> out;
-  for (const auto& r : recipes_of(set)) out.push_back(r.info);
+  for (const auto& r : suite_internal::recipes_of(set)) out.push_back(r.info);
   return out;
 }
 
@@ -522,31 +359,22 @@ SuiteSummary build_suite(const SuiteOptions& options) {
   CLR_CHECK(options.scale == "small" || options.scale == "full", ConfigError, "--scale must be small or full, got '",
             options.scale, "'");
   CLR_CHECK(options.size >= 16 && options.size <= 512, ConfigError, "--size must be 16..512 pixels, got ", options.size);
-  std::string out = options.out;
-  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  const std::string out = strip_trailing_slashes(options.out);
   CLR_CHECK(options.overwrite || !directory_exists(out), ConfigError, "'", out,
             "' exists; choose another --out or pass --overwrite to replace it");
-  if (options.overwrite) check_replaceable(out, "manifest.json", "suite");
-  remove_stale_partials(out);
+  if (options.overwrite) suite_internal::check_replaceable(out, "manifest.json", "suite");
 
-  const std::vector<SuiteRecipe> recipes = chosen_recipes(options.set, options.tasks);
+  const std::vector<SuiteRecipe> recipes = suite_internal::chosen_recipes(options.set, options.tasks);
 
-  const std::string partial = detail::concat(out, ".partial-", ::getpid());
-  remove_tree(partial);
+  StagedDirectory staged(out);
+  const std::string& partial = staged.path();
   make_directories(partial + "/imagefolder");
-  struct Cleanup {
-    std::string dir;
-    bool keep = false;
-    ~Cleanup() {
-      if (!keep) remove_tree(dir);
-    }
-  } cleanup{partial};
 
-  const std::string cache = options.cache_dir.empty() ? default_cache_dir() : options.cache_dir;
+  const std::string cache = options.cache_dir.empty() ? suite_internal::default_cache_dir() : options.cache_dir;
   SuiteContext ctx(options, cache);
   std::optional<Bundle> bundle;
   if (!options.bundle.empty()) {
-    bundle = read_bundle(options.bundle);
+    bundle = suite_internal::read_bundle(options.bundle);
     const std::string set = bundle->index.value("set", "suite");
     CLR_CHECK(set == options.set, ConfigError, "the bundle '", options.bundle, "' holds the '", set,
               "' set; build it with --set ", set);
@@ -554,8 +382,8 @@ SuiteSummary build_suite(const SuiteOptions& options) {
   std::vector<BuiltTask> built;
   for (size_t t = 0; t < recipes.size(); ++t) {
     log::info("suite: task ", t + 1, "/", recipes.size(), " '", recipes[t].info.name, "'");
-    const TaskAssets assets = bundle ? bundle_task(*bundle, recipes[t].info.name, options.bundle)
-                                     : load_task_assets(recipes[t], ctx);
+    const TaskAssets assets = bundle ? suite_internal::bundle_task(*bundle, recipes[t].info.name, options.bundle)
+                                     : suite_internal::load_task_assets(recipes[t], ctx);
     built.push_back(draw_task(recipes[t], assets, partial + "/imagefolder/" + recipes[t].info.name, options));
   }
 
@@ -574,11 +402,10 @@ SuiteSummary build_suite(const SuiteOptions& options) {
     d.name = b.summary.name;
     d.classes = b.summary.classes;
     for (const auto& img : b.images) {
-      const size_t slash = img.rel.rfind('/');
       SkillFile f;
       f.hash = img.hash;
-      f.path = "/" + img.rel.substr(0, slash + 1);
-      f.filename = img.rel.substr(slash + 1);
+      f.path = "/" + dir_name(img.rel) + "/";
+      f.filename = base_name(img.rel);
       f.class_id = img.cls;
       f.set = img.split;
       d.files.push_back(f);
@@ -660,83 +487,13 @@ SuiteSummary build_suite(const SuiteOptions& options) {
   write_file_atomic(partial + "/manifest.json", manifest.dump(2) + "\n");
 
   // Done: move into place (the old suite, with --overwrite, goes last).
-  move_into_place(partial, out);
-  cleanup.keep = true;
+  staged.commit();
 
   SuiteSummary summary;
   summary.out = out;
   for (auto& b : built) summary.tasks.push_back(b.summary);
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return summary;
-}
-
-std::string write_suite_bundle(const SuiteOptions& options) {
-  CLR_CHECK(!options.out.empty(), ConfigError, "the bundle needs an output directory (--out DIR)");
-  std::string out = options.out;
-  while (out.size() > 1 && out.back() == '/') out.pop_back();
-  CLR_CHECK(options.overwrite || !directory_exists(out), ConfigError, "'", out,
-            "' exists; choose another --out or pass --overwrite to replace it");
-  if (options.overwrite) check_replaceable(out, "index.json.gz", "bundle");
-  remove_stale_partials(out);
-  const std::string partial = detail::concat(out, ".partial-", ::getpid());
-  remove_tree(partial);
-  make_directories(partial);
-  struct Cleanup {
-    std::string dir;
-    bool keep = false;
-    ~Cleanup() {
-      if (!keep) remove_tree(dir);
-    }
-  } cleanup{partial};
-  SuiteContext ctx(options, options.cache_dir.empty() ? default_cache_dir() : options.cache_dir);
-  nlohmann::ordered_json tasks = nlohmann::ordered_json::object();
-  std::set<std::string> packages, files;
-  int64_t bytes = 0;
-  for (const auto& recipe : chosen_recipes(options.set, options.tasks)) {
-    log::info("bundle: task '", recipe.info.name, "'");
-    const TaskAssets ta = load_task_assets(recipe, ctx);
-    packages.insert(ta.packages.begin(), ta.packages.end());
-    // Encode in parallel, write (deduplicated by content) in order.
-    std::vector<std::vector<std::pair<std::string, std::string>>> pngs(ta.assets.size());  // (sha, bytes)
-    at::parallel_for(0, static_cast<int64_t>(ta.assets.size()), 8, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) {
-        for (const auto& p : ta.payloads[static_cast<size_t>(i)]) {
-          std::string png = encode_png(payload_to_u8(p));
-          pngs[static_cast<size_t>(i)].emplace_back(sha256_hex(png), std::move(png));
-        }
-      }
-    });
-    nlohmann::ordered_json assets = nlohmann::ordered_json::array();
-    for (size_t i = 0; i < ta.assets.size(); ++i) {
-      const SuiteAsset& a = ta.assets[i];
-      nlohmann::ordered_json payloads = nlohmann::ordered_json::array();
-      for (size_t v = 0; v < pngs[i].size(); ++v) {
-        const auto& [sha, png] = pngs[i][v];
-        const std::string file = sha.substr(0, 40) + ".png";
-        if (files.insert(file).second) {
-          write_file_atomic(partial + "/" + file, png);
-          bytes += static_cast<int64_t>(png.size());
-        }
-        const at::Tensor& p = ta.payloads[i][v];
-        payloads.push_back({{"file", file}, {"channels", p.dim() == 2 ? 1 : p.size(2)}});
-      }
-      assets.push_back({{"cls", a.cls}, {"group", a.group}, {"key", a.key}, {"split", a.split}, {"payloads", payloads}});
-    }
-    tasks[recipe.info.name] = {
-        {"classes", ta.classes}, {"packages", ta.packages}, {"skipped", ta.skipped}, {"assets", assets}};
-  }
-  nlohmann::ordered_json pk = nlohmann::ordered_json::object();
-  for (const auto& p : packages) {
-    const DebianPackage& dp = ctx.package(p);
-    pk[p] = {{"version", dp.version}, {"licenses", dp.licenses}};
-  }
-  const nlohmann::ordered_json index = {
-      {"schema", "clr.suite-bundle/1"}, {"set", options.set}, {"tasks", tasks}, {"packages", pk}};
-  write_gzip(partial + "/index.json.gz", index.dump() + "\n");
-  move_into_place(partial, out);
-  cleanup.keep = true;
-  log::info("bundle: ", files.size(), " payload files, ", bytes / 1024 / 1024, " MiB, in ", out);
-  return out;
 }
 
 }  // namespace clr::data

@@ -11,25 +11,14 @@
 
 #include <torch/torch.h>
 
-#define STB_TRUETYPE_IMPLEMENTATION
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wunused-function"
-#endif
-#include <stb/stb_truetype.h>
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
-
 #include "clr/core/error.h"
 #include "clr/core/file_io.h"
+#include "clr/data/assets.h"
+#include "clr/data/compose.h"
 
 namespace clr::data {
 namespace {
 
-constexpr double kPi = 3.14159265358979323846;
 
 double uniform(std::mt19937_64& rng, double lo, double hi) {
   return std::uniform_real_distribution<double>(lo, hi)(rng);
@@ -125,11 +114,6 @@ TaskData generate(const std::string& name, const std::string& origin, int64_t cl
   return t;
 }
 
-struct Font {
-  std::string data;
-  stbtt_fontinfo info{};
-};
-
 }  // namespace
 
 TaskData make_shapes_task(const ShapesOptions& o) {
@@ -155,12 +139,7 @@ TaskData make_glyph_task(const GlyphOptions& o) {
     for (const auto& f : c.fonts) {
       if (fonts.count(f)) continue;
       CLR_CHECK(file_exists(f), NotFoundError, "font '", f, "' does not exist (Debian: fonts-dejavu-core, fonts-dejavu-extra)");
-      auto font = std::make_shared<Font>();
-      font->data = read_file(f);
-      const auto* bytes = reinterpret_cast<const unsigned char*>(font->data.data());
-      CLR_CHECK(stbtt_InitFont(&font->info, bytes, stbtt_GetFontOffsetForIndex(bytes, 0)) != 0, FormatError, "'", f,
-                "' is not a TrueType font stb_truetype can read");
-      fonts[f] = font;
+      fonts[f] = std::make_shared<Font>(f);
     }
   }
   const int64_t s = o.size;
@@ -171,18 +150,15 @@ TaskData make_glyph_task(const GlyphOptions& o) {
         const Font& font = *fonts.at(gc.fonts[rng() % gc.fonts.size()]);
         const int ch = gc.characters[rng() % gc.characters.size()];
         const float px = static_cast<float>(s) * static_cast<float>(uniform(rng, 0.55, 0.9));
-        const float sc = stbtt_ScaleForPixelHeight(&font.info, px);
-        int w = 0, h = 0, xo = 0, yo = 0;
-        unsigned char* bmp = stbtt_GetCodepointBitmap(&font.info, sc, sc, ch, &w, &h, &xo, &yo);
+        // A character the font lacks draws its missing-glyph box, as it always has.
+        const at::Tensor g = font.render(static_cast<uint32_t>(ch), px, /*draw_missing=*/true);
         at::Tensor mask = torch::zeros({s, s});
-        if (bmp != nullptr && w > 0 && h > 0) {
-          at::Tensor g = torch::from_blob(bmp, {h, w}, torch::kUInt8).to(torch::kFloat) / 255.0;
-          const int64_t gh = std::min<int64_t>(h, s), gw = std::min<int64_t>(w, s);
+        if (g.numel() > 0) {
+          const int64_t gh = std::min<int64_t>(g.size(0), s), gw = std::min<int64_t>(g.size(1), s);
           const int64_t y0 = static_cast<int64_t>(uniform(rng, 0, static_cast<double>(s - gh) + 0.999));
           const int64_t x0 = static_cast<int64_t>(uniform(rng, 0, static_cast<double>(s - gw) + 0.999));
           mask.slice(0, y0, y0 + gh).slice(1, x0, x0 + gw).copy_(g.slice(0, 0, gh).slice(1, 0, gw));
         }
-        if (bmp != nullptr) stbtt_FreeBitmap(bmp, nullptr);
         // A small rotation through an affine grid.
         const double a = uniform(rng, -0.2, 0.2);
         at::Tensor theta = torch::tensor({std::cos(a), -std::sin(a), 0.0, std::sin(a), std::cos(a), 0.0},

@@ -19,7 +19,7 @@ CostReport measure_cost(const std::string& arch, const adapters::ReprogramOption
   r.small_stem = small_stem;
 
   models::ResNet backbone = models::make_resnet(arch, /*num_classes=*/0, small_stem);
-  for (const auto& p : backbone->parameters()) r.backbone_params += p.numel();
+  r.backbone_params = models::parameter_count(*backbone);
   const int64_t f = backbone->feature_dim();
   r.backbone_params_with_fc = models::torchvision_param_count(*backbone);
 

@@ -7,6 +7,7 @@
 #include "clr/core/error.h"
 #include "clr/core/file_io.h"
 #include "clr/core/log.h"
+#include "clr/core/path.h"
 #include "clr/core/runtime.h"
 #include "clr/core/settings_io.h"
 #include "clr/eval/runner.h"
@@ -54,7 +55,7 @@ RunConfig read_run_config(const std::string& input) {
   CLR_CHECK(file_exists(input), NotFoundError, "'", input, "' is neither a config file nor a data directory");
   const settings::Json j = settings::read_toml(input);
   from_json(j, c);
-  const std::string base = input.find('/') == std::string::npos ? "." : input.substr(0, input.find_last_of('/'));
+  const std::string base = dir_name(input);
   if (j.contains("run") && j.at("run").contains("out")) c.run.out = settings::resolve_path(base, c.run.out);
   c.backbone.weights = settings::resolve_path(base, c.backbone.weights);
   c.data.resolve_paths(base);

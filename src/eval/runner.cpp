@@ -14,6 +14,7 @@
 #include "clr/core/log.h"
 #include "clr/core/runtime.h"
 #include "clr/core/safetensors.h"
+#include "clr/core/strings.h"
 #include "clr/store/store.h"
 
 namespace clr::eval {
@@ -36,12 +37,9 @@ std::string absolute_path(const std::string& path) {
 // holding anything else is refused rather than deleted.
 store::Store fresh_store(const std::string& dir, const store::BackboneRef& ref) {
   if (directory_exists(dir)) {
-    auto ends_with = [](const std::string& n, const std::string& tail) {
-      return n.size() > tail.size() && n.compare(n.size() - tail.size(), tail.size(), tail) == 0;
-    };
     for (const auto& name : list_directory(dir)) {
       const bool ours = name == "manifest.json" || name == ".lock" || name == "tasks" ||
-                        name.rfind("manifest.json.tmp.", 0) == 0 || ends_with(name, ".safetensors");
+                        starts_with(name, "manifest.json.tmp.") || ends_with(name, ".safetensors");
       CLR_CHECK(ours, ConfigError, "'", dir, "' holds '", name, "', which is not part of an adapter store; move it "
                 "or choose another --out");
     }

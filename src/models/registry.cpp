@@ -65,12 +65,16 @@ ResNet make_resnet(const std::string& arch, int64_t num_classes, bool small_stem
   return ResNet(ResNetOptions(spec.layers, spec.block).num_classes(num_classes).small_stem(small_stem));
 }
 
-int64_t torchvision_param_count(const ResNetImpl& net) {
+int64_t parameter_count(const torch::nn::Module& module, const std::string& except_prefix) {
   int64_t n = 0;
-  for (const auto& p : net.named_parameters(/*recurse=*/true)) {
-    if (p.key().rfind("fc.", 0) != 0) n += p.value().numel();
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) {
+    if (except_prefix.empty() || p.key().rfind(except_prefix, 0) != 0) n += p.value().numel();
   }
-  return n + net.feature_dim() * 1000 + 1000;
+  return n;
+}
+
+int64_t torchvision_param_count(const ResNetImpl& net) {
+  return parameter_count(net, "fc.") + net.feature_dim() * 1000 + 1000;
 }
 
 TensorMap state_dict(const torch::nn::Module& module) {

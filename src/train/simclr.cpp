@@ -174,9 +174,7 @@ TensorMap SimclrModel::task_state(int64_t) const { return models::state_dict(*ne
 int64_t SimclrModel::extra_params(int64_t) const { return backbone_params(); }
 
 int64_t SimclrModel::backbone_params() const {
-  int64_t n = 0;
-  for (const auto& p : net_->parameters()) n += p.numel();
-  return n;
+  return models::parameter_count(*net_);
 }
 
 std::string SimclrModel::backbone_fingerprint() const { return fingerprint(models::state_dict(*net_)); }

@@ -43,9 +43,7 @@ TensorMap SupervisedModel::task_state(int64_t) const { return models::state_dict
 int64_t SupervisedModel::extra_params(int64_t) const { return backbone_params(); }
 
 int64_t SupervisedModel::backbone_params() const {
-  int64_t n = 0;
-  for (const auto& p : net_->parameters()) n += p.numel();
-  return n;
+  return models::parameter_count(*net_);
 }
 
 std::string SupervisedModel::backbone_fingerprint() const { return fingerprint(models::state_dict(*net_)); }

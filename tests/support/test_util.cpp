@@ -12,6 +12,7 @@
 #include "clr/core/error.h"
 #include "clr/core/file_io.h"
 #include "clr/core/hash.h"
+#include "clr/core/path.h"
 #include "clr/core/safetensors.h"
 #include "clr/models/registry.h"
 #include "clr/store/store.h"
@@ -34,8 +35,7 @@ std::string python_fixture_dir(const std::string& script_name, const std::string
   // script's hash and the arguments, so a changed script makes new files.
   const std::string script = detail::concat(CLR_TEST_PYTHON_DIR, "/", script_name);
   const std::string tag = sha256_hex(read_file(script) + extra_args).substr(0, 12);
-  const std::string stem = script_name.substr(0, script_name.rfind('.'));
-  const std::string out = detail::concat(CLR_TEST_SCRATCH, "/", stem, "-", tag);
+  const std::string out = detail::concat(CLR_TEST_SCRATCH, "/", stem(script_name), "-", tag);
   if (file_exists(out + "/DONE")) return out;
   const std::string tmp = detail::concat(out, ".tmp.", ::getpid());
   const std::string cmd = detail::concat("\"", CLR_TEST_PYTHON, "\" \"", script, "\" ", extra_args, " --out \"", tmp, "\"");

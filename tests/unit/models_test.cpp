@@ -9,12 +9,6 @@
 namespace clr {
 namespace {
 
-int64_t count_params(torch::nn::Module& m) {
-  int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
-
 TEST(ResNet, ParameterCountsMatchTorchvision) {
   // torchvision.models.<arch>() parameter counts.
   const std::pair<const char*, int64_t> expected[] = {
@@ -22,7 +16,7 @@ TEST(ResNet, ParameterCountsMatchTorchvision) {
       {"resnet101", 44549160}, {"resnet152", 60192808}};
   for (const auto& [arch, n] : expected) {
     models::ResNet net = models::make_resnet(arch);
-    EXPECT_EQ(count_params(*net), n) << arch;
+    EXPECT_EQ(models::parameter_count(*net), n) << arch;
   }
 }
 

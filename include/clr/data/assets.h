@@ -51,9 +51,11 @@ class Font {
   const std::string& style() const { return style_; }
   bool has_glyph(uint32_t codepoint) const;
   // The glyph's coverage as alpha, float [H, W] in 0..1, about `pixel_height` pixels
-  // tall for the font's full ascent-descent, cropped to its ink; empty (numel 0) when
-  // the font lacks the glyph or it draws nothing (a space).
-  at::Tensor render(uint32_t codepoint, int64_t pixel_height) const;
+  // (fractions allowed) tall for the font's full ascent-descent, cropped to its ink;
+  // empty (numel 0) when the font lacks the glyph or it draws nothing (a space). With
+  // `draw_missing`, a code point the font lacks draws the font's missing-glyph shape
+  // (glyph 0, often a box) instead, as the procedural glyph tasks (synthetic.h) do.
+  at::Tensor render(uint32_t codepoint, double pixel_height, bool draw_missing = false) const;
 
  private:
   struct Impl;

@@ -11,6 +11,9 @@
 
 namespace clr::data {
 
+// Pi, for the angles of generated images (compose.cpp, synthetic.cpp).
+inline constexpr double kPi = 3.14159265358979323846;
+
 // SplitMix64: small, fast, and the same numbers on every platform and standard
 // library (std::uniform_*_distribution are not), so generated files are identical.
 class Rng {

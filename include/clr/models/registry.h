@@ -27,6 +27,12 @@ const ArchSpec& find_architecture(const std::string& name);
 // num_classes = 0 builds the feature extractor without fc.
 ResNet make_resnet(const std::string& arch, int64_t num_classes = 1000, bool small_stem = false);
 
+// The number of parameter values of `module` and its submodules (trainable or not),
+// leaving out parameters whose name starts with `except_prefix` when it is not empty.
+// Every parameter count of clr is this one (cost accounting, methods' extra
+// parameters, torchvision_param_count).
+int64_t parameter_count(const torch::nn::Module& module, const std::string& except_prefix = "");
+
 // Parameters of `net` counted as torchvision counts the whole model: its parameters
 // without fc plus a 1000-class ImageNet fc (the denominator of the paper's per-task
 // fractions), whatever fc `net` itself has.

@@ -3,6 +3,7 @@
 // them, and asks the recipe to draw each image. Private to the data layer.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -73,9 +74,42 @@ struct SuiteRecipe {
   double val_fraction = 0.1, test_fraction = 0.2;
 };
 
-// The benchmark's tasks.
+// The benchmark's tasks, in catalogue order (suite_catalogue.cpp).
 std::vector<SuiteRecipe> suite_recipes();
 // Tasks for pretraining backbones, from assets that no benchmark task uses.
 std::vector<SuiteRecipe> pretrain_recipes();
+
+// ---- the task families
+//
+// Each family file (suite_<family>.cpp) adds its recipes to a RecipeBook through one
+// function; suite_catalogue.cpp calls every one of them from one place (the library is
+// a static archive, in which self-registering objects would be dropped by the linker)
+// and puts the tasks in catalogue order, which lists every task by name. A new task:
+// add its recipe in its family's function and its name to the catalogue's order.
+struct RecipeBook {
+  std::vector<SuiteRecipe> suite;     // benchmark tasks
+  std::vector<SuiteRecipe> pretrain;  // pretraining tasks (kind "pretrain")
+};
+void add_clipart_recipes(RecipeBook& book);  // openclipart drawings: objects, counting, pool-clipart
+void add_card_recipes(RecipeBook& book);     // playing cards and mahjong tiles
+void add_raster_recipes(RecipeBook& book);   // flags, material textures, terrain pieces
+void add_glyph_recipes(RecipeBook& book);    // font glyphs: scripts, letters, digits, typefaces, pool-symbols
+void add_fashion_recipes(RecipeBook& book);  // Fashion-MNIST
+
+// ---- drawing helpers the families share (suite_catalogue.cpp)
+
+// The longer side of drawings, cards, tiles, flags and terrain pieces: enough for
+// images up to about 80 px (the suite's default is 64), small enough that a bundle of
+// every asset travels to the GPU machine.
+inline constexpr int64_t kSpriteSide = 80;
+
+// A sprite on a random background: random extent, position, rotation, mirror and colours.
+at::Tensor draw_sprite(const at::Tensor& sprite, Rng& rng, int64_t size, double min_extent, double max_extent,
+                       double max_angle, bool mirror, double colour_jitter);
+// A coverage mask (glyph, greyscale image) in a colour that stands out from the background.
+at::Tensor draw_mask(const at::Tensor& mask, Rng& rng, int64_t size, double min_extent, double max_extent,
+                     double max_angle);
+// One of an asset's variants, chosen at random.
+const at::Tensor& pick_variant(const std::vector<at::Tensor>& variants, Rng& rng);
 
 }  // namespace clr::data::suite_internal

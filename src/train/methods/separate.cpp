@@ -43,9 +43,7 @@ TensorMap SeparateMethod::task_state(int64_t task) const {
 }
 
 int64_t SeparateMethod::extra_params(int64_t task) const {
-  int64_t n = 0;
-  for (const auto& p : backbone_->parameters()) n += p.numel();
-  return n + FinetuneMethod::extra_params(task);
+  return models::parameter_count(*backbone_) + FinetuneMethod::extra_params(task);
 }
 
 void SeparateMethod::set_training(bool on) {
