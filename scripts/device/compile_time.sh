@@ -3,8 +3,8 @@
 # tree (BASE, e.g. an earlier commit: `git archive COMMIT | tar -x -C .deps/base` here,
 # carried), side by side, both with warnings as errors against the CUDA LibTorch; the
 # CPU time (user + sys) of each build is the compile-time figure (wall time depends on
-# what runs beside it). Then the test suite of this tree. Results: $OUT/compile_time.txt,
-# $OUT/*-build.log, $OUT/ctest.log.
+# what runs beside it). Then the test suite of this tree (SKIP_TESTS=1: none). Results:
+# $OUT/compile_time.txt, $OUT/*-build.log, $OUT/*-ninja.log (per step), $OUT/ctest.log.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-$PWD/device-out}"
@@ -29,6 +29,7 @@ build() {  # SOURCE BUILD_DIR LABEL
 build "$BASE" build-base base &
 build . build-cuda new &
 wait
+cp build-base/.ninja_log "$OUT/base-ninja.log"; cp build-cuda/.ninja_log "$OUT/new-ninja.log"  # per-step times
 cat "$OUT/compile_time.txt"
 [ "${SKIP_TESTS:-0}" = 1 ] && exit 0
 CLR_TEST_ALLOW_MISSING_SYSTEM_DATA=1 CLR_NUM_THREADS=2 timeout "${TEST_SECONDS:-300}" \
