@@ -180,6 +180,7 @@ std::vector<CompareRow> compare_methods(const RunConfig& base, const data::Seque
   shown.run.out = o.out;
   shown.run.method.clear();
   for (const auto& m : o.methods) shown.run.method += (shown.run.method.empty() ? "" : ",") + m;
+  const std::string shown_json = settings::Json(shown).dump();
   std::vector<Results> runs;
   std::vector<std::string> dirs;
   for (size_t i = 0; i < o.methods.size(); ++i) {
@@ -191,7 +192,7 @@ std::vector<CompareRow> compare_methods(const RunConfig& base, const data::Seque
     runs.push_back(previous ? *previous : run(c, seq));
     dirs.push_back(o.methods[i]);
     const auto rows = compare_rows(runs, dirs);
-    write_file_atomic(o.out + "/compare.json", compare_json(rows, settings::Json(shown).dump()));
+    write_file_atomic(o.out + "/compare.json", compare_json(rows, shown_json));
     write_file_atomic(o.out + "/compare.csv", compare_csv(rows));
   }
   return compare_rows(runs, dirs);

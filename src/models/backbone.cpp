@@ -24,46 +24,6 @@ void fields(V& v, BackboneConfig& c) {
 }
 CLR_SETTINGS_JSON(BackboneConfig)
 
-void BackboneConfig::set_source(const std::string& file_or_arch) {
-  if (file_exists(file_or_arch)) {
-    weights = file_or_arch;
-    return;
-  }
-  const auto names = architecture_names();
-  CLR_CHECK(std::find(names.begin(), names.end(), file_or_arch) != names.end(), NotFoundError, "--backbone '",
-            file_or_arch, "' is neither an existing weight file nor an architecture (", join_first(names), ")");
-  arch = file_or_arch;
-  weights.clear();
-}
-
-void BackboneConfig::resolve() {
-  CLR_CHECK(weights.empty() || file_exists(weights), NotFoundError, "backbone weight file '", weights,
-            "' does not exist");
-  if (!weights.empty() && detect_weight_format(weights) == WeightFormat::kSafetensors) {
-    if (const auto info = read_backbone_info(weights)) {
-      if (!arch) arch = info->arch;
-      if (!small_stem) small_stem = info->small_stem;
-    } else {  // safetensors written by other tools may still name the architecture
-      const Metadata md = read_safetensors_metadata(weights);
-      if (!arch && md.count("arch")) arch = md.at("arch");
-      if (!small_stem && md.count("small_stem")) small_stem = md.at("small_stem") == "true";
-    }
-  }
-  if (!arch) arch = "resnet18";
-  if (!small_stem) small_stem = false;
-  find_architecture(*arch);  // NotFoundError listing the known ones
-}
-
-const std::string& BackboneConfig::arch_name() const {
-  CLR_ASSERT(arch.has_value(), "BackboneConfig::arch_name() before resolve()");
-  return *arch;
-}
-
-ResNet load_backbone(const BackboneConfig& c) {
-  return c.weights.empty() ? make_resnet(c.arch_name(), 0, c.has_small_stem())
-                           : load_resnet(c.arch_name(), c.weights, 0, c.has_small_stem());
-}
-
 namespace {
 
 std::string number(double x) { return std::to_string(x); }
@@ -94,34 +54,8 @@ T parse_field(const Metadata& md, const std::string& key, const std::string& pat
   throw FormatError(clr::detail::concat("backbone file '", path, "': '", key, "' is '", s, "'; expected a number"));
 }
 
-}  // namespace
-
-void write_backbone_file(const std::string& path, const TensorMap& weights, const BackboneFileInfo& i) {
-  const nlohmann::json classes = i.classes;
-  write_safetensors(path, weights,
-                    {{"format", kBackboneFormat},
-                     {"arch", i.arch},
-                     {"small_stem", i.small_stem ? "true" : "false"},
-                     {"input_size", std::to_string(i.input_size)},
-                     {"classes", classes.dump()},
-                     {"data", i.data},
-                     {"train_images", std::to_string(i.train_images)},
-                     {"command", i.command},
-                     {"seed", std::to_string(i.seed)},
-                     {"epochs", std::to_string(i.epochs)},
-                     {"best_epoch", std::to_string(i.best_epoch)},
-                     {"val_accuracy", number(i.val_accuracy)},
-                     {"mode", i.mode},
-                     {"val_metric", i.val_metric},
-                     {"device", i.device},
-                     {"wall_seconds", number(i.wall_seconds)},
-                     {"libtorch", i.libtorch},
-                     {"dtype", i.dtype}});
-}
-
-std::optional<BackboneFileInfo> read_backbone_info(const std::string& path) {
-  if (detect_weight_format(path) != WeightFormat::kSafetensors) return std::nullopt;
-  const Metadata md = read_safetensors_metadata(path);
+// The clr.backbone metadata among a file's metadata `md` (read from `path`).
+std::optional<BackboneFileInfo> backbone_info(const Metadata& md, const std::string& path) {
   const auto format = md.find("format");
   if (format == md.end() || format->second.rfind("clr.backbone/", 0) != 0) return std::nullopt;
   CLR_CHECK(format->second == kBackboneFormat, FormatError, "backbone file '", path, "' is ", format->second,
@@ -157,6 +91,77 @@ std::optional<BackboneFileInfo> read_backbone_info(const std::string& path) {
   i.libtorch = text("libtorch");
   i.dtype = text("dtype");
   return i;
+}
+
+}  // namespace
+
+void BackboneConfig::set_source(const std::string& file_or_arch) {
+  if (file_exists(file_or_arch)) {
+    weights = file_or_arch;
+    return;
+  }
+  const auto names = architecture_names();
+  CLR_CHECK(std::find(names.begin(), names.end(), file_or_arch) != names.end(), NotFoundError, "--backbone '",
+            file_or_arch, "' is neither an existing weight file nor an architecture (", join_first(names), ")");
+  arch = file_or_arch;
+  weights.clear();
+}
+
+void BackboneConfig::resolve() {
+  CLR_CHECK(weights.empty() || file_exists(weights), NotFoundError, "backbone weight file '", weights,
+            "' does not exist");
+  if (!weights.empty() && detect_weight_format(weights) == WeightFormat::kSafetensors) {
+    const Metadata md = read_safetensors_metadata(weights);
+    if (const auto info = backbone_info(md, weights)) {
+      if (!arch) arch = info->arch;
+      if (!small_stem) small_stem = info->small_stem;
+    } else {  // safetensors written by other tools may still name the architecture
+      if (!arch && md.count("arch")) arch = md.at("arch");
+      if (!small_stem && md.count("small_stem")) small_stem = md.at("small_stem") == "true";
+    }
+  }
+  if (!arch) arch = "resnet18";
+  if (!small_stem) small_stem = false;
+  find_architecture(*arch);  // NotFoundError listing the known ones
+}
+
+const std::string& BackboneConfig::arch_name() const {
+  CLR_ASSERT(arch.has_value(), "BackboneConfig::arch_name() before resolve()");
+  return *arch;
+}
+
+ResNet load_backbone(const BackboneConfig& c) {
+  return c.weights.empty() ? make_resnet(c.arch_name(), 0, c.has_small_stem())
+                           : load_resnet(c.arch_name(), c.weights, 0, c.has_small_stem());
+}
+
+
+void write_backbone_file(const std::string& path, const TensorMap& weights, const BackboneFileInfo& i) {
+  const nlohmann::json classes = i.classes;
+  write_safetensors(path, weights,
+                    {{"format", kBackboneFormat},
+                     {"arch", i.arch},
+                     {"small_stem", i.small_stem ? "true" : "false"},
+                     {"input_size", std::to_string(i.input_size)},
+                     {"classes", classes.dump()},
+                     {"data", i.data},
+                     {"train_images", std::to_string(i.train_images)},
+                     {"command", i.command},
+                     {"seed", std::to_string(i.seed)},
+                     {"epochs", std::to_string(i.epochs)},
+                     {"best_epoch", std::to_string(i.best_epoch)},
+                     {"val_accuracy", number(i.val_accuracy)},
+                     {"mode", i.mode},
+                     {"val_metric", i.val_metric},
+                     {"device", i.device},
+                     {"wall_seconds", number(i.wall_seconds)},
+                     {"libtorch", i.libtorch},
+                     {"dtype", i.dtype}});
+}
+
+std::optional<BackboneFileInfo> read_backbone_info(const std::string& path) {
+  if (detect_weight_format(path) != WeightFormat::kSafetensors) return std::nullopt;
+  return backbone_info(read_safetensors_metadata(path), path);
 }
 
 }  // namespace clr::models
