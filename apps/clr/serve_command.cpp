@@ -9,16 +9,12 @@
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
 #include "clr/core/error.h"
-#include "clr/core/file_io.h"
 #include "clr/core/log.h"
 #include "clr/core/runtime.h"
-#include "clr/data/image.h"
 #include "clr/serve/engine.h"
 #include "clr/serve/http.h"
-#include "clr/store/store.h"
 #include "commands.h"
 
 namespace clr::apps {
@@ -35,22 +31,16 @@ void predict(const PredictArgs& a) {
   eo.store_dir = a.store;
   eo.backbone_file = a.backbone;
   eo.device = a.device;
-  serve::Engine engine(eo);
-  CLR_CHECK(engine.task(a.task).has_value(), NotFoundError, "store '", a.store, "' has no task '", a.task,
-            "' (clr tasks list --store ", a.store, ")");
   CLR_CHECK(a.batch >= 1, ConfigError, "--batch must be at least 1, got ", a.batch);
-  for (size_t start = 0; start < a.images.size(); start += static_cast<size_t>(a.batch)) {
-    const size_t end = std::min(a.images.size(), start + static_cast<size_t>(a.batch));
-    std::vector<at::Tensor> images;
-    for (size_t i = start; i < end; ++i) images.push_back(engine.preprocess(a.task, data::read_image(a.images[i])));
-    const std::vector<std::string> tasks(end - start, a.task);
-    const auto top = engine.predict(tasks, torch::stack(images), a.top_k);
-    for (size_t i = start; i < end; ++i) {
-      nlohmann::ordered_json t = nlohmann::ordered_json::array();
-      for (const auto& c : top[i - start]) t.push_back({{"class", c.name}, {"index", c.index}, {"prob", c.prob}});
-      std::cout << nlohmann::ordered_json{{"image", a.images[i]}, {"task", a.task}, {"top", t}}.dump() << "\n";
-    }
-  }
+  CLR_CHECK(a.top_k >= 1, ConfigError, "--top-k must be at least 1, got ", a.top_k);
+  serve::Engine engine(eo);
+  engine.predict_files(a.task, a.images, a.top_k, a.batch,
+                       [&](const std::string& path, const std::vector<serve::TopClass>& top) {
+                         nlohmann::ordered_json t = nlohmann::ordered_json::array();
+                         for (const auto& c : top) t.push_back({{"class", c.name}, {"index", c.index}, {"prob", c.prob}});
+                         std::cout << nlohmann::ordered_json{{"image", path}, {"task", a.task}, {"top", t}}.dump()
+                                   << "\n";
+                       });
   std::cout << std::flush;
 }
 

@@ -2,48 +2,21 @@
 #include <iomanip>
 #include <iostream>
 #include <memory>
-#include <sstream>
 
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include "clr/core/error.h"
-#include "clr/core/file_io.h"
+#include "clr/core/strings.h"
 #include "clr/store/store.h"
 #include "commands.h"
 
 namespace clr::apps {
 namespace {
 
-std::string human_bytes(int64_t b) {
-  std::ostringstream os;
-  os << std::fixed << std::setprecision(1);
-  if (b >= (1 << 20)) {
-    os << b / 1048576.0 << " MiB";
-  } else if (b >= 1024) {
-    os << b / 1024.0 << " KiB";
-  } else {
-    os << b << " B";
-  }
-  return os.str();
-}
-
 void tasks_list(const std::string& dir, bool json) {
   const store::Store s = store::Store::open(dir);
   if (json) {
-    nlohmann::ordered_json tasks = nlohmann::ordered_json::array();
-    for (const auto& e : s.tasks()) {
-      tasks.push_back({{"name", e.name}, {"variant", e.variant}, {"classes", e.classes}, {"input_size", e.input_size},
-                       {"bytes", e.bytes}, {"sha256", e.sha256}, {"created", e.created}});
-    }
-    nlohmann::ordered_json j = {{"store", dir},
-                                {"backbone",
-                                 {{"arch", s.backbone().arch},
-                                  {"small_stem", s.backbone().small_stem},
-                                  {"fingerprint", s.backbone().fingerprint},
-                                  {"source", s.backbone().source}}},
-                                {"tasks", tasks}};
-    std::cout << j.dump(2) << std::endl;
+    std::cout << store::store_json(s, 2) << std::endl;
     return;
   }
   std::cout << "store " << dir << ": " << s.tasks().size() << " tasks on " << s.backbone().arch
@@ -58,10 +31,10 @@ void tasks_list(const std::string& dir, bool json) {
   for (const auto& e : s.tasks()) {
     std::cout << std::left << std::setw(static_cast<int>(w)) << e.name << "  " << std::setw(9) << e.variant
               << std::right << std::setw(8) << e.classes << std::setw(7) << e.input_size << std::setw(12)
-              << human_bytes(e.bytes) << "  " << e.created << "\n";
+              << human_bytes(static_cast<double>(e.bytes)) << "  " << e.created << "\n";
     total += e.bytes;
   }
-  std::cout << "total " << human_bytes(total) << std::endl;
+  std::cout << "total " << human_bytes(static_cast<double>(total)) << std::endl;
 }
 
 void tasks_show(const std::string& dir, const std::string& name) {
@@ -91,29 +64,14 @@ void tasks_rm(const std::string& dir, const std::vector<std::string>& names) {
 }
 
 void tasks_export(const std::string& dir, const std::string& name, const std::string& out) {
-  const store::Store s = store::Store::open(dir);
-  CLR_CHECK(!out.empty(), ConfigError, "--out FILE is required");
-  const std::string bytes = s.load_bytes(name);  // verified
-  store::decode_adapter(bytes, s.dir() + "/" + s.find(name)->file);
-  write_file_atomic(out, bytes);
-  std::cout << out << ": task " << name << ", " << human_bytes(static_cast<int64_t>(bytes.size())) << std::endl;
+  const int64_t bytes = store::export_adapter(store::Store::open(dir), name, out);
+  std::cout << out << ": task " << name << ", " << human_bytes(static_cast<double>(bytes)) << std::endl;
 }
 
 void tasks_import(const std::string& dir, const std::string& file, const std::string& rename, bool replace) {
-  store::Adapter a = store::read_adapter_file(file);
-  if (!rename.empty()) a.task = rename;
-  store::check_task_name(a.task);
-  store::Store s = [&] {
-    if (store::Store::exists(dir)) return store::Store::open(dir);
-    store::BackboneRef ref = a.backbone;  // a new store for the adapter's backbone
-    return store::Store::create(dir, ref);
-  }();
-  CLR_CHECK(a.backbone.fingerprint == s.backbone().fingerprint, IncompatibleError, "'", file,
-            "' was trained on backbone ", a.backbone.fingerprint, " (", a.backbone.arch, "); store '", dir,
-            "' serves ", s.backbone().fingerprint, " (", s.backbone().arch, ")");
-  const store::TaskEntry e = s.put(a, replace);
-  std::cout << "imported " << e.name << " (" << e.classes << " classes, " << human_bytes(e.bytes) << ") into " << dir
-            << std::endl;
+  const store::TaskEntry e = store::import_adapter(dir, file, rename, replace);
+  std::cout << "imported " << e.name << " (" << e.classes << " classes, " << human_bytes(static_cast<double>(e.bytes))
+            << ") into " << dir << std::endl;
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #endif
 
 #include "clr/core/error.h"
+#include "clr/core/strings.h"
 #include "clr/core/file_io.h"
 #include "clr/core/hash.h"
 #include "clr/core/process.h"
@@ -33,12 +34,6 @@ at::Tensor to_float_rgba(const uint8_t* data, int w, int h) {
   at::Tensor t = torch::empty({h, w, 4}, torch::kUInt8);
   std::memcpy(t.data_ptr(), data, static_cast<size_t>(w) * h * 4);
   return t.to(torch::kFloat).div_(255.0f);
-}
-
-uint32_t be32(const std::string& b, size_t at) {
-  return (static_cast<uint32_t>(static_cast<uint8_t>(b[at])) << 24) |
-         (static_cast<uint32_t>(static_cast<uint8_t>(b[at + 1])) << 16) |
-         (static_cast<uint32_t>(static_cast<uint8_t>(b[at + 2])) << 8) | static_cast<uint32_t>(static_cast<uint8_t>(b[at + 3]));
 }
 
 // Longer side -> `max_side` with antialiasing (only ever shrinks).
@@ -190,7 +185,8 @@ at::Tensor render_svg(const std::string& path, int64_t max_side, const std::stri
 at::Tensor read_gimp_pattern(const std::string& path) {
   const std::string b = read_file(path);
   CLR_CHECK(b.size() >= 24, FormatError, "'", path, "' is not a GIMP pattern: ", b.size(), " bytes");
-  const uint32_t header = be32(b, 0), version = be32(b, 4), w = be32(b, 8), h = be32(b, 12), bpp = be32(b, 16);
+  const uint32_t header = read_be32(b, 0), version = read_be32(b, 4), w = read_be32(b, 8), h = read_be32(b, 12),
+                 bpp = read_be32(b, 16);
   CLR_CHECK(b.compare(20, 4, "GPAT") == 0 && version == 1 && header >= 24 && header <= b.size(), FormatError, "'", path,
             "' is not a GIMP pattern (expected magic 'GPAT', version 1)");
   CLR_CHECK(w >= 1 && h >= 1 && w <= 16384 && h <= 16384 && bpp >= 1 && bpp <= 4, FormatError, "'", path,

@@ -60,12 +60,6 @@ Split read_split_dir(const std::string& dir, std::vector<std::string>& classes, 
   return split;
 }
 
-uint32_t be32(const std::string& b, size_t off) {
-  return (static_cast<uint32_t>(static_cast<unsigned char>(b[off])) << 24) |
-         (static_cast<uint32_t>(static_cast<unsigned char>(b[off + 1])) << 16) |
-         (static_cast<uint32_t>(static_cast<unsigned char>(b[off + 2])) << 8) |
-         static_cast<uint32_t>(static_cast<unsigned char>(b[off + 3]));
-}
 
 // Dimensions of an unsigned-byte IDX file; checks magic and size.
 std::vector<int64_t> idx_dims(const std::string& b, const std::string& path, size_t expected_rank) {
@@ -79,7 +73,7 @@ std::vector<int64_t> idx_dims(const std::string& b, const std::string& path, siz
   std::vector<int64_t> dims;
   int64_t total = 1;
   for (size_t i = 0; i < rank; ++i) {
-    dims.push_back(be32(b, 4 + 4 * i));
+    dims.push_back(read_be32(b, 4 + 4 * i));
     total *= dims.back();
   }
   CLR_CHECK(b.size() == 4 + 4 * rank + static_cast<size_t>(total), FormatError, "'", path, "' holds ",

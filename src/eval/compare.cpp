@@ -8,6 +8,7 @@
 #include "clr/core/error.h"
 #include "clr/core/file_io.h"
 #include "clr/core/log.h"
+#include "clr/core/strings.h"
 
 namespace clr::eval {
 
@@ -92,19 +93,6 @@ std::string compare_csv(const std::vector<CompareRow>& rows) {
   }
   return os.str();
 }
-
-namespace {
-
-std::string human_bytes(double b) {
-  char buf[32];
-  if (b < 1024) std::snprintf(buf, sizeof buf, "%.0f B", b);
-  else if (b < 1024 * 1024) std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024);
-  else if (b < 1024.0 * 1024 * 1024) std::snprintf(buf, sizeof buf, "%.1f MiB", b / (1024 * 1024));
-  else std::snprintf(buf, sizeof buf, "%.2f GiB", b / (1024.0 * 1024 * 1024));
-  return buf;
-}
-
-}  // namespace
 
 std::string format_compare(const std::vector<CompareRow>& rows) {
   std::ostringstream os;

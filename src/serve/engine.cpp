@@ -489,6 +489,23 @@ std::vector<std::vector<TopClass>> Engine::predict(const std::vector<std::string
   return out;
 }
 
+void Engine::predict_files(
+    const std::string& task, const std::vector<std::string>& paths, int64_t top_k, int64_t batch,
+    const std::function<void(const std::string& path, const std::vector<TopClass>& top)>& each) {
+  CLR_CHECK(this->task(task).has_value(), NotFoundError, "store '", impl_->options.store_dir, "' has no task '", task,
+            "' (clr tasks list --store ", impl_->options.store_dir, ")");
+  CLR_CHECK(batch >= 1, ConfigError, "batch must be at least 1, got ", batch);
+  CLR_CHECK(top_k >= 1, ConfigError, "top_k must be at least 1, got ", top_k);
+  const size_t step = static_cast<size_t>(batch);
+  for (size_t start = 0; start < paths.size(); start += step) {
+    const size_t end = std::min(paths.size(), start + step);
+    std::vector<at::Tensor> images;
+    for (size_t i = start; i < end; ++i) images.push_back(preprocess(task, data::read_image(paths[i])));
+    const auto top = predict(std::vector<std::string>(end - start, task), torch::stack(images), top_k);
+    for (size_t i = start; i < end; ++i) each(paths[i], top[i - start]);
+  }
+}
+
 size_t Engine::reload() {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> one(m.reload_mu);

@@ -297,4 +297,38 @@ std::vector<TaskCheck> Store::verify() const {
   return out;
 }
 
+TaskEntry import_adapter(const std::string& dir, const std::string& file, const std::string& name, bool replace) {
+  Adapter a = read_adapter_file(file);
+  if (!name.empty()) a.task = name;
+  check_task_name(a.task);
+  Store s = Store::exists(dir) ? Store::open(dir) : Store::create(dir, a.backbone);
+  CLR_CHECK(a.backbone.fingerprint == s.backbone().fingerprint, IncompatibleError, "'", file,
+            "' was trained on backbone ", a.backbone.fingerprint, " (", a.backbone.arch, "); store '", dir,
+            "' serves ", s.backbone().fingerprint, " (", s.backbone().arch, ")");
+  return s.put(std::move(a), replace);
+}
+
+int64_t export_adapter(const Store& store, const std::string& name, const std::string& out) {
+  CLR_CHECK(!out.empty(), ConfigError, "no file to export task '", name, "' to");
+  const std::string bytes = store.load_bytes(name);  // the file's checksum is verified
+  decode_adapter(bytes, store.dir() + "/" + store.find(name)->file);  // and its tensors'
+  write_file_atomic(out, bytes);
+  return static_cast<int64_t>(bytes.size());
+}
+
+std::string store_json(const Store& store, int indent) {
+  nlohmann::ordered_json tasks = nlohmann::ordered_json::array();
+  for (const auto& e : store.tasks()) {
+    tasks.push_back({{"name", e.name}, {"variant", e.variant}, {"classes", e.classes}, {"input_size", e.input_size},
+                     {"bytes", e.bytes}, {"sha256", e.sha256}, {"created", e.created}});
+  }
+  const BackboneRef& b = store.backbone();
+  const nlohmann::ordered_json j = {
+      {"store", store.dir()},
+      {"backbone",
+       {{"arch", b.arch}, {"small_stem", b.small_stem}, {"fingerprint", b.fingerprint}, {"source", b.source}}},
+      {"tasks", tasks}};
+  return j.dump(indent);
+}
+
 }  // namespace clr::store

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -78,6 +79,13 @@ class Engine {
   // softmax(logits) per sample, top k classes (k clamped to the task's classes).
   std::vector<std::vector<TopClass>> predict(const std::vector<std::string>& tasks, const at::Tensor& images,
                                              int64_t top_k);
+  // `clr predict`: classifies image files with one task, `batch` files per forward
+  // pass (read, decoded and preprocessed as the task was trained). `each` gets every
+  // file's path and top classes, in order, as soon as its batch is done, so a long
+  // list streams. NotFoundError for an unknown task (before any file is read),
+  // ConfigError for batch < 1 or top_k < 1, the decoder's error for a bad image.
+  void predict_files(const std::string& task, const std::vector<std::string>& paths, int64_t top_k, int64_t batch,
+                     const std::function<void(const std::string& path, const std::vector<TopClass>& top)>& each);
 
   // Re-reads the store's manifest; returns the number of tasks.
   size_t reload();

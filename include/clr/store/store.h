@@ -93,4 +93,18 @@ class Store {
   std::vector<TaskEntry> tasks_;
 };
 
+// `clr tasks import`: adds the adapter file at `file` to the store in `dir` (under the
+// name `name` when not empty), making a new store for the file's backbone when `dir`
+// holds none. FormatError for a bad file, ConfigError for a bad name or an existing
+// task without `replace`, IncompatibleError when the file was trained on another
+// backbone than the store's (the message names both).
+TaskEntry import_adapter(const std::string& dir, const std::string& file, const std::string& name = "",
+                         bool replace = false);
+// `clr tasks export`: writes task `name`'s verified, self-contained file to `out`
+// (atomically); returns its size in bytes.
+int64_t export_adapter(const Store& store, const std::string& name, const std::string& out);
+// The store as JSON (`clr tasks list --json`): the directory, the backbone and one
+// object per task (name, variant, classes, input_size, bytes, sha256, created).
+std::string store_json(const Store& store, int indent = -1);
+
 }  // namespace clr::store
