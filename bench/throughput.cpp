@@ -1,9 +1,10 @@
 // clr_bench_throughput: forward and training-step throughput of a CLR-reprogrammed
-// ResNet. Prints a table and one JSON object per configuration (median and spread
+// ResNet, or of any method's training step (--method). Prints a table and one JSON object per configuration (median and spread
 // over timed steps after warm-up, with the machine and build they ran on).
 //
 //   clr_bench_throughput --arch resnet18 --size 64 --small-stem --batch 32
 //   clr_bench_throughput --arch resnet50 --size 224 --batch 32,256 --device cuda
+//   clr_bench_throughput --method supsup --size 32 --small-stem   # + the masks' share of a step
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -18,6 +19,7 @@
 #include "clr/core/error.h"
 #include "clr/core/runtime.h"
 #include "clr/models/registry.h"
+#include "clr/train/methods/registry.h"
 #include "bench_util.h"
 
 namespace {
@@ -35,12 +37,15 @@ std::vector<double> time_steps(F&& step, int warmup, int steps, int64_t batch, c
 
 int main(int argc, char** argv) {
   CLI::App app{"Forward and training-step throughput (images/s) of a CLR-reprogrammed ResNet"};
-  std::string arch = "resnet18", variant = "clr", device_name = "cpu", batches = "32", json_path;
+  std::string arch = "resnet18", variant = "clr", method_name, device_name = "cpu", batches = "32", json_path;
   int64_t size = 64, classes = 10;
   int warmup = 3, steps = 20, threads = 0;
   bool small_stem = false, channels_last = false;
   app.add_option("--arch", arch)->capture_default_str();
   app.add_option("--variant", variant)->capture_default_str();
+  app.add_option("--method", method_name,
+                 "Time this method's training step (train::make_method) instead of the variant's; for supsup also "
+                 "the share of a step its masks take");
   app.add_option("--size", size, "Input size in pixels")->capture_default_str();
   app.add_option("--batch", batches, "Comma-separated batch sizes")->capture_default_str();
   app.add_option("--classes", classes)->capture_default_str();
@@ -66,14 +71,34 @@ int main(int argc, char** argv) {
     torch::manual_seed(0);
     clr::models::ResNet backbone = clr::models::make_resnet(arch, 0, small_stem);
     backbone->to(dev);
-    clr::adapters::ReprogrammedNet net(
-        backbone, clr::adapters::ReprogramOptions().variant(clr::adapters::parse_variant(variant)), classes);
+    // What is timed: a reprogrammed network (--variant) or a method's step (--method).
+    clr::adapters::ReprogrammedNet net{nullptr};
+    std::unique_ptr<clr::train::Method> method;
+    std::vector<at::Tensor> params;
+    if (method_name.empty()) {
+      net = clr::adapters::ReprogrammedNet(
+          backbone, clr::adapters::ReprogramOptions().variant(clr::adapters::parse_variant(variant)), classes);
+      params = net->trainable_parameters();
+    } else {
+      clr::train::MethodOptions mo;
+      mo.max_classes = classes;
+      method = clr::train::make_method(method_name, backbone, clr::models::parameter_count(*backbone), mo);
+      method->begin_task({0, "bench", classes});
+      params = method->trainable_parameters();
+      variant = method_name;
+    }
     if (channels_last) {
-      for (auto& p : net->parameters()) {
+      for (auto& p : backbone->parameters()) {
+        if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+      }
+      for (auto& p : params) {
         if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
       }
     }
-    torch::optim::Adam opt(net->trainable_parameters(), torch::optim::AdamOptions(1e-3));
+    auto set_training = [&](bool on) { net ? net->train(on) : method->set_training(on); };
+    auto logits = [&](const at::Tensor& x) { return net ? net->forward(x) : method->predict(0, x); };
+    torch::optim::Adam opt(params, torch::optim::AdamOptions(1e-3));
+    auto* supsup = dynamic_cast<clr::train::SupsupMethod*>(method.get());
 
     std::printf("%-10s %-8s %5s %6s %-7s %10s %12s %12s\n", "arch", "variant", "size", "batch", "device", "mode",
                 "img/s median", "p10..p90");
@@ -81,21 +106,29 @@ int main(int argc, char** argv) {
       at::Tensor x = torch::randn({batch, 3, size, size}).to(dev);
       if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
       at::Tensor y = torch::randint(0, classes, {batch}).to(dev);
-      net->eval();
+      set_training(false);
       const Stats fwd = summarise(time_steps(
           [&] {
             torch::NoGradGuard ng;
-            net->forward(x);
+            logits(x);
           },
           warmup, steps, batch, dev));
-      net->train();
+      set_training(true);
       const Stats train = summarise(time_steps(
           [&] {
             opt.zero_grad();
-            torch::nn::functional::cross_entropy(net->forward(x), y).backward();
+            (net ? torch::nn::functional::cross_entropy(net->forward(x), y) : method->loss(x, y)).backward();
             opt.step();
           },
           warmup, steps, batch, dev));
+      // SupSup: the masks alone (top-k of every layer's scores), as a share of a step.
+      double mask_share = -1;
+      if (supsup != nullptr) {
+        const Stats masks = summarise(clr::bench::seconds([&] { supsup->current_masks(); }, warmup, steps, dev));
+        mask_share = masks.median / (static_cast<double>(batch) / train.median);
+        std::printf("supsup masks: %.2f ms per step (median), %.1f%% of a training step\n", 1e3 * masks.median,
+                    100 * mask_share);
+      }
       for (const auto& [mode, s] : {std::pair<const char*, Stats>{"forward", fwd}, {"train", train}}) {
         std::printf("%-10s %-8s %5ld %6ld %-7s %10s %12.1f %6.1f..%.1f\n", arch.c_str(), variant.c_str(),
                     static_cast<long>(size), static_cast<long>(batch), dev.str().c_str(), mode, s.median, s.p10,
@@ -116,6 +149,7 @@ int main(int argc, char** argv) {
           {"forward_images_per_s", clr::bench::stats_json(fwd)},
           {"train_step_images_per_s", clr::bench::stats_json(train)},
       };
+      if (mask_share >= 0) j["supsup_mask_share_of_step"] = mask_share;
       clr::bench::add_environment(j, threads_cfg.intra_op);
       std::cout << j.dump() << std::endl;
       if (!json_path.empty()) {

@@ -84,6 +84,27 @@ void add_run_options(CLI::App* sub, RunArgs* a) {
       ->group(g);
   hyper("--derpp-alpha", f.derpp_alpha, clr::detail::concat("derpp: logit-matching weight (default ", d.replay.alpha, ")"));
   hyper("--derpp-beta", f.derpp_beta, clr::detail::concat("derpp: replayed cross-entropy weight (default ", d.replay.beta, ")"));
+  sub->add_option("--supsup-weights", f.supsup_weights,
+                  clr::detail::concat("supsup: the fixed network, random (signed constant, the paper) or pretrained "
+                                      "(default ", d.supsup.weights, ")"))
+      ->group(g);
+  hyper("--supsup-density", f.supsup_density,
+        "supsup: kept fraction of every layer's weights, in (0, 1] (default 0: the reference's ER budget)");
+  hyper("--supsup-er-scale", f.supsup_er_scale,
+        clr::detail::concat("supsup: scale s of the ER budget min(0.5, s (C_out + C_in) / numel) (default ",
+                            d.supsup.er_scale, ")"));
+  sub->add_option("--eft-base", f.eft_base,
+                  clr::detail::concat("efts: first-task (learn the base on the first task, then freeze it: the paper) "
+                                      "or pretrained (freeze the loaded backbone) (default ", d.eft.base, ")"))
+      ->group(g);
+  sub->add_option("--eft-spatial-group", f.eft_spatial_group,
+                  clr::detail::concat("efts: channels per group of the 3x3 transformation (default ",
+                                      d.eft.spatial_group, ")"))
+      ->group(g);
+  sub->add_option("--eft-depth-group", f.eft_depth_group,
+                  clr::detail::concat("efts: channels per group of the 1x1 transformation (default ",
+                                      d.eft.depth_group, ")"))
+      ->group(g);
   const CLI::Validator finite(
       [](std::string& v) -> std::string {
         char* end = nullptr;
@@ -93,7 +114,8 @@ void add_run_options(CLI::App* sub, RunArgs* a) {
       },
       "NUMBER");
   for (const char* name : {"--ewc-lambda", "--ewc-gamma", "--si-c", "--si-xi", "--lwf-alpha", "--lwf-temperature",
-                           "--derpp-alpha", "--derpp-beta", "--lr", "--val-fraction"}) {
+                           "--derpp-alpha", "--derpp-beta", "--lr", "--val-fraction",
+                           "--supsup-density", "--supsup-er-scale"}) {
     sub->get_option(name)->check(finite);
   }
 }

@@ -97,6 +97,12 @@ void RunOverrides::apply(RunConfig& c) const {
   if (replay_batch) m.replay.batch = *replay_batch;
   if (derpp_alpha) m.replay.alpha = *derpp_alpha;
   if (derpp_beta) m.replay.beta = *derpp_beta;
+  if (supsup_weights) m.supsup.weights = *supsup_weights;
+  if (supsup_density) m.supsup.density = *supsup_density;
+  if (supsup_er_scale) m.supsup.er_scale = *supsup_er_scale;
+  if (eft_base) m.eft.base = *eft_base;
+  if (eft_spatial_group) m.eft.spatial_group = *eft_spatial_group;
+  if (eft_depth_group) m.eft.depth_group = *eft_depth_group;
 }
 
 Results run(const RunConfig& c, data::Sequence seq) {

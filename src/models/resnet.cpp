@@ -39,6 +39,10 @@ at::Tensor run_stage(nn::ModuleList& stage, const at::Tensor& x, ConvHook* hook)
 
 }  // namespace
 
+at::Tensor ConvHook::conv(size_t /*site*/, torch::nn::Conv2dImpl& conv, const at::Tensor& x) {
+  return conv.forward(x);
+}
+
 at::Tensor ConvHook::norm(size_t /*site*/, torch::nn::BatchNorm2dImpl& bn, const at::Tensor& x) {
   return bn.forward(x);
 }
@@ -46,9 +50,8 @@ at::Tensor ConvHook::norm(size_t /*site*/, torch::nn::BatchNorm2dImpl& bn, const
 namespace detail {
 at::Tensor conv_norm(ConvHook* hook, size_t site, torch::nn::Conv2d& conv, torch::nn::BatchNorm2d& bn,
                      const at::Tensor& x) {
-  at::Tensor y = conv->forward(x);
-  if (hook == nullptr) return bn->forward(y);
-  y = hook->after_conv(site, x, y);
+  if (hook == nullptr) return bn->forward(conv->forward(x));
+  const at::Tensor y = hook->after_conv(site, x, hook->conv(site, *conv, x));
   return hook->norm(site, *bn, y);
 }
 }  // namespace detail

@@ -13,14 +13,14 @@
 namespace clr {
 namespace {
 
-std::string data(const std::string& rel) { return test::test_data_dir() + "/" + rel; }
+using test::test_data;
 
 using test::message_of;
 
 TEST(Image, DecodesEveryFormatLikePil) {
-  const TensorMap ref = read_safetensors(data("images/decoded.safetensors")).tensors;
+  const TensorMap ref = read_safetensors(test_data("images/decoded.safetensors")).tensors;
   for (const auto& [name, expected] : ref) {
-    const at::Tensor got = data::read_image(data("images/" + name));
+    const at::Tensor got = data::read_image(test_data("images/" + name));
     ASSERT_EQ(got.sizes(), expected.sizes()) << name;
     const double diff = test::max_abs_diff(got, expected);
     // JPEG decoders may round the IDCT differently; every lossless format is exact.
@@ -34,16 +34,16 @@ TEST(Image, DecodesEveryFormatLikePil) {
 }
 
 TEST(Image, CorruptAndNonImageFilesAreFormatErrorsNamingTheFile) {
-  std::string m = message_of<FormatError>([] { data::read_image(data("images/corrupt.jpg")); });
+  std::string m = message_of<FormatError>([] { data::read_image(test_data("images/corrupt.jpg")); });
   EXPECT_NE(m.find("corrupt.jpg"), std::string::npos) << m;
-  m = message_of<FormatError>([] { data::read_image(data("images/notes.png")); });
+  m = message_of<FormatError>([] { data::read_image(test_data("images/notes.png")); });
   EXPECT_NE(m.find("notes.png"), std::string::npos) << m;
-  EXPECT_THROW(data::read_image(data("images/missing.png")), NotFoundError);
+  EXPECT_THROW(data::read_image(test_data("images/missing.png")), NotFoundError);
 }
 
 TEST(Image, ResizeMatchesPilBilinear) {
-  const at::Tensor ours = data::resize_square(data::read_image(data("images/rgb.png")), 16).permute({1, 2, 0});
-  const at::Tensor pil = read_safetensors(data("images/resized.safetensors")).tensors.at("rgb16");
+  const at::Tensor ours = data::resize_square(data::read_image(test_data("images/rgb.png")), 16).permute({1, 2, 0});
+  const at::Tensor pil = read_safetensors(test_data("images/resized.safetensors")).tensors.at("rgb16");
   const at::Tensor d = (ours.to(torch::kFloat) - pil.to(torch::kFloat)).abs();
   EXPECT_LE(d.mean().item<double>(), 1.5);
   std::printf("[data] resize vs PIL bilinear: mean |diff| %.3f, max %.0f (uint8 levels)\n", d.mean().item<double>(),
@@ -51,7 +51,7 @@ TEST(Image, ResizeMatchesPilBilinear) {
 }
 
 TEST(Sources, MultiTaskImageFolderFollowsOrderTxt) {
-  const data::Sequence seq = data::read_imagefolder_tasks(data("seq"));
+  const data::Sequence seq = data::read_imagefolder_tasks(test_data("seq"));
   ASSERT_EQ(seq.size(), 3u);
   EXPECT_EQ(seq[0].name, "gamma");
   EXPECT_EQ(seq[2].name, "alpha");
@@ -59,14 +59,14 @@ TEST(Sources, MultiTaskImageFolderFollowsOrderTxt) {
   EXPECT_EQ(seq[0].train.size(), 32u);
   EXPECT_EQ(seq[0].test.size(), 16u);
   EXPECT_EQ(seq[0].val.size(), 0u);
-  EXPECT_FALSE(data::is_single_task_folder(data("seq")));
-  const data::Sequence single = data::read_imagefolder_tasks(data("seq/beta"));
+  EXPECT_FALSE(data::is_single_task_folder(test_data("seq")));
+  const data::Sequence single = data::read_imagefolder_tasks(test_data("seq/beta"));
   ASSERT_EQ(single.size(), 1u);
   EXPECT_EQ(single[0].name, "beta");
 }
 
 TEST(Sources, MissingSplitsAreCarvedOrRejected) {
-  data::TaskData t = data::read_imagefolder_tasks(data("seq"))[2];  // alpha: 2 classes x 12 train
+  data::TaskData t = data::read_imagefolder_tasks(test_data("seq"))[2];  // alpha: 2 classes x 12 train
   data::TaskData copy = t;
   data::SplitOptions so;
   so.val_fraction = 0.25;
@@ -75,7 +75,7 @@ TEST(Sources, MissingSplitsAreCarvedOrRejected) {
   EXPECT_EQ(t.train.size(), 18u);
   data::complete_splits(copy, so);
   EXPECT_EQ(copy.val.paths, t.val.paths);  // deterministic
-  data::TaskData no_test = data::read_imagefolder_tasks(data("seq"))[2];
+  data::TaskData no_test = data::read_imagefolder_tasks(test_data("seq"))[2];
   no_test.test = {};
   EXPECT_THROW(data::complete_splits(no_test, so), ConfigError);
   so.allow_missing_test = true;
@@ -84,7 +84,7 @@ TEST(Sources, MissingSplitsAreCarvedOrRejected) {
 }
 
 TEST(Sources, DirtyFolderCorruptJpegIsReportedAndGrayscalePngConverted) {
-  data::TaskData t = data::read_imagefolder_tasks(data("dirty"))[0];
+  data::TaskData t = data::read_imagefolder_tasks(test_data("dirty"))[0];
   std::string m = message_of<FormatError>([&] { data::prepare_split(t.train, t.origin, {}); });
   EXPECT_NE(m.find("broken.jpg"), std::string::npos) << m;
   data::PrepareOptions skip;
@@ -98,7 +98,7 @@ TEST(Sources, DirtyFolderCorruptJpegIsReportedAndGrayscalePngConverted) {
 }
 
 TEST(Sources, ListFiles) {
-  const data::Split s = data::read_list_file(data("lists/train.txt"));
+  const data::Split s = data::read_list_file(test_data("lists/train.txt"));
   EXPECT_EQ(s.size(), 24u);
   EXPECT_EQ(s.labels.front(), 0);
   EXPECT_EQ(s.labels.back(), 1);
@@ -106,14 +106,14 @@ TEST(Sources, ListFiles) {
 }
 
 TEST(Sources, IdxGzipped) {
-  const TensorMap expected = read_safetensors(data("idx/expected.safetensors")).tensors;
-  const at::Tensor images = data::read_idx_images(data("idx/images-idx3-ubyte.gz"));
+  const TensorMap expected = read_safetensors(test_data("idx/expected.safetensors")).tensors;
+  const at::Tensor images = data::read_idx_images(test_data("idx/images-idx3-ubyte.gz"));
   EXPECT_TRUE(test::bit_identical(images, expected.at("images")));
-  const auto labels = data::read_idx_labels(data("idx/labels-idx1-ubyte.gz"));
+  const auto labels = data::read_idx_labels(test_data("idx/labels-idx1-ubyte.gz"));
   EXPECT_TRUE(test::bit_identical(torch::tensor(labels, torch::kLong), expected.at("labels")));
-  const std::string m = message_of<FormatError>([] { data::read_idx_images(data("idx/truncated-idx3-ubyte")); });
+  const std::string m = message_of<FormatError>([] { data::read_idx_images(test_data("idx/truncated-idx3-ubyte")); });
   EXPECT_NE(m.find("truncated"), std::string::npos) << m;
-  EXPECT_THROW(data::read_idx_labels(data("idx/images-idx3-ubyte.gz")), FormatError);  // rank 3, not 1
+  EXPECT_THROW(data::read_idx_labels(test_data("idx/images-idx3-ubyte.gz")), FormatError);  // rank 3, not 1
 }
 
 TEST(Sources, DebianFashionMnistIfInstalled) {
@@ -125,19 +125,19 @@ TEST(Sources, DebianFashionMnistIfInstalled) {
 }
 
 TEST(Sources, CifarBinary) {
-  const data::Split s = data::read_cifar_binary({data("cifar/data_batch_1.bin")}, false);
-  const TensorMap expected = read_safetensors(data("cifar/expected.safetensors")).tensors;
+  const data::Split s = data::read_cifar_binary({test_data("cifar/data_batch_1.bin")}, false);
+  const TensorMap expected = read_safetensors(test_data("cifar/expected.safetensors")).tensors;
   EXPECT_TRUE(test::bit_identical(s.images, expected.at("images")));
   EXPECT_TRUE(test::bit_identical(torch::tensor(s.labels, torch::kLong), expected.at("labels")));
-  const data::Split c100 = data::read_cifar_binary({data("cifar/train.bin")}, true);
+  const data::Split c100 = data::read_cifar_binary({test_data("cifar/train.bin")}, true);
   EXPECT_EQ(c100.labels, (std::vector<int64_t>{50, 51, 52, 53}));
-  EXPECT_THROW(data::read_cifar_binary({data("cifar/train.bin")}, false), FormatError);  // 3074-byte records
+  EXPECT_THROW(data::read_cifar_binary({test_data("cifar/train.bin")}, false), FormatError);  // 3074-byte records
 }
 
 TEST(Sources, SkillCatalogWithTaskCsv) {
   data::SkillOptions o;
-  o.task_csv = data("skill/tasks.csv");
-  const data::Sequence seq = data::read_skill(data("skill"), o);
+  o.task_csv = test_data("skill/tasks.csv");
+  const data::Sequence seq = data::read_skill(test_data("skill"), o);
   ASSERT_EQ(seq.size(), 2u);
   EXPECT_EQ(seq[0].name, "cars");  // newid order
   EXPECT_EQ(seq[1].name, "birds");
@@ -147,19 +147,19 @@ TEST(Sources, SkillCatalogWithTaskCsv) {
   EXPECT_EQ(seq[1].test.size(), 9u);
   EXPECT_NO_THROW(data::validate_sequence(seq));
   o.cap_per_split = 7;
-  const data::Sequence capped = data::read_skill(data("skill"), o);
+  const data::Sequence capped = data::read_skill(test_data("skill"), o);
   EXPECT_EQ(capped[1].train.size(), 7u);
   std::vector<int> per_class(3, 0);
   for (int64_t l : capped[1].train.labels) ++per_class[static_cast<size_t>(l)];
   EXPECT_LE(*std::max_element(per_class.begin(), per_class.end()) - *std::min_element(per_class.begin(), per_class.end()), 1);
   o.task_csv.clear();
   o.cap_per_split = 0;
-  EXPECT_EQ(data::read_skill(data("skill"), o).size(), 3u);
-  EXPECT_THROW(data::read_skill(data("nothing-here"), o), NotFoundError);
+  EXPECT_EQ(data::read_skill(test_data("skill"), o).size(), 3u);
+  EXPECT_THROW(data::read_skill(test_data("nothing-here"), o), NotFoundError);
 }
 
 TEST(Validation, ReportsEveryProblemAtOnce) {
-  const data::Sequence seq = data::read_imagefolder_tasks(data("bad"));
+  const data::Sequence seq = data::read_imagefolder_tasks(test_data("bad"));
   const std::string m = message_of<ConfigError>([&] { data::validate_sequence(seq); });
   EXPECT_NE(m.find("one_class"), std::string::npos) << m;
   EXPECT_NE(m.find("need >= 2"), std::string::npos) << m;
@@ -169,7 +169,7 @@ TEST(Validation, ReportsEveryProblemAtOnce) {
 }
 
 TEST(Loader, SeededShufflingAndPrefetchingCoverEveryImage) {
-  data::TaskData t = data::read_imagefolder_tasks(data("seq"))[0];
+  data::TaskData t = data::read_imagefolder_tasks(test_data("seq"))[0];
   data::PrepareOptions po;
   po.size = 8;
   const data::PreparedSplit p = data::prepare_split(t.train, t.origin, po);

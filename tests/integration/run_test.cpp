@@ -21,13 +21,13 @@ namespace {
 using Result = test::CliResult;
 Result clr_cmd(const std::string& args) { return test::run_clr(args); }
 
-std::string data(const std::string& rel) { return test::test_data_dir() + "/" + rel; }
+using test::test_data;
 
 const char* kQuick = " --backbone resnet18 --small-stem --size 24 --epochs 3 --patience 100 --batch 8 --seed 5";
 
 TEST(Run, ClrHasZeroForgettingAndBitIdenticalOldAccuracies) {
   test::TempDir out("run");
-  const Result r = clr_cmd("run " + data("seq") + kQuick + " --out " + out.path());
+  const Result r = clr_cmd("run " + test_data("seq") + kQuick + " --out " + out.path());
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("average accuracy"), std::string::npos) << r.out;
   const auto j = nlohmann::json::parse(read_file(out.file("results.json")));
@@ -63,14 +63,14 @@ TEST(Run, ClrHasZeroForgettingAndBitIdenticalOldAccuracies) {
 // Every method on the same small sequence, end to end, and the comparison table.
 TEST(Compare, AllMethodsEndToEnd) {
   test::TempDir out("compare");
-  const Result r = clr_cmd("compare " + data("seq") +
+  const Result r = clr_cmd("compare " + test_data("seq") +
                            " --methods all --backbone resnet18 --small-stem --size 16 --epochs 1 --batch 8 --seed 2"
                            " --buffer 16 --fisher-samples 8 --out " + out.path());
   ASSERT_EQ(r.code, 0) << r.out;
   const auto j = nlohmann::json::parse(read_file(out.file("compare.json")));
   EXPECT_EQ(j["schema"], "clr.compare/1");
   const auto& methods = j["methods"];
-  ASSERT_EQ(methods.size(), 13u);
+  ASSERT_EQ(methods.size(), 15u);
   std::map<std::string, nlohmann::json> by;
   for (const auto& m : methods) {
     by[m["method"].get<std::string>()] = m;
@@ -91,6 +91,9 @@ TEST(Compare, AllMethodsEndToEnd) {
   EXPECT_EQ(by["clr"]["forgetting"].get<double>(), 0.0);
   EXPECT_EQ(by["separate"]["forgetting"].get<double>(), 0.0);
   EXPECT_EQ(by["linear"]["forgetting"].get<double>(), 0.0);
+  EXPECT_EQ(by["supsup"]["forgetting"].get<double>(), 0.0);
+  EXPECT_EQ(by["efts"]["forgetting"].get<double>(), 0.0);
+  EXPECT_TRUE(file_exists(out.path() + "/efts/method_state.safetensors")) << "the base learned on the first task";
   EXPECT_EQ(by["sgd"]["train_time_vs_sgd"].get<double>(), 1.0);
   EXPECT_GT(by["separate"]["extra_params_fraction"].get<double>(), 0.9);
   EXPECT_LT(by["clr"]["extra_params_fraction"].get<double>(), 0.01);
@@ -100,7 +103,7 @@ TEST(Compare, AllMethodsEndToEnd) {
   // sgd-ll keeps one shared layer, counted once; linear a head per task.
   EXPECT_LT(by["sgd-ll"]["stored_bytes_total"].get<int64_t>(), by["linear"]["stored_bytes_total"].get<int64_t>());
   const std::string csv = read_file(out.file("compare.csv"));
-  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 14);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 16);
 
   // The report: an HTML page and SVG figures that an SVG renderer accepts.
   const Result rep = clr_cmd("report " + out.path());
@@ -129,9 +132,9 @@ TEST(Compare, ReuseKeepsMatchingFinishedRuns) {
   // configuration on both sides, or nothing would ever be reused.
   const std::string common = std::string(" --backbone ") + CLR_SOURCE_DIR +
                              "/models/resnet18-pretrain-64px.safetensors --size 16 --epochs 1 --batch 8 --seed 2";
-  ASSERT_EQ(clr_cmd("run " + data("seq") + common + " --method linear --out " + out.path() + "/linear").code, 0);
+  ASSERT_EQ(clr_cmd("run " + test_data("seq") + common + " --method linear --out " + out.path() + "/linear").code, 0);
   const std::string before = read_file(out.path() + "/linear/results.json");
-  Result r = clr_cmd("compare " + data("seq") + common + " --methods linear,sgd-ll --reuse --out " + out.path());
+  Result r = clr_cmd("compare " + test_data("seq") + common + " --methods linear,sgd-ll --reuse --out " + out.path());
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("reusing the finished run in " + out.path() + "/linear"), std::string::npos) << r.out;
   EXPECT_EQ(read_file(out.path() + "/linear/results.json"), before) << "the reused run was rewritten";
@@ -143,7 +146,7 @@ TEST(Compare, ReuseKeepsMatchingFinishedRuns) {
   // Another seed is another experiment: both run again.
   std::string other = common;
   other.replace(other.find("--seed 2"), 8, "--seed 3");
-  r = clr_cmd("compare " + data("seq") + other + " --methods linear --reuse --out " + out.path());
+  r = clr_cmd("compare " + test_data("seq") + other + " --methods linear --reuse --out " + out.path());
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("another configuration"), std::string::npos) << r.out;
   EXPECT_NE(read_file(out.path() + "/linear/results.json"), before);
@@ -151,20 +154,20 @@ TEST(Compare, ReuseKeepsMatchingFinishedRuns) {
 
 TEST(Compare, BadMethodListsAreConfigErrors) {
   test::TempDir out("compare-bad");
-  Result r = clr_cmd("compare " + data("seq") + " --methods clr,ewcc --out " + out.path());
+  Result r = clr_cmd("compare " + test_data("seq") + " --methods clr,ewcc --out " + out.path());
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("unknown method 'ewcc'"), std::string::npos) << r.out;
-  r = clr_cmd("compare " + data("seq") + " --methods clr,clr --out " + out.path());
+  r = clr_cmd("compare " + test_data("seq") + " --methods clr,clr --out " + out.path());
   EXPECT_EQ(r.code, 2) << r.out;
-  r = clr_cmd("run " + data("seq") + " --method lwf --lwf-temperature 0 --epochs 1 --out " + out.path());
+  r = clr_cmd("run " + test_data("seq") + " --method lwf --lwf-temperature 0 --epochs 1 --out " + out.path());
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("temperature"), std::string::npos) << r.out;
   // NaN stands for 'not given' inside the program, so it must not be accepted as a value.
-  r = clr_cmd("run " + data("seq") + " --method ewc --ewc-lambda nan --epochs 1 --out " + out.path());
+  r = clr_cmd("run " + test_data("seq") + " --method ewc --ewc-lambda nan --epochs 1 --out " + out.path());
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("finite"), std::string::npos) << r.out;
   // A bad setting of a later method fails before the first method trains.
-  r = clr_cmd("compare " + data("seq") + " --methods clr,derpp --derpp-beta -1 --out " + out.path());
+  r = clr_cmd("compare " + test_data("seq") + " --methods clr,derpp --derpp-beta -1 --out " + out.path());
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("--derpp-beta"), std::string::npos) << r.out;
   EXPECT_FALSE(file_exists(out.path() + "/clr/results.json"));
@@ -172,8 +175,8 @@ TEST(Compare, BadMethodListsAreConfigErrors) {
 
 TEST(Run, SameSeedSameResults) {
   test::TempDir a("seed_a"), b("seed_b");
-  ASSERT_EQ(clr_cmd("run " + data("seq/alpha") + kQuick + " --out " + a.path()).code, 0);
-  ASSERT_EQ(clr_cmd("run " + data("seq/alpha") + kQuick + " --out " + b.path()).code, 0);
+  ASSERT_EQ(clr_cmd("run " + test_data("seq/alpha") + kQuick + " --out " + a.path()).code, 0);
+  ASSERT_EQ(clr_cmd("run " + test_data("seq/alpha") + kQuick + " --out " + b.path()).code, 0);
   const auto ja = nlohmann::json::parse(read_file(a.file("results.json")));
   const auto jb = nlohmann::json::parse(read_file(b.file("results.json")));
   EXPECT_EQ(ja["accuracy_matrix"], jb["accuracy_matrix"]);
@@ -189,14 +192,14 @@ TEST(Run, ConfigFileWithIdxListAndFolderTasks) {
                          "[backbone]\narch = \"resnet18\"\nsmall_stem = true\n"
                          "[data]\nsize = 16\nallow_missing_test = false\n"
                          "[[data.tasks]]\nname = \"idx012\"\nkind = \"idx\"\n"
-                         "train_images = \"" + data("idx/images-idx3-ubyte.gz") + "\"\n"
-                         "train_labels = \"" + data("idx/labels-idx1-ubyte.gz") + "\"\n"
-                         "test_images = \"" + data("idx/images-idx3-ubyte.gz") + "\"\n"
-                         "test_labels = \"" + data("idx/labels-idx1-ubyte.gz") + "\"\n"
+                         "train_images = \"" + test_data("idx/images-idx3-ubyte.gz") + "\"\n"
+                         "train_labels = \"" + test_data("idx/labels-idx1-ubyte.gz") + "\"\n"
+                         "test_images = \"" + test_data("idx/images-idx3-ubyte.gz") + "\"\n"
+                         "test_labels = \"" + test_data("idx/labels-idx1-ubyte.gz") + "\"\n"
                          "labels = [2, 0]\n"
                          "[[data.tasks]]\nname = \"listed\"\nkind = \"list\"\n"
-                         "train = \"" + data("lists/train.txt") + "\"\ntest = \"" + data("lists/test.txt") + "\"\n"
-                         "[[data.tasks]]\nkind = \"imagefolder\"\npath = \"" + data("seq/beta") + "\"\n"
+                         "train = \"" + test_data("lists/train.txt") + "\"\ntest = \"" + test_data("lists/test.txt") + "\"\n"
+                         "[[data.tasks]]\nkind = \"imagefolder\"\npath = \"" + test_data("seq/beta") + "\"\n"
                          "[train]\nepochs = 2\nbatch = 4\noptimizer = \"sgd\"\nschedule = \"cosine\"\nlr = 0.01\n");
   const Result r = clr_cmd("run " + cfg);
   ASSERT_EQ(r.code, 0) << r.out;
@@ -211,14 +214,14 @@ TEST(Run, ConfigFileWithIdxListAndFolderTasks) {
 
 TEST(Run, BadInputsAreReportedClearly) {
   test::TempDir out("bad");
-  Result r = clr_cmd("run " + data("bad") + kQuick + " --out " + out.path() + " --allow-missing-test");
+  Result r = clr_cmd("run " + test_data("bad") + kQuick + " --out " + out.path() + " --allow-missing-test");
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("fake.png"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("one_class"), std::string::npos) << r.out;
-  r = clr_cmd("run " + data("dirty") + kQuick + " --out " + out.path());
+  r = clr_cmd("run " + test_data("dirty") + kQuick + " --out " + out.path());
   EXPECT_EQ(r.code, 4) << r.out;
   EXPECT_NE(r.out.find("broken.jpg"), std::string::npos) << r.out;
-  r = clr_cmd("run " + data("dirty") + kQuick + " --skip-corrupt --out " + out.file("dirty"));
+  r = clr_cmd("run " + test_data("dirty") + kQuick + " --skip-corrupt --out " + out.file("dirty"));
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(nlohmann::json::parse(read_file(out.file("dirty/results.json")))["tasks"][0]["skipped_images"], 1);
   const std::string cfg = out.file("typo.toml");
@@ -228,7 +231,7 @@ TEST(Run, BadInputsAreReportedClearly) {
   EXPECT_NE(r.out.find("train.epochz"), std::string::npos) << r.out;
   r = clr_cmd("run " + out.file("nothing.toml"));
   EXPECT_EQ(r.code, 3) << r.out;
-  r = clr_cmd("run " + data("seq") + " --backbone not-an-arch");
+  r = clr_cmd("run " + test_data("seq") + " --backbone not-an-arch");
   EXPECT_EQ(r.code, 3) << r.out;
 }
 

@@ -16,7 +16,7 @@ namespace {
 
 using nlohmann::json;
 
-std::string data(const std::string& rel) { return test::test_data_dir() + "/" + rel; }
+using test::test_data;
 std::string shipped() { return std::string(CLR_SOURCE_DIR) + "/models/resnet18-pretrain-64px.safetensors"; }
 
 // Image files of a task's test split with their class index (class directories in
@@ -38,7 +38,7 @@ std::string images_of_first(const std::string& seq) {
 
 TEST(StoreCli, RunWritesAStoreThatPredictAndTasksUse) {
   test::TempDir out("storecli");
-  test::CliResult r = test::run_clr("run " + data("seq") + " --backbone " + shipped() +
+  test::CliResult r = test::run_clr("run " + test_data("seq") + " --backbone " + shipped() +
                                     " --size 24 --epochs 2 --batch 8 --seed 3 --out " + out.path());
   ASSERT_EQ(r.code, 0) << r.out;
   const json results = json::parse(read_file(out.file("results.json")));
@@ -60,7 +60,7 @@ TEST(StoreCli, RunWritesAStoreThatPredictAndTasksUse) {
   const auto& last = results["accuracy_matrix"].back();
   for (size_t t = 0; t < tasks.size(); ++t) {
     const std::string name = tasks[t]["name"];
-    const auto images = test_images(data("seq/" + name));
+    const auto images = test_images(test_data("seq/" + name));
     std::string args = "predict --top-k 1 --store " + store + " --task " + name;
     for (const auto& [path, label] : images) args += " " + path;
     r = test::run_clr(args);
@@ -104,7 +104,7 @@ TEST(StoreCli, RunWritesAStoreThatPredictAndTasksUse) {
   EXPECT_NE(r.out.find("0 tasks"), std::string::npos) << r.out;
 
   // Errors: unknown task, missing store, corrupt file.
-  EXPECT_EQ(test::run_clr("predict --store " + store + " --task nope " + images_of_first(data("seq"))).code, 3);
+  EXPECT_EQ(test::run_clr("predict --store " + store + " --task nope " + images_of_first(test_data("seq"))).code, 3);
   EXPECT_EQ(test::run_clr("tasks list --store " + out.file("missing")).code, 3);
   {
     const std::string victim = store + "/" + tasks[2]["adapter"].get<std::string>().substr(std::string("adapters/").size());

@@ -34,6 +34,8 @@ const std::string& torch_reference_dir();
 // Directory with the files tests/python/make_data.py writes (images of every format,
 // ImageFolder sequences, list, IDX, CIFAR and SKILL data), made the same way.
 const std::string& test_data_dir();
+// test_data_dir() + "/" + rel.
+inline std::string test_data(const std::string& rel) { return test_data_dir() + "/" + rel; }
 // Runs tests/python/<script_name> once into the scratch space and returns the directory.
 std::string python_fixture_dir(const std::string& script_name, const std::string& extra_args);
 

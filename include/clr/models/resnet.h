@@ -58,6 +58,9 @@ struct SiteShape {
 class ConvHook {
  public:
   virtual ~ConvHook() = default;
+  // Computes site `site`'s convolution of `x`; the default is the conv itself. A hook
+  // that masks or rescales the weights (SupSup, PSP) computes it with its own.
+  virtual at::Tensor conv(size_t site, torch::nn::Conv2dImpl& conv, const at::Tensor& x);
   // `input` went into site `site`'s conv and produced `output`; the return value is
   // what the site's BatchNorm receives.
   virtual at::Tensor after_conv(size_t site, const at::Tensor& input, const at::Tensor& output) = 0;

@@ -32,6 +32,10 @@ constexpr Entry kMethods[] = {
     {"lwf", "sgd + distillation of the previous model's outputs on the old heads"},
     {"er", "sgd + experience replay from a reservoir buffer of past images"},
     {"derpp", "DER++: replay with stored logits (MSE) and labels (CE)"},
+    {"supsup", "SupSup: a learned binary mask per task over a fixed (random) network, BN statistics and a head "
+               "per task"},
+    {"efts", "EFTs: a grouped 3x3 + 1x1 feature transformation after every conv, BN and a head per task; the base "
+             "is learned on the first task, then frozen"},
     {"separate", "a fully fine-tuned copy of the backbone per task (upper bound; a whole backbone per task)"},
 };
 
@@ -50,6 +54,12 @@ void fields(V& v, MethodOptions& o) {
   v("replay_batch", o.replay.batch);
   v("derpp_alpha", o.replay.alpha);
   v("derpp_beta", o.replay.beta);
+  v("supsup_weights", o.supsup.weights);
+  v("supsup_density", o.supsup.density);
+  v("supsup_er_scale", o.supsup.er_scale);
+  v("eft_base", o.eft.base);
+  v("eft_spatial_group", o.eft.spatial_group);
+  v("eft_depth_group", o.eft.depth_group);
 }
 CLR_SETTINGS_JSON(MethodOptions)
 
@@ -84,6 +94,8 @@ void MethodOptions::validate() const {
   si.validate();
   lwf.validate();
   replay.validate();
+  supsup.validate();
+  eft.validate();
 }
 
 std::vector<std::string> method_names() {
@@ -119,6 +131,11 @@ std::unique_ptr<Method> make_method(const std::string& name, models::ResNet back
     o.replay.crop = o.crop;
     return std::make_unique<ReplayMethod>(std::move(backbone), params, o.max_classes, o.replay);
   }
+  if (name == "supsup") {
+    o.supsup.seed = o.seed;
+    return std::make_unique<SupsupMethod>(std::move(backbone), params, o.supsup);
+  }
+  if (name == "efts") return std::make_unique<EftMethod>(std::move(backbone), params, o.eft);
   if (name == "separate") return std::make_unique<SeparateMethod>(std::move(backbone), params);
   const auto variants = adapters::variant_names();
   CLR_CHECK(std::find(variants.begin(), variants.end(), name) != variants.end(), ConfigError, "unknown method '",

@@ -1,0 +1,204 @@
+#include "clr/train/methods/eft.h"
+
+#include <torch/torch.h>
+
+#include "clr/core/error.h"
+#include "clr/core/hash.h"
+#include "clr/models/registry.h"
+
+namespace clr::train {
+namespace {
+
+const char* const kNormFields[] = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"};
+
+}  // namespace
+
+void EftOptions::validate() const {
+  CLR_CHECK(base == "first-task" || base == "pretrained", ConfigError,
+            "efts base (--eft-base) must be first-task or pretrained, got '", base, "'");
+  CLR_CHECK(spatial_group >= 1, ConfigError, "efts spatial group (--eft-spatial-group) must be >= 1, got ",
+            spatial_group);
+  CLR_CHECK(depth_group >= 1, ConfigError, "efts depth group (--eft-depth-group) must be >= 1, got ", depth_group);
+}
+
+EftMethod::EftMethod(models::ResNet backbone, int64_t backbone_params_with_fc, EftOptions options)
+    : options_(std::move(options)), backbone_(std::move(backbone)), backbone_params_(backbone_params_with_fc) {
+  options_.validate();
+  CLR_CHECK(backbone_->options().num_classes() == 0, ConfigError, "the backbone must be a feature extractor");
+  for (const auto& site : backbone_->conv_sites()) {
+    for (int64_t g : {options_.spatial_group, options_.depth_group}) {
+      CLR_CHECK(site.out_channels % g == 0, ConfigError, "efts: conv ", site.name, " has ", site.out_channels,
+                " output channels, not divisible by the group size ", g);
+    }
+  }
+  for (auto& p : backbone_->parameters()) p.requires_grad_(false);
+  fingerprint_ = fingerprint(models::state_dict(*backbone_));
+}
+
+EftMethod::~EftMethod() { backbone_->set_conv_hook(nullptr); }
+
+c10::Device EftMethod::device() const { return backbone_->conv1->weight.device(); }
+
+int64_t EftMethod::transform_params(size_t site) const {
+  return models::parameter_count(*spatial_.at(site)) + models::parameter_count(*depth_.at(site));
+}
+
+TensorMap EftMethod::live_state() const {
+  TensorMap s;
+  const TensorMap net = models::state_dict(*backbone_);
+  const auto& sites = backbone_->conv_sites();
+  for (size_t i = 0; i < sites.size(); ++i) {
+    for (const auto& [k, v] : models::state_dict(*spatial_[i])) s.emplace("eft." + sites[i].name + ".spatial." + k, v);
+    for (const auto& [k, v] : models::state_dict(*depth_[i])) s.emplace("eft." + sites[i].name + ".depth." + k, v);
+    for (const char* f : kNormFields) s.emplace("bn." + sites[i].norm + "." + f, net.at(sites[i].norm + "." + f));
+  }
+  for (const auto& [k, v] : models::state_dict(*head_)) s.emplace("head." + k, v);
+  return s;
+}
+
+void EftMethod::install(int64_t task) {
+  if (task == installed_) return;
+  CLR_CHECK(task >= 0 && task < static_cast<int64_t>(states_.size()), ConfigError, "task ", task,
+            " has not been learned (", states_.size(), " tasks so far)");
+  const TensorMap& state = states_[static_cast<size_t>(task)];
+  const at::Tensor& w = state.at("head.weight");
+  if (!head_ || head_->weight.sizes() != w.sizes()) {
+    head_ = torch::nn::Linear(w.size(1), w.size(0));
+    head_->to(device());
+  }
+  torch::NoGradGuard ng;
+  for (auto& [k, v] : live_state()) v.copy_(state.at(k));
+  installed_ = task;
+}
+
+void EftMethod::begin_task(const TaskInfo& task) {
+  CLR_ASSERT(task.index == static_cast<int64_t>(states_.size()), "tasks must be learned in order");
+  if (task.index == 0) {
+    for (const auto& site : backbone_->conv_sites()) {
+      const int64_t c = site.out_channels;
+      torch::nn::Conv2d s(torch::nn::Conv2dOptions(c, c, 3).padding(1).groups(c / options_.spatial_group).bias(true));
+      torch::nn::Conv2d d(torch::nn::Conv2dOptions(c, c, 1).groups(c / options_.depth_group).bias(true));
+      s->to(device());
+      d->to(device());
+      spatial_.push_back(s);
+      depth_.push_back(d);
+    }
+  } else {
+    install(task.index - 1);  // the previous task's transformations and BatchNorm to start from
+  }
+  current_ = task.index;
+  installed_ = -1;
+  head_ = torch::nn::Linear(backbone_->feature_dim(), task.num_classes);
+  head_->to(device());
+  for (auto& [k, v] : live_state()) {
+    if (v.is_floating_point() && k.find(".running_") == std::string::npos) v.requires_grad_(true);
+  }
+  if (base_trains()) {
+    for (const auto& site : backbone_->conv_sites()) {
+      models::state_dict(*backbone_).at(site.name + ".weight").requires_grad_(true);
+    }
+  }
+}
+
+std::vector<at::Tensor> EftMethod::trainable_parameters() {
+  std::vector<at::Tensor> out;
+  for (auto& [k, v] : live_state()) {
+    if (v.requires_grad()) out.push_back(v);
+  }
+  if (base_trains()) {
+    const TensorMap net = models::state_dict(*backbone_);
+    for (const auto& site : backbone_->conv_sites()) out.push_back(net.at(site.name + ".weight"));
+  }
+  return out;
+}
+
+at::Tensor EftMethod::after_conv(size_t site, const at::Tensor& /*input*/, const at::Tensor& output) {
+  return spatial_[site]->forward(output) + depth_[site]->forward(output);
+}
+
+at::Tensor EftMethod::predict(int64_t task, const at::Tensor& images) {
+  if (task != current_) {
+    CLR_CHECK(current_ < 0, ConfigError, "cannot predict for task ", task, " while task ", current_, " is being learned");
+    install(task);
+  }
+  backbone_->set_conv_hook(this);
+  at::Tensor features;
+  try {
+    features = backbone_->features(images);
+  } catch (...) {
+    backbone_->set_conv_hook(nullptr);
+    throw;
+  }
+  backbone_->set_conv_hook(nullptr);
+  return head_->forward(features);
+}
+
+at::Tensor EftMethod::loss(const at::Tensor& images, const at::Tensor& labels) {
+  return torch::nn::functional::cross_entropy(predict(current_, images), labels);
+}
+
+TensorMap EftMethod::snapshot() {
+  TensorMap s = clone_tensors(live_state());
+  if (base_trains()) {
+    const TensorMap net = models::state_dict(*backbone_);
+    for (const auto& site : backbone_->conv_sites()) {
+      s.emplace("base." + site.name + ".weight", net.at(site.name + ".weight").detach().clone());
+    }
+  }
+  return s;
+}
+
+void EftMethod::restore(const TensorMap& state) {
+  torch::NoGradGuard ng;
+  for (auto& [k, v] : live_state()) v.copy_(state.at(k));
+  if (base_trains()) {
+    const TensorMap net = models::state_dict(*backbone_);
+    for (const auto& site : backbone_->conv_sites()) {
+      net.at(site.name + ".weight").copy_(state.at("base." + site.name + ".weight"));
+    }
+  }
+}
+
+void EftMethod::end_task(const TaskEnd&) {
+  CLR_ASSERT(current_ >= 0, "end_task without begin_task");
+  if (base_trains()) {  // the base is frozen from now on
+    const TensorMap net = models::state_dict(*backbone_);
+    for (const auto& site : backbone_->conv_sites()) {
+      at::Tensor w = net.at(site.name + ".weight");
+      w.requires_grad_(false);
+      base_.emplace("base." + site.name + ".weight", w.detach().to(at::kCPU).clone());
+    }
+  }
+  TensorMap state;
+  int64_t extra = 0;
+  for (const auto& [k, v] : live_state()) {
+    state.emplace(k, v.detach().to(at::kCPU).clone());
+    if (v.requires_grad()) extra += v.numel();
+    v.requires_grad_(false);
+  }
+  states_.push_back(std::move(state));
+  extra_.push_back(extra);
+  installed_ = current_;
+  current_ = -1;
+}
+
+TensorMap EftMethod::task_state(int64_t task) const {
+  CLR_CHECK(task >= 0 && task < static_cast<int64_t>(states_.size()), ConfigError, "no state for task ", task);
+  return states_[static_cast<size_t>(task)];
+}
+
+TensorMap EftMethod::method_state() const { return base_; }
+
+int64_t EftMethod::extra_params(int64_t task) const {
+  CLR_CHECK(task >= 0 && task < static_cast<int64_t>(extra_.size()), ConfigError, "no state for task ", task);
+  return extra_[static_cast<size_t>(task)];
+}
+
+void EftMethod::set_training(bool on) {
+  backbone_->train(on);
+  for (auto& m : spatial_) m->train(on);
+  for (auto& m : depth_) m->train(on);
+  if (head_) head_->train(on);
+}
+
+}  // namespace clr::train

@@ -1,0 +1,258 @@
+// The dynamic-network baselines (METHODS.md §10 SupSup, §12 EFTs): the sanity checks
+// METHODS.md lists for them, driven step by step so that each task's state can be
+// looked at after every later task, and once through the real runner.
+#include <cmath>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "clr/core/error.h"
+#include "clr/core/hash.h"
+#include "clr/core/progress.h"
+#include "clr/data/synthetic.h"
+#include "clr/eval/results.h"
+#include "clr/eval/runner.h"
+#include "clr/models/registry.h"
+#include "clr/train/methods/eft.h"
+#include "clr/train/methods/supsup.h"
+#include "test_util.h"
+
+namespace clr {
+namespace {
+
+// A few Adam steps of task `index` on random images: enough to move every trained tensor.
+void learn(train::Method& m, int64_t index, int64_t classes, int steps = 3) {
+  m.begin_task({index, "t" + std::to_string(index), classes});
+  m.set_training(true);
+  torch::optim::Adam opt(m.trainable_parameters(), torch::optim::AdamOptions(1e-2));
+  for (int s = 0; s < steps; ++s) {
+    const at::Tensor x = torch::randn({8, 3, 8, 8});
+    const at::Tensor y = torch::randint(classes, {8}, torch::kLong);
+    opt.zero_grad();
+    m.loss(x, y).backward();
+    opt.step();
+  }
+  m.set_training(false);
+  m.end_task({});
+}
+
+TensorMap conv_weights(models::ResNet& net) {
+  TensorMap out;
+  const TensorMap s = models::state_dict(*net);
+  for (const auto& site : net->conv_sites()) out.emplace(site.name, s.at(site.name + ".weight"));
+  return out;
+}
+
+eval::Results run_two_shapes_tasks(train::Method& m, const std::string& out) {
+  data::Sequence seq;
+  for (int t = 0; t < 2; ++t) {
+    data::ShapesOptions o;
+    o.classes = 3 + t;
+    o.train_per_class = 6;
+    o.val_per_class = 2;
+    o.test_per_class = 4;
+    o.size = 8;
+    o.seed = 20 + t;
+    seq.push_back(data::make_shapes_task(o));
+    seq.back().name = "s" + std::to_string(t);
+  }
+  eval::RunOptions o;
+  o.train.epochs = 2;
+  o.train.batch_size = 8;
+  o.prepare.size = 8;
+  o.out_dir = out;
+  o.backbone_arch = "resnet18";
+  o.device = "cpu";
+  Progress::set_enabled(false);
+  return eval::run_sequence(m, std::move(seq), o);
+}
+
+TEST(Supsup, PackedBitsRoundTrip) {
+  const at::Tensor m = torch::rand({3, 5, 7}) < 0.3;  // 105 bits: the last byte is padded
+  const at::Tensor packed = train::pack_bits(m);
+  EXPECT_EQ(packed.numel(), 14);
+  EXPECT_TRUE(train::unpack_bits(packed, m.numel()).view_as(m).equal(m));
+  EXPECT_THROW(train::unpack_bits(packed, 200), FormatError);
+}
+
+// The sampled-threshold top-k picks the same set as topk, on sizes of ResNet layers,
+// on a ramp (a strided sample of sorted values) and on ties.
+TEST(Supsup, FastTopKIsTheExactTopK) {
+  const std::pair<int64_t, int64_t> cases[] = {{2359296, 8192}, {100000, 3}, {70000, 8000}, {1000, 500}};
+  auto as_mask = [](const at::Tensor& idx, int64_t n) { return torch::zeros({n}, torch::kBool).index_fill_(0, idx, true); };
+  for (const auto& [n, k] : cases) {
+    const at::Tensor x = torch::rand({n});
+    EXPECT_TRUE(as_mask(train::top_k_indices(x, k), n).equal(as_mask(std::get<1>(x.topk(k)), n))) << n << " " << k;
+  }
+  const at::Tensor ramp = torch::arange(300000, torch::kFloat);
+  EXPECT_TRUE(as_mask(train::top_k_indices(ramp, 1000), 300000).equal(ramp >= 299000));
+  const at::Tensor ties = torch::ones({200000});
+  EXPECT_EQ(as_mask(train::top_k_indices(ties, 777), 200000).sum().item<int64_t>(), 777);
+  EXPECT_THROW(train::top_k_indices(ties, 0), ConfigError);
+}
+
+TEST(Supsup, RandomWeightsAreSignedConstantsFromTheSeed) {
+  torch::manual_seed(0);
+  train::SupsupOptions o;
+  o.seed = 7;
+  models::ResNet a = models::make_resnet("resnet18", 0, true);
+  train::SupsupMethod ma(a, 1, o);
+  models::ResNet b = models::make_resnet("resnet18", 0, true);  // other pretrained weights, same seed
+  train::SupsupMethod mb(b, 1, o);
+  EXPECT_EQ(fingerprint(conv_weights(a)), fingerprint(conv_weights(b)));
+  for (const auto& [name, w] : conv_weights(a)) {
+    const double c = std::sqrt(2.0 / static_cast<double>(w.numel() / w.size(0)));
+    EXPECT_TRUE(w.abs().sub(c).abs().max().item<double>() < 1e-7) << name;
+    const double positive = (w > 0).to(torch::kFloat64).mean().item<double>();
+    EXPECT_GT(positive, 0.4) << name;
+    EXPECT_LT(positive, 0.6) << name;
+  }
+  // The pretrained variant keeps the loaded weights.
+  models::ResNet p = models::make_resnet("resnet18", 0, true);
+  const std::string before = fingerprint(models::state_dict(*p));
+  o.weights = "pretrained";
+  train::SupsupMethod mp(p, 1, o);
+  EXPECT_EQ(fingerprint(models::state_dict(*p)), before);
+}
+
+// METHODS.md §10 Sanity: the weights never change, task t's mask is bit-identical after
+// task t+1, each layer's density is exactly the ER budget's, old predictions do not move.
+TEST(Supsup, MasksFrozenWeightsUntouchedDensityExact) {
+  torch::manual_seed(1);
+  models::ResNet net = models::make_resnet("resnet18", 0, true);
+  train::SupsupMethod m(net, 1, {});
+  const std::string weights = fingerprint(models::state_dict(*net));
+  const at::Tensor probe = torch::randn({4, 3, 8, 8});
+  learn(m, 0, 3);
+  const TensorMap first = clone_tensors(m.task_state(0));
+  const at::Tensor before = m.predict(0, probe);
+  learn(m, 1, 5);
+  EXPECT_EQ(fingerprint(m.task_state(0)), fingerprint(first)) << "task 0's mask, statistics or head moved";
+  EXPECT_TRUE(m.predict(0, probe).equal(before));
+  EXPECT_EQ(fingerprint(models::state_dict(*net)), weights) << "the fixed network changed";
+  EXPECT_NE(fingerprint(m.task_state(1)), fingerprint(first));
+  const auto& sites = net->conv_sites();
+  const TensorMap w = conv_weights(net);
+  int64_t bits = 0;
+  for (size_t i = 0; i < sites.size(); ++i) {
+    const int64_t n = w.at(sites[i].name).numel();
+    const double d = std::min(0.5, 8.0 * static_cast<double>(sites[i].in_channels + sites[i].out_channels) /
+                                       static_cast<double>(n));
+    EXPECT_EQ(m.densities()[i], d) << sites[i].name;
+    const int64_t kept = n - static_cast<int64_t>((1.0 - d) * static_cast<double>(n));
+    for (int64_t t = 0; t < 2; ++t) EXPECT_EQ(m.mask(t, i).sum().item<int64_t>(), kept) << sites[i].name;
+    EXPECT_TRUE(train::unpack_bits(first.at("mask." + sites[i].name), n).view_as(w.at(sites[i].name))
+                    .equal(m.mask(0, i)));
+    bits += n;
+  }
+  EXPECT_EQ(m.extra_params(1), (bits + 31) / 32 + 512 * 5 + 5);
+}
+
+// The straight-through estimator: every layer's scores get a gradient.
+TEST(Supsup, ScoresGetGradientsThroughTheMask) {
+  torch::manual_seed(2);
+  models::ResNet net = models::make_resnet("resnet18", 0, true);
+  train::SupsupOptions o;
+  o.density = 0.25;
+  train::SupsupMethod m(net, 1, o);
+  m.begin_task({0, "a", 3});
+  m.set_training(true);
+  m.loss(torch::randn({4, 3, 8, 8}), torch::tensor({0, 1, 2, 0}, torch::kLong)).backward();
+  const auto params = m.trainable_parameters();
+  ASSERT_EQ(params.size(), net->conv_sites().size() + 2);
+  for (size_t i = 0; i < net->conv_sites().size(); ++i) {
+    ASSERT_TRUE(params[i].grad().defined()) << net->conv_sites()[i].name;
+    EXPECT_GT(params[i].grad().abs().sum().item<double>(), 0) << net->conv_sites()[i].name;
+  }
+}
+
+TEST(Supsup, BadOptionsNameTheFlag) {
+  train::SupsupOptions o;
+  o.density = 1.5;
+  try {
+    o.validate();
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--supsup-density"), std::string::npos) << e.what();
+  }
+  o = {};
+  o.er_scale = std::nan("");
+  EXPECT_THROW(o.validate(), ConfigError);
+  o = {};
+  o.weights = "imagenet";
+  EXPECT_THROW(o.validate(), ConfigError);
+}
+
+// METHODS.md §12 Sanity: the base learns on the first task and is bit-identical after
+// every later one; 90 C transformation values per conv of C outputs.
+TEST(Efts, BaseLearnsOnTheFirstTaskThenIsFrozen) {
+  torch::manual_seed(3);
+  models::ResNet net = models::make_resnet("resnet18", 0, true);
+  const std::string loaded = fingerprint(conv_weights(net));
+  train::EftMethod m(net, 1, {});
+  const at::Tensor probe = torch::randn({4, 3, 8, 8});
+  learn(m, 0, 3);
+  const std::string base = fingerprint(conv_weights(net));
+  EXPECT_NE(base, loaded) << "the base should train on the first task";
+  const TensorMap first = clone_tensors(m.task_state(0));
+  const at::Tensor before = m.predict(0, probe);
+  learn(m, 1, 4);
+  learn(m, 2, 5);
+  EXPECT_EQ(fingerprint(conv_weights(net)), base) << "the base moved after the first task";
+  EXPECT_EQ(fingerprint(m.task_state(0)), fingerprint(first));
+  EXPECT_TRUE(m.predict(0, probe).equal(before));
+  EXPECT_EQ(fingerprint(m.method_state()), fingerprint([&] {
+              TensorMap b;
+              for (const auto& [k, v] : conv_weights(net)) b.emplace("base." + k + ".weight", v);
+              return b;
+            }()));
+  int64_t per_task = 0;
+  for (size_t i = 0; i < net->conv_sites().size(); ++i) {
+    const int64_t c = net->conv_sites()[i].out_channels;
+    EXPECT_EQ(m.transform_params(i), 90 * c) << net->conv_sites()[i].name;
+    per_task += 90 * c + 2 * c;  // + BatchNorm affine
+  }
+  EXPECT_EQ(m.extra_params(2), per_task + 512 * 5 + 5);
+}
+
+TEST(Efts, PretrainedBaseNeverTrains) {
+  torch::manual_seed(4);
+  models::ResNet net = models::make_resnet("resnet18", 0, true);
+  const std::string loaded = fingerprint(conv_weights(net));
+  train::EftOptions o;
+  o.base = "pretrained";
+  train::EftMethod m(net, 1, o);
+  learn(m, 0, 3);
+  learn(m, 1, 3);
+  EXPECT_EQ(fingerprint(conv_weights(net)), loaded);
+  EXPECT_TRUE(m.method_state().empty());
+}
+
+TEST(Efts, GroupsMustDivideEveryConv) {
+  train::EftOptions o;
+  o.spatial_group = 48;  // 64 channels are not a multiple
+  try {
+    train::EftMethod m(models::make_resnet("resnet18", 0, true), 1, o);
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("conv1"), std::string::npos) << e.what();
+  }
+}
+
+// Through the runner: both never forget, exactly.
+TEST(DynamicMethods, ZeroForgettingThroughTheRunner) {
+  test::TempDir dir("dynamic");
+  for (const std::string name : {"supsup", "efts"}) {
+    torch::manual_seed(0);
+    models::ResNet net = models::make_resnet("resnet18", 0, true);
+    std::unique_ptr<train::Method> m;
+    if (name == "supsup") m = std::make_unique<train::SupsupMethod>(net, 1, train::SupsupOptions{});
+    else m = std::make_unique<train::EftMethod>(net, 1, train::EftOptions{});
+    const eval::Results r = run_two_shapes_tasks(*m, dir.path() + "/" + name);
+    EXPECT_EQ(*r.accuracy[1][0], *r.accuracy[0][0]) << name;
+    EXPECT_EQ(eval::forgetting(r.accuracy), 0.0) << name;
+  }
+}
+
+}  // namespace
+}  // namespace clr
