@@ -84,6 +84,10 @@ void add_run_options(CLI::App* sub, RunArgs* a) {
       ->group(g);
   hyper("--derpp-alpha", f.derpp_alpha, clr::detail::concat("derpp: logit-matching weight (default ", d.replay.alpha, ")"));
   hyper("--derpp-beta", f.derpp_beta, clr::detail::concat("derpp: replayed cross-entropy weight (default ", d.replay.beta, ")"));
+  sub->add_option("--psp-context", f.psp_context,
+                  clr::detail::concat("psp: random (every task, the paper), first-ones (the first task sees the "
+                                      "pretrained weights) or ones (= sgd) (default ", d.psp.context, ")"))
+      ->group(g);
   sub->add_option("--supsup-weights", f.supsup_weights,
                   clr::detail::concat("supsup: the fixed network, random (signed constant, the paper) or pretrained "
                                       "(default ", d.supsup.weights, ")"))

@@ -101,6 +101,7 @@ void RunOverrides::apply(RunConfig& c) const {
   if (supsup_density) m.supsup.density = *supsup_density;
   if (supsup_er_scale) m.supsup.er_scale = *supsup_er_scale;
   if (eft_base) m.eft.base = *eft_base;
+  if (psp_context) m.psp.context = *psp_context;
   if (eft_spatial_group) m.eft.spatial_group = *eft_spatial_group;
   if (eft_depth_group) m.eft.depth_group = *eft_depth_group;
 }

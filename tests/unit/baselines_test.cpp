@@ -17,6 +17,7 @@
 #include "clr/train/methods/registry.h"
 #include "clr/train/methods/regularized.h"
 #include "clr/train/methods/replay.h"
+#include "clr/train/methods/psp.h"
 #include "clr/train/methods/separate.h"
 #include "clr/data/image.h"
 #include "clr/data/loader.h"
@@ -379,6 +380,35 @@ TEST(Baselines, SeparateCostsAWholeBackbonePerTask) {
   for (const auto& p : models::make_resnet("resnet18", 0, true)->parameters()) backbone += p.numel();
   EXPECT_EQ(r.results.tasks[1].extra_params, backbone + 512 * 5 + 5);
   EXPECT_EQ(*r.results.accuracy[1][0], *r.results.accuracy[0][0]);
+}
+
+// METHODS.md §9 Sanity: with every context all ones PSP is sgd with a head per task,
+// bit for bit; with random contexts it is not, and the contexts stay +-1, fixed.
+TEST(Baselines, PspWithOnesContextsIsSgdBitForBit) {
+  test::TempDir dir("psp");
+  const MethodRun sgd = run_method("sgd", {}, shapes_sequence(3), dir.path() + "/sgd");
+  train::MethodOptions ones;
+  ones.psp.context = "ones";
+  MethodRun psp = run_method("psp", ones, shapes_sequence(3), dir.path() + "/ones");
+  TensorMap heads;  // psp's states also hold the (all-ones) contexts
+  for (const auto& [k, v] : psp.heads) {
+    if (k.find("context.") == std::string::npos) heads.emplace(k, v);
+  }
+  psp.heads = heads;
+  expect_same_run(sgd, psp, "psp with all-ones contexts");
+  const MethodRun random = run_method("psp", {}, shapes_sequence(3), dir.path() + "/random");
+  EXPECT_NE(sgd.backbone, random.backbone) << "random contexts should change the run";
+  // Each task's contexts: +-1, about half of each, and different tasks differ.
+  torch::manual_seed(0);
+  train::PspOptions o;
+  o.seed = 3;
+  train::PspMethod m(models::make_resnet("resnet18", 0, true), 1, o);
+  m.begin_task({0, "a", 2});
+  m.begin_task({1, "b", 2});
+  const at::Tensor c0 = m.context(0, 19).clone(), c1 = m.context(1, 19);  // layer4.1.conv2: 4,608 values
+  EXPECT_TRUE(c0.abs().eq(1).all().item<bool>());
+  EXPECT_NEAR(c0.gt(0).to(torch::kFloat64).mean().item<double>(), 0.5, 0.05);
+  EXPECT_FALSE(c0.equal(c1));
 }
 
 TEST(Baselines, UnknownMethodNamesTheKnownOnes) {

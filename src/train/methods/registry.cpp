@@ -32,6 +32,7 @@ constexpr Entry kMethods[] = {
     {"lwf", "sgd + distillation of the previous model's outputs on the old heads"},
     {"er", "sgd + experience replay from a reservoir buffer of past images"},
     {"derpp", "DER++: replay with stored logits (MSE) and labels (CE)"},
+    {"psp", "PSP: sgd with each task's conv weights bound to its own random +-1 context, a head per task"},
     {"supsup", "SupSup: a learned binary mask per task over a fixed (random) network, BN statistics and a head "
                "per task"},
     {"efts", "EFTs: a grouped 3x3 + 1x1 feature transformation after every conv, BN and a head per task; the base "
@@ -60,6 +61,7 @@ void fields(V& v, MethodOptions& o) {
   v("eft_base", o.eft.base);
   v("eft_spatial_group", o.eft.spatial_group);
   v("eft_depth_group", o.eft.depth_group);
+  v("psp_context", o.psp.context);
 }
 CLR_SETTINGS_JSON(MethodOptions)
 
@@ -96,6 +98,7 @@ void MethodOptions::validate() const {
   replay.validate();
   supsup.validate();
   eft.validate();
+  psp.validate();
 }
 
 std::vector<std::string> method_names() {
@@ -130,6 +133,10 @@ std::unique_ptr<Method> make_method(const std::string& name, models::ResNet back
     o.replay.seed = o.seed;
     o.replay.crop = o.crop;
     return std::make_unique<ReplayMethod>(std::move(backbone), params, o.max_classes, o.replay);
+  }
+  if (name == "psp") {
+    o.psp.seed = o.seed;
+    return std::make_unique<PspMethod>(std::move(backbone), params, o.psp);
   }
   if (name == "supsup") {
     o.supsup.seed = o.seed;
