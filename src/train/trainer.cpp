@@ -115,6 +115,7 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
   int64_t since_best = 0;
   for (int64_t epoch = 0; epoch < config.epochs; ++epoch) {
     set_lr(*opt, lr_at(config, epoch));
+    method.begin_epoch(epoch, config.epochs);
     method.set_training(true);
     Progress progress(detail::concat("task ", task.index + 1, " '", task.name, "' epoch ", epoch + 1, "/", config.epochs),
                       train.size());

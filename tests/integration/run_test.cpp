@@ -70,7 +70,7 @@ TEST(Compare, AllMethodsEndToEnd) {
   const auto j = nlohmann::json::parse(read_file(out.file("compare.json")));
   EXPECT_EQ(j["schema"], "clr.compare/1");
   const auto& methods = j["methods"];
-  ASSERT_EQ(methods.size(), 16u);
+  ASSERT_EQ(methods.size(), 17u);
   std::map<std::string, nlohmann::json> by;
   for (const auto& m : methods) {
     by[m["method"].get<std::string>()] = m;
@@ -103,7 +103,7 @@ TEST(Compare, AllMethodsEndToEnd) {
   // sgd-ll keeps one shared layer, counted once; linear a head per task.
   EXPECT_LT(by["sgd-ll"]["stored_bytes_total"].get<int64_t>(), by["linear"]["stored_bytes_total"].get<int64_t>());
   const std::string csv = read_file(out.file("compare.csv"));
-  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 17);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 18);
 
   // The report: an HTML page and SVG figures that an SVG renderer accepts.
   const Result rep = clr_cmd("report " + out.path());

@@ -13,6 +13,7 @@
 #include "clr/eval/results.h"
 #include "clr/eval/runner.h"
 #include "clr/models/registry.h"
+#include "clr/train/methods/confit.h"
 #include "clr/train/methods/eft.h"
 #include "clr/train/methods/supsup.h"
 #include "test_util.h"
@@ -237,6 +238,86 @@ TEST(Efts, GroupsMustDivideEveryConv) {
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("conv1"), std::string::npos) << e.what();
   }
+}
+
+// One Adam step of the current task on random images, in train mode.
+void step(train::Method& m, torch::optim::Optimizer& opt, int64_t classes) {
+  m.set_training(true);
+  opt.zero_grad();
+  m.loss(torch::randn({8, 3, 8, 8}), torch::randint(classes, {8}, torch::kLong)).backward();
+  opt.step();
+  m.after_step();
+}
+
+// METHODS.md §13: each stage trains only what it names (head; + BatchNorm affine; all).
+TEST(Confit, StagesTrainOnlyWhatTheyName) {
+  torch::manual_seed(5);
+  models::ResNet net = models::make_resnet("resnet18", 0, true);
+  train::ConfitMethod m(net, 1);
+  m.begin_task({0, "a", 3});
+  torch::optim::Adam opt(m.trainable_parameters(), torch::optim::AdamOptions(1e-2));
+  auto convs = [&] { return fingerprint(conv_weights(net)); };
+  auto affine = [&] {
+    return fingerprint(
+        clone_tensors({{"w", net->bn1->weight}, {"b", net->layer3[0]->as<models::BasicBlockImpl>()->bn2->bias}}));
+  };
+  const std::string conv0 = convs(), affine0 = affine();
+  m.begin_epoch(0, 10);  // [0, 2): the head
+  step(m, opt, 3);
+  EXPECT_EQ(convs(), conv0);
+  EXPECT_EQ(affine(), affine0);
+  EXPECT_NE(net->bn1->running_mean.abs().sum().item<double>(), 0.0) << "statistics update in every stage";
+  m.begin_epoch(2, 10);  // [2, 5): + BatchNorm affine
+  step(m, opt, 3);
+  EXPECT_EQ(convs(), conv0);
+  EXPECT_NE(affine(), affine0);
+  m.begin_epoch(5, 10);  // [5, 10): everything
+  step(m, opt, 3);
+  EXPECT_NE(convs(), conv0);
+}
+
+// METHODS.md §13 Sanity: with the conv weights unchanged since task i, the correction
+// gives back task i's BatchNorm means (exactly, up to rounding, for a 1x1 conv, where
+// no padding enters); an old task is evaluated with it, the latest task without.
+TEST(Confit, CorrectionReproducesTheMeansWhileTheWeightsStayPut) {
+  torch::manual_seed(6);
+  models::ResNet net = models::make_resnet("resnet18", 0, true);
+  train::ConfitMethod m(net, 1);
+  m.begin_task({0, "a", 3});
+  torch::optim::Adam opt(m.trainable_parameters(), torch::optim::AdamOptions(1e-2));
+  m.begin_epoch(2, 10);  // BatchNorm affine and head: the convs stay put
+  for (int i = 0; i < 4; ++i) step(m, opt, 3);
+  m.set_training(false);
+  m.end_task({});
+  const TensorMap state = m.task_state(0);
+  const TensorMap corrected = m.corrected_means(0, 8);
+  const auto& sites = net->conv_sites();
+  int checked = 0;
+  for (size_t i = 0; i < sites.size(); ++i) {
+    if (sites[i].kernel != 1) continue;  // the 1x1 stride-2 downsample convs: four phases, no padding
+    ASSERT_TRUE(m.phased(i));
+    const at::Tensor stored = state.at("bn." + sites[i].norm + ".running_mean");
+    EXPECT_TRUE(torch::allclose(corrected.at(sites[i].norm), stored, 1e-4, 1e-5)) << sites[i].name;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 3);
+  // Task 1 trains everything: task 0 is then evaluated through corrected means that
+  // differ from its stored ones, and the latest task's BatchNorm stays live.
+  m.begin_task({1, "b", 4});
+  torch::optim::Adam opt1(m.trainable_parameters(), torch::optim::AdamOptions(1e-2));
+  m.begin_epoch(9, 10);
+  for (int i = 0; i < 3; ++i) step(m, opt1, 4);
+  m.set_training(false);
+  m.end_task({});
+  const TensorMap after = m.corrected_means(0, 8);
+  EXPECT_FALSE(torch::allclose(after.at(sites[2].norm), state.at("bn." + sites[2].norm + ".running_mean")));
+  const TensorMap live = clone_tensors(models::state_dict(*net));
+  const at::Tensor probe = torch::randn({4, 3, 8, 8});
+  torch::NoGradGuard ng;
+  const at::Tensor old = m.predict(0, probe);
+  EXPECT_EQ(fingerprint(models::state_dict(*net)), fingerprint(live)) << "evaluating task 0 left its BatchNorm behind";
+  EXPECT_TRUE(m.predict(0, probe).equal(old));
+  EXPECT_EQ(m.extra_params(1), 2 * 4800 + 512 * 4 + 4);
 }
 
 // Through the runner: both never forget, exactly.

@@ -48,6 +48,9 @@ class Method {
   virtual void restore(const TensorMap& state) = 0;
   // Called after every optimiser step (path-integral importance, ...).
   virtual void after_step() {}
+  // Called before each training epoch of the current task (0-based, of at most
+  // `epochs`): methods that train in stages (ConFiT) choose what trains here.
+  virtual void begin_epoch(int64_t epoch, int64_t epochs) {}
   // Called once the current task's final state is chosen.
   virtual void end_task(const TaskEnd& end) = 0;
   // Eval-mode logits of `images` for task `task` (any task seen so far).

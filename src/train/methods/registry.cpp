@@ -7,6 +7,7 @@
 #include "clr/core/settings_io.h"
 #include "clr/core/tensor_map.h"
 #include "clr/train/clr_method.h"
+#include "clr/train/methods/confit.h"
 #include "clr/train/methods/finetune.h"
 #include "clr/train/methods/separate.h"
 
@@ -32,6 +33,8 @@ constexpr Entry kMethods[] = {
     {"lwf", "sgd + distillation of the previous model's outputs on the old heads"},
     {"er", "sgd + experience replay from a reservoir buffer of past images"},
     {"derpp", "DER++: replay with stored logits (MSE) and labels (CE)"},
+    {"confit", "ConFiT: sgd in stages (head, + BN affine, all) with per-task BN whose means are recomputed through the "
+               "current weights"},
     {"psp", "PSP: sgd with each task's conv weights bound to its own random +-1 context, a head per task"},
     {"supsup", "SupSup: a learned binary mask per task over a fixed (random) network, BN statistics and a head "
                "per task"},
@@ -134,6 +137,7 @@ std::unique_ptr<Method> make_method(const std::string& name, models::ResNet back
     o.replay.crop = o.crop;
     return std::make_unique<ReplayMethod>(std::move(backbone), params, o.max_classes, o.replay);
   }
+  if (name == "confit") return std::make_unique<ConfitMethod>(std::move(backbone), params);
   if (name == "psp") {
     o.psp.seed = o.seed;
     return std::make_unique<PspMethod>(std::move(backbone), params, o.psp);
