@@ -84,6 +84,12 @@ void add_run_options(CLI::App* sub, RunArgs* a) {
       ->group(g);
   hyper("--derpp-alpha", f.derpp_alpha, clr::detail::concat("derpp: logit-matching weight (default ", d.replay.alpha, ")"));
   hyper("--derpp-beta", f.derpp_beta, clr::detail::concat("derpp: replayed cross-entropy weight (default ", d.replay.beta, ")"));
+  sub->add_option("--kernel", f.kernel, "clr, clr-full: the CLR kernel size, odd (default 3; [backbone] kernel)")
+      ->group(g);
+  sub->add_option("--clr-norm", f.clr_norm,
+                  clr::detail::concat("clr, clr-full: what a task keeps of BatchNorm: task (affine and statistics, the "
+                                      "paper), affine, or frozen (the backbone's) (default ", d.clr_norm, ")"))
+      ->group(g);
   sub->add_option("--psp-context", f.psp_context,
                   clr::detail::concat("psp: random (every task, the paper), first-ones (the first task sees the "
                                       "pretrained weights) or ones (= sgd) (default ", d.psp.context, ")"))

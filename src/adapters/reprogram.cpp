@@ -36,6 +36,22 @@ std::string variant_name(Variant v) {
 
 std::vector<std::string> variant_names() { return {"clr", "clr-full", "residual"}; }
 
+NormMode parse_norm_mode(const std::string& name) {
+  if (name == "task") return NormMode::kTask;
+  if (name == "affine") return NormMode::kAffine;
+  if (name == "frozen") return NormMode::kFrozen;
+  throw ConfigError(detail::concat("unknown BatchNorm mode '", name, "'; expected task, affine or frozen"));
+}
+
+std::string norm_mode_name(NormMode mode) {
+  switch (mode) {
+    case NormMode::kTask: return "task";
+    case NormMode::kAffine: return "affine";
+    case NormMode::kFrozen: return "frozen";
+  }
+  return "?";
+}
+
 ReprogrammedNetImpl::ReprogrammedNetImpl(models::ResNet backbone, ReprogramOptions options, int64_t num_classes)
     : options_(options) {
   CLR_CHECK(backbone->options().num_classes() == 0, ConfigError,
@@ -85,7 +101,8 @@ ReprogrammedNetImpl::ReprogrammedNetImpl(models::ResNet backbone, ReprogramOptio
     for (size_t f = 0; f < 5; ++f) {
       const std::string key = "bn." + s.norm + "." + kNormFields[f];
       norm_base_.emplace(key, fields[f].detach().to(at::kCPU).clone());
-      if (has_clr(options_.variant())) {
+      const bool kept = options_.norm() == NormMode::kTask || (options_.norm() == NormMode::kAffine && f < 2);
+      if (has_clr(options_.variant()) && kept) {
         live_.emplace(key, fields[f]);
         if (f < 2) fields[f].requires_grad_(true);
       }
@@ -118,7 +135,7 @@ at::Tensor ReprogrammedNetImpl::forward(const at::Tensor& x) { return head_->for
 
 void ReprogrammedNetImpl::train(bool on) {
   torch::nn::Module::train(on);
-  if (!has_clr(options_.variant())) {
+  if (!has_clr(options_.variant()) || options_.norm() != NormMode::kTask) {
     for (auto& m : backbone_->modules(/*include_self=*/false)) {
       if (m->as<torch::nn::BatchNorm2dImpl>() != nullptr) m->eval();
     }
@@ -195,8 +212,8 @@ TensorMap ReprogrammedNetImpl::new_task_state(int64_t num_classes) const {
       state.emplace("residual." + s.name + ".weight", fresh->weight.detach());
     }
   }
-  if (has_clr(options_.variant())) {
-    for (const auto& [k, t] : norm_base_) state.emplace(k, t.clone());
+  for (const auto& [k, t] : norm_base_) {
+    if (live_.count(k) != 0) state.emplace(k, t.clone());
   }
   torch::nn::Linear head(backbone_->feature_dim(), num_classes);
   state.emplace("head.weight", head->weight.detach());

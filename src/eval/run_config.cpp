@@ -71,6 +71,7 @@ void RunOverrides::apply(RunConfig& c) const {
   if (arch) c.backbone.arch = *arch;
   if (backbone) c.backbone.set_source(*backbone);
   if (small_stem) c.backbone.small_stem = true;
+  if (kernel) c.backbone.kernel = *kernel;
   if (scale) c.data.whole_suite(*scale);
   if (size) c.data.size = *size;
   if (val_fraction) c.data.val_fraction = *val_fraction;
@@ -102,6 +103,7 @@ void RunOverrides::apply(RunConfig& c) const {
   if (supsup_er_scale) m.supsup.er_scale = *supsup_er_scale;
   if (eft_base) m.eft.base = *eft_base;
   if (psp_context) m.psp.context = *psp_context;
+  if (clr_norm) m.clr_norm = *clr_norm;
   if (eft_spatial_group) m.eft.spatial_group = *eft_spatial_group;
   if (eft_depth_group) m.eft.depth_group = *eft_depth_group;
 }

@@ -13,6 +13,10 @@ ClrMethod::ClrMethod(models::ResNet backbone, adapters::ReprogramOptions options
 
 std::string ClrMethod::name() const { return adapters::variant_name(net_->options().variant()); }
 
+std::string ClrMethod::store_variant() const {
+  return net_->options().norm() == adapters::NormMode::kTask ? name() : "";
+}
+
 void ClrMethod::begin_task(const TaskInfo& task) {
   CLR_ASSERT(task.index == static_cast<int64_t>(states_.size()), "tasks must be learned in order");
   net_->begin_task(task.num_classes);

@@ -158,6 +158,37 @@ TEST(Reprogram, ResidualVariantKeepsBatchNormFrozen) {
   for (const auto& k : net->task_state_keys()) EXPECT_EQ(k.rfind("bn.", 0), std::string::npos) << k;
 }
 
+// The BatchNorm ablation: `affine` keeps and trains only weight and bias per task (the
+// statistics stay the backbone's, in eval mode), `frozen` keeps nothing of BatchNorm.
+TEST(Reprogram, NormModesKeepWhatTheyName) {
+  for (adapters::NormMode mode : {adapters::NormMode::kAffine, adapters::NormMode::kFrozen}) {
+    const std::string name = adapters::norm_mode_name(mode);
+    auto [plain, copy] = backbone_pair("resnet18", /*small=*/true);
+    const TensorMap original = clone_tensors(models::state_dict(*plain));
+    ReprogrammedNet net(copy, ReprogramOptions().norm(mode), 3);
+    const TensorMap before = net->task_state();
+    test::train_steps(net, 3, 4, 8, 32);
+    EXPECT_FALSE(net->backbone()->bn1->is_training()) << name;
+    EXPECT_TRUE(test::bit_identical(net->backbone()->bn1->running_mean, original.at("bn1.running_mean"))) << name;
+    const TensorMap after = net->task_state();
+    bool affine_moved = false;
+    for (const auto& [k, v] : after) {
+      EXPECT_EQ(k.find(".running_"), std::string::npos) << name << ": " << k;
+      if (k.rfind("bn.", 0) == 0) affine_moved = affine_moved || !test::bit_identical(v, before.at(k));
+    }
+    EXPECT_EQ(after.count("bn.bn1.weight"), mode == adapters::NormMode::kAffine ? 1u : 0u) << name;
+    EXPECT_EQ(affine_moved, mode == adapters::NormMode::kAffine) << name;
+    EXPECT_EQ(net->task_state_size().norm_affine, mode == adapters::NormMode::kAffine ? 9600 : 0) << name;
+    EXPECT_EQ(net->task_state_size().norm_statistics, 0) << name;
+    // A new task starts from the backbone's affine values again.
+    net->begin_task(2);
+    if (mode == adapters::NormMode::kAffine) {
+      EXPECT_TRUE(test::bit_identical(net->backbone()->bn1->weight, original.at("bn1.weight")));
+    }
+  }
+  EXPECT_THROW(adapters::parse_norm_mode("shared"), ConfigError);
+}
+
 TEST(Reprogram, LoadTaskStateIsStrict) {
   ReprogrammedNet net(models::make_resnet("resnet18", 0), ReprogramOptions(), 3);
   TensorMap state = net->new_task_state(3);

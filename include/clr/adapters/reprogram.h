@@ -10,7 +10,8 @@
 // Per-task state is a TensorMap with these keys (no backbone key ever changes):
 //   clr.<conv>.weight        [C, 1, k, k]   (clr, clr-full)
 //   residual.<conv>.weight   [out, in, 1, 1] (residual)
-//   bn.<norm>.{weight,bias,running_mean,running_var,num_batches_tracked} (clr, clr-full)
+//   bn.<norm>.{weight,bias,running_mean,running_var,num_batches_tracked} (clr, clr-full;
+//                                  weight and bias only with NormMode::kAffine, none with kFrozen)
 //   head.weight [K, F], head.bias [K]
 // where <conv> / <norm> are torchvision module names ("layer1.0.conv2", "layer1.0.bn2").
 #pragma once
@@ -38,8 +39,18 @@ Variant parse_variant(const std::string& name);
 std::string variant_name(Variant variant);
 std::vector<std::string> variant_names();
 
+// What a task keeps of BatchNorm (clr, clr-full; the ablation of the paper's choice):
+//   task    affine parameters and running statistics per task (the paper, the default)
+//   affine  affine parameters per task; statistics the backbone's, BatchNorm in eval mode
+//   frozen  nothing: the backbone's BatchNorm, in eval mode
+enum class NormMode { kTask, kAffine, kFrozen };
+// "task", "affine", "frozen"; parse throws ConfigError naming them.
+NormMode parse_norm_mode(const std::string& name);
+std::string norm_mode_name(NormMode mode);
+
 struct ReprogramOptions {
   TORCH_ARG(Variant, variant) = Variant::kClr;
+  TORCH_ARG(NormMode, norm) = NormMode::kTask;
   // Kernel size of the CLR layers (the authors use 3, also after the 7x7 stem).
   TORCH_ARG(int64_t, kernel_size) = 3;
 };
@@ -63,8 +74,8 @@ class ReprogrammedNetImpl : public torch::nn::Module, public models::ConvHook {
 
   // Logits of the current task, [N, num_classes].
   at::Tensor forward(const at::Tensor& x);
-  // Train mode trains BatchNorm (clr, clr-full); the residual variant keeps its
-  // frozen BatchNorm in eval mode whatever the mode.
+  // Train mode trains BatchNorm (clr, clr-full with NormMode::kTask); the residual
+  // variant and the other norm modes keep BatchNorm in eval mode whatever the mode.
   void train(bool on = true) override;
 
   // ---- per-task state

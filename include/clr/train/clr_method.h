@@ -28,7 +28,9 @@ class ClrMethod : public Method {
   int64_t extra_params(int64_t task) const override;
   int64_t backbone_params() const override { return backbone_params_; }
   std::string backbone_fingerprint() const override { return fingerprint_; }
-  std::string store_variant() const override { return name(); }
+  // The store takes the paper's per-task BatchNorm only (the engine serves that); the
+  // BatchNorm ablations write task_states/ instead.
+  std::string store_variant() const override;
   int64_t store_kernel_size() const override { return net_->options().kernel_size(); }
   void set_training(bool on) override;
   c10::Device device() const override;

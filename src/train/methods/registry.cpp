@@ -65,6 +65,7 @@ void fields(V& v, MethodOptions& o) {
   v("eft_spatial_group", o.eft.spatial_group);
   v("eft_depth_group", o.eft.depth_group);
   v("psp_context", o.psp.context);
+  v("clr_norm", o.clr_norm);
 }
 CLR_SETTINGS_JSON(MethodOptions)
 
@@ -95,6 +96,8 @@ std::vector<std::string> parse_method_list(const std::string& list) {
 
 void MethodOptions::validate() const {
   CLR_CHECK(kernel >= 1 && kernel % 2 == 1, ConfigError, "the CLR kernel size must be odd and >= 1, got ", kernel);
+  CLR_CHECK(clr_norm == "task" || clr_norm == "affine" || clr_norm == "frozen", ConfigError,
+            "clr BatchNorm mode (--clr-norm) must be task, affine or frozen, got '", clr_norm, "'");
   ewc.validate();
   si.validate();
   lwf.validate();
@@ -152,7 +155,7 @@ std::unique_ptr<Method> make_method(const std::string& name, models::ResNet back
   CLR_CHECK(std::find(variants.begin(), variants.end(), name) != variants.end(), ConfigError, "unknown method '",
             name, "'; expected one of ", join_first(method_names(), 20));
   adapters::ReprogramOptions ro;
-  ro.variant(adapters::parse_variant(name)).kernel_size(o.kernel);
+  ro.variant(adapters::parse_variant(name)).kernel_size(o.kernel).norm(adapters::parse_norm_mode(o.clr_norm));
   return std::make_unique<ClrMethod>(std::move(backbone), ro, params);
 }
 

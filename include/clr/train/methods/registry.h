@@ -19,6 +19,7 @@ namespace clr::train {
 
 struct MethodOptions {
   int64_t kernel = 3;     // clr variants: the CLR kernel size
+  std::string clr_norm = "task";  // clr, clr-full: what a task keeps of BatchNorm (task, affine, frozen)
   EwcOptions ewc;         // ewc and online-ewc (online is set from the name)
   SiOptions si;
   LwfOptions lwf;
@@ -35,7 +36,7 @@ struct MethodOptions {
 // A run config's [method] table: flat keys ewc_lambda, ewc_gamma, fisher_samples, si_c,
 // si_xi, lwf_alpha, lwf_temperature, buffer, replay_batch, derpp_alpha, derpp_beta,
 // supsup_weights, supsup_density, supsup_er_scale, eft_base, eft_spatial_group,
-// eft_depth_group, psp_context (kernel, seed, crop and max_classes
+// eft_depth_group, psp_context, clr_norm (kernel, seed, crop and max_classes
 // come from the rest of the run).
 void to_json(settings::Json& j, const MethodOptions& o);
 void from_json(const settings::Json& j, MethodOptions& o);
