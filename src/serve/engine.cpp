@@ -419,15 +419,10 @@ std::vector<at::Tensor> Engine::Impl::forward(const std::vector<std::string>& ta
     x = data::normalize(x.to(m.device), mean, sd);
     const at::Tensor index = torch::tensor(local).to(m.device);
     MixedHook hook(group_tasks, index, first.meta.kernel_size, m.backbone->conv_sites());
-    m.backbone->set_conv_hook(&hook);
-    at::Tensor features;
-    try {
-      features = m.backbone->features(x);
-    } catch (...) {
-      m.backbone->set_conv_hook(nullptr);
-      throw;
-    }
-    m.backbone->set_conv_hook(nullptr);
+    const at::Tensor features = [&] {
+      const models::ScopedConvHook attached(*m.backbone, &hook);
+      return m.backbone->features(x);
+    }();
     // Heads: each task's rows of the features through its own linear layer. The rows
     // are put in task order with one gather, each task's block goes through its head
     // into one [rows, max K] tensor, and that comes back to the host in one copy (no

@@ -144,4 +144,18 @@ class ResNetImpl : public torch::nn::Cloneable<ResNetImpl> {
 };
 TORCH_MODULE(ResNet);
 
+// Attaches `hook` to `net` for the lifetime of the object and puts back the hook that
+// was there before, also when the forward pass throws.
+class ScopedConvHook {
+ public:
+  ScopedConvHook(ResNetImpl& net, ConvHook* hook) : net_(net), previous_(net.conv_hook()) { net.set_conv_hook(hook); }
+  ~ScopedConvHook() { net_.set_conv_hook(previous_); }
+  ScopedConvHook(const ScopedConvHook&) = delete;
+  ScopedConvHook& operator=(const ScopedConvHook&) = delete;
+
+ private:
+  ResNetImpl& net_;
+  ConvHook* previous_;
+};
+
 }  // namespace clr::models

@@ -35,8 +35,6 @@ ConfitMethod::ConfitMethod(models::ResNet backbone, int64_t backbone_params_with
   }
 }
 
-ConfitMethod::~ConfitMethod() { backbone_->set_conv_hook(nullptr); }
-
 bool ConfitMethod::phased(size_t site) const { return site == 0 || backbone_->conv_sites().at(site).stride == 2; }
 
 TensorMap ConfitMethod::live_norms() const {
@@ -76,16 +74,8 @@ at::Tensor ConfitMethod::after_conv(size_t site, const at::Tensor& input, const 
 
 at::Tensor ConfitMethod::loss(const at::Tensor& images, const at::Tensor& labels) {
   tracking_ = training_;
-  backbone_->set_conv_hook(this);
-  at::Tensor out;
-  try {
-    out = FinetuneMethod::loss(images, labels);
-  } catch (...) {
-    backbone_->set_conv_hook(nullptr);
-    throw;
-  }
-  backbone_->set_conv_hook(nullptr);
-  return out;
+  const models::ScopedConvHook hook(*backbone_, this);
+  return FinetuneMethod::loss(images, labels);
 }
 
 TensorMap ConfitMethod::snapshot() {

@@ -35,8 +35,6 @@ EftMethod::EftMethod(models::ResNet backbone, int64_t backbone_params_with_fc, E
   fingerprint_ = fingerprint(models::state_dict(*backbone_));
 }
 
-EftMethod::~EftMethod() { backbone_->set_conv_hook(nullptr); }
-
 c10::Device EftMethod::device() const { return backbone_->conv1->weight.device(); }
 
 int64_t EftMethod::transform_params(size_t site) const {
@@ -121,16 +119,8 @@ at::Tensor EftMethod::predict(int64_t task, const at::Tensor& images) {
     CLR_CHECK(current_ < 0, ConfigError, "cannot predict for task ", task, " while task ", current_, " is being learned");
     install(task);
   }
-  backbone_->set_conv_hook(this);
-  at::Tensor features;
-  try {
-    features = backbone_->features(images);
-  } catch (...) {
-    backbone_->set_conv_hook(nullptr);
-    throw;
-  }
-  backbone_->set_conv_hook(nullptr);
-  return head_->forward(features);
+  const models::ScopedConvHook hook(*backbone_, this);
+  return head_->forward(backbone_->features(images));
 }
 
 at::Tensor EftMethod::loss(const at::Tensor& images, const at::Tensor& labels) {

@@ -20,8 +20,6 @@ PspMethod::PspMethod(models::ResNet backbone, int64_t backbone_params_with_fc, P
   options_.validate();
 }
 
-PspMethod::~PspMethod() { backbone_->set_conv_hook(nullptr); }
-
 void PspMethod::begin_task(const TaskInfo& task) {
   FinetuneMethod::begin_task(task);
   // The task's contexts: from its own generator (seed, task), never from LibTorch's, so
@@ -44,16 +42,8 @@ at::Tensor PspMethod::with_context(int64_t task, F&& f) {
   CLR_CHECK(task >= 0 && task < static_cast<int64_t>(contexts_.size()), ConfigError, "task ", task,
             " has not been learned");
   active_ = task;
-  backbone_->set_conv_hook(this);
-  at::Tensor out;
-  try {
-    out = f();
-  } catch (...) {
-    backbone_->set_conv_hook(nullptr);
-    throw;
-  }
-  backbone_->set_conv_hook(nullptr);
-  return out;
+  const models::ScopedConvHook hook(*backbone_, this);
+  return f();
 }
 
 at::Tensor PspMethod::conv(size_t site, torch::nn::Conv2dImpl& conv, const at::Tensor& x) {

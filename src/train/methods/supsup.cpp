@@ -111,7 +111,7 @@ SupsupMethod::SupsupMethod(models::ResNet backbone, int64_t backbone_params_with
   }
 }
 
-SupsupMethod::~SupsupMethod() { backbone_->set_conv_hook(nullptr); }
+SupsupMethod::~SupsupMethod() = default;
 
 c10::Device SupsupMethod::device() const { return backbone_->conv1->weight.device(); }
 
@@ -163,15 +163,10 @@ at::Tensor SupsupMethod::norm(size_t site, torch::nn::BatchNorm2dImpl& bn, const
 
 at::Tensor SupsupMethod::forward(int64_t task, const at::Tensor& images) {
   active_ = task;
-  backbone_->set_conv_hook(this);
-  at::Tensor features;
-  try {
-    features = backbone_->features(images);
-  } catch (...) {
-    backbone_->set_conv_hook(nullptr);
-    throw;
-  }
-  backbone_->set_conv_hook(nullptr);
+  const at::Tensor features = [&] {
+    const models::ScopedConvHook hook(*backbone_, this);
+    return backbone_->features(images);
+  }();
   torch::nn::Linear head = task == current_ ? head_ : tasks_[static_cast<size_t>(task)].head;
   return head->forward(features);
 }

@@ -25,7 +25,6 @@ namespace clr::train {
 class ConfitMethod : public FinetuneMethod, private models::ConvHook {
  public:
   ConfitMethod(models::ResNet backbone, int64_t backbone_params_with_fc);
-  ~ConfitMethod() override;
 
   std::string name() const override { return "confit"; }
   void begin_task(const TaskInfo& task) override;

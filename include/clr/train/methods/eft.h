@@ -36,7 +36,6 @@ class EftMethod : public Method, private models::ConvHook {
   // `backbone`: a feature-mode ResNet, already on its device. Every conv's output
   // channels must be divisible by both group sizes (ConfigError naming the conv).
   EftMethod(models::ResNet backbone, int64_t backbone_params_with_fc, EftOptions options);
-  ~EftMethod() override;
 
   std::string name() const override { return "efts"; }
   void begin_task(const TaskInfo& task) override;

@@ -28,7 +28,6 @@ struct PspOptions {
 class PspMethod : public FinetuneMethod, private models::ConvHook {
  public:
   PspMethod(models::ResNet backbone, int64_t backbone_params_with_fc, PspOptions options);
-  ~PspMethod() override;
 
   std::string name() const override { return "psp"; }
   void begin_task(const TaskInfo& task) override;

@@ -53,7 +53,7 @@ class SupsupMethod : public Method, private models::ConvHook {
   // `backbone`: a feature-mode ResNet, already on its device. Its weights are replaced by the
   // random network when options.weights is "random"; they never train.
   SupsupMethod(models::ResNet backbone, int64_t backbone_params_with_fc, SupsupOptions options);
-  ~SupsupMethod() override;
+  ~SupsupMethod() override;  // where TaskSlot is complete
 
   std::string name() const override { return "supsup"; }
   void begin_task(const TaskInfo& task) override;
