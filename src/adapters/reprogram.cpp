@@ -12,8 +12,6 @@
 namespace clr::adapters {
 namespace {
 
-const char* const kNormFields[] = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"};
-
 bool has_clr(Variant v) { return v == Variant::kClr || v == Variant::kClrFull; }
 
 }  // namespace
@@ -99,7 +97,7 @@ ReprogrammedNetImpl::ReprogrammedNetImpl(models::ResNet backbone, ReprogramOptio
     torch::nn::BatchNorm2dImpl* bn = it->second;
     const at::Tensor fields[] = {bn->weight, bn->bias, bn->running_mean, bn->running_var, bn->num_batches_tracked};
     for (size_t f = 0; f < 5; ++f) {
-      const std::string key = "bn." + s.norm + "." + kNormFields[f];
+      const std::string key = "bn." + s.norm + "." + models::kBatchNormTensors[f];
       norm_base_.emplace(key, fields[f].detach().to(at::kCPU).clone());
       const bool kept = options_.norm() == NormMode::kTask || (options_.norm() == NormMode::kAffine && f < 2);
       if (has_clr(options_.variant()) && kept) {

@@ -43,6 +43,10 @@ at::Tensor ConvHook::conv(size_t /*site*/, torch::nn::Conv2dImpl& conv, const at
   return conv.forward(x);
 }
 
+at::Tensor ConvHook::after_conv(size_t /*site*/, const at::Tensor& /*input*/, const at::Tensor& output) {
+  return output;
+}
+
 at::Tensor ConvHook::norm(size_t /*site*/, torch::nn::BatchNorm2dImpl& bn, const at::Tensor& x) {
   return bn.forward(x);
 }

@@ -21,18 +21,20 @@
 namespace clr {
 namespace {
 
-// A few Adam steps of task `index` on random images: enough to move every trained tensor.
+// One Adam step of the current task on random images, in train mode.
+void step(train::Method& m, torch::optim::Optimizer& opt, int64_t classes) {
+  m.set_training(true);
+  opt.zero_grad();
+  m.loss(torch::randn({8, 3, 8, 8}), torch::randint(classes, {8}, torch::kLong)).backward();
+  opt.step();
+  m.after_step();
+}
+
+// A few Adam steps of task `index`: enough to move every trained tensor.
 void learn(train::Method& m, int64_t index, int64_t classes, int steps = 3) {
   m.begin_task({index, "t" + std::to_string(index), classes});
-  m.set_training(true);
   torch::optim::Adam opt(m.trainable_parameters(), torch::optim::AdamOptions(1e-2));
-  for (int s = 0; s < steps; ++s) {
-    const at::Tensor x = torch::randn({8, 3, 8, 8});
-    const at::Tensor y = torch::randint(classes, {8}, torch::kLong);
-    opt.zero_grad();
-    m.loss(x, y).backward();
-    opt.step();
-  }
+  for (int s = 0; s < steps; ++s) step(m, opt, classes);
   m.set_training(false);
   m.end_task({});
 }
@@ -238,15 +240,6 @@ TEST(Efts, GroupsMustDivideEveryConv) {
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("conv1"), std::string::npos) << e.what();
   }
-}
-
-// One Adam step of the current task on random images, in train mode.
-void step(train::Method& m, torch::optim::Optimizer& opt, int64_t classes) {
-  m.set_training(true);
-  opt.zero_grad();
-  m.loss(torch::randn({8, 3, 8, 8}), torch::randint(classes, {8}, torch::kLong)).backward();
-  opt.step();
-  m.after_step();
 }
 
 // METHODS.md §13: each stage trains only what it names (head; + BatchNorm affine; all).

@@ -54,7 +54,11 @@ struct SiteShape {
   int64_t in_h = 0, in_w = 0, out_h = 0, out_w = 0;
 };
 
-// Sees every conv and BatchNorm of a forward pass. The default passes through.
+// The tensors of a BatchNorm module, by their torchvision names.
+inline constexpr const char* kBatchNormTensors[] = {"weight", "bias", "running_mean", "running_var",
+                                                    "num_batches_tracked"};
+
+// Sees every conv and BatchNorm of a forward pass. Every default passes through.
 class ConvHook {
  public:
   virtual ~ConvHook() = default;
@@ -62,8 +66,8 @@ class ConvHook {
   // that masks or rescales the weights (SupSup, PSP) computes it with its own.
   virtual at::Tensor conv(size_t site, torch::nn::Conv2dImpl& conv, const at::Tensor& x);
   // `input` went into site `site`'s conv and produced `output`; the return value is
-  // what the site's BatchNorm receives.
-  virtual at::Tensor after_conv(size_t site, const at::Tensor& input, const at::Tensor& output) = 0;
+  // what the site's BatchNorm receives (the default: `output`).
+  virtual at::Tensor after_conv(size_t site, const at::Tensor& input, const at::Tensor& output);
   // Applies site `site`'s BatchNorm to `x`.
   virtual at::Tensor norm(size_t site, torch::nn::BatchNorm2dImpl& bn, const at::Tensor& x);
 };

@@ -7,12 +7,6 @@
 #include "clr/models/registry.h"
 
 namespace clr::train {
-namespace {
-
-const char* const kNormFields[] = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"};
-
-}  // namespace
-
 void EftOptions::validate() const {
   CLR_CHECK(base == "first-task" || base == "pretrained", ConfigError,
             "efts base (--eft-base) must be first-task or pretrained, got '", base, "'");
@@ -32,7 +26,9 @@ EftMethod::EftMethod(models::ResNet backbone, int64_t backbone_params_with_fc, E
     }
   }
   for (auto& p : backbone_->parameters()) p.requires_grad_(false);
-  fingerprint_ = fingerprint(models::state_dict(*backbone_));
+  const TensorMap net = models::state_dict(*backbone_);
+  fingerprint_ = fingerprint(net);
+  for (const auto& site : backbone_->conv_sites()) base_weights_.push_back(net.at(site.name + ".weight"));
 }
 
 c10::Device EftMethod::device() const { return backbone_->conv1->weight.device(); }
@@ -48,7 +44,7 @@ TensorMap EftMethod::live_state() const {
   for (size_t i = 0; i < sites.size(); ++i) {
     for (const auto& [k, v] : models::state_dict(*spatial_[i])) s.emplace("eft." + sites[i].name + ".spatial." + k, v);
     for (const auto& [k, v] : models::state_dict(*depth_[i])) s.emplace("eft." + sites[i].name + ".depth." + k, v);
-    for (const char* f : kNormFields) s.emplace("bn." + sites[i].norm + "." + f, net.at(sites[i].norm + "." + f));
+    for (const char* f : models::kBatchNormTensors) s.emplace("bn." + sites[i].norm + "." + f, net.at(sites[i].norm + "." + f));
   }
   for (const auto& [k, v] : models::state_dict(*head_)) s.emplace("head." + k, v);
   return s;
@@ -92,9 +88,7 @@ void EftMethod::begin_task(const TaskInfo& task) {
     if (v.is_floating_point() && k.find(".running_") == std::string::npos) v.requires_grad_(true);
   }
   if (base_trains()) {
-    for (const auto& site : backbone_->conv_sites()) {
-      models::state_dict(*backbone_).at(site.name + ".weight").requires_grad_(true);
-    }
+    for (auto& w : base_weights_) w.requires_grad_(true);
   }
 }
 
@@ -103,10 +97,7 @@ std::vector<at::Tensor> EftMethod::trainable_parameters() {
   for (auto& [k, v] : live_state()) {
     if (v.requires_grad()) out.push_back(v);
   }
-  if (base_trains()) {
-    const TensorMap net = models::state_dict(*backbone_);
-    for (const auto& site : backbone_->conv_sites()) out.push_back(net.at(site.name + ".weight"));
-  }
+  if (base_trains()) out.insert(out.end(), base_weights_.begin(), base_weights_.end());
   return out;
 }
 
@@ -130,9 +121,9 @@ at::Tensor EftMethod::loss(const at::Tensor& images, const at::Tensor& labels) {
 TensorMap EftMethod::snapshot() {
   TensorMap s = clone_tensors(live_state());
   if (base_trains()) {
-    const TensorMap net = models::state_dict(*backbone_);
-    for (const auto& site : backbone_->conv_sites()) {
-      s.emplace("base." + site.name + ".weight", net.at(site.name + ".weight").detach().clone());
+    const auto& sites = backbone_->conv_sites();
+    for (size_t i = 0; i < sites.size(); ++i) {
+      s.emplace("base." + sites[i].name + ".weight", base_weights_[i].detach().clone());
     }
   }
   return s;
@@ -142,21 +133,18 @@ void EftMethod::restore(const TensorMap& state) {
   torch::NoGradGuard ng;
   for (auto& [k, v] : live_state()) v.copy_(state.at(k));
   if (base_trains()) {
-    const TensorMap net = models::state_dict(*backbone_);
-    for (const auto& site : backbone_->conv_sites()) {
-      net.at(site.name + ".weight").copy_(state.at("base." + site.name + ".weight"));
-    }
+    const auto& sites = backbone_->conv_sites();
+    for (size_t i = 0; i < sites.size(); ++i) base_weights_[i].copy_(state.at("base." + sites[i].name + ".weight"));
   }
 }
 
 void EftMethod::end_task(const TaskEnd&) {
   CLR_ASSERT(current_ >= 0, "end_task without begin_task");
   if (base_trains()) {  // the base is frozen from now on
-    const TensorMap net = models::state_dict(*backbone_);
-    for (const auto& site : backbone_->conv_sites()) {
-      at::Tensor w = net.at(site.name + ".weight");
-      w.requires_grad_(false);
-      base_.emplace("base." + site.name + ".weight", w.detach().to(at::kCPU).clone());
+    const auto& sites = backbone_->conv_sites();
+    for (size_t i = 0; i < sites.size(); ++i) {
+      base_weights_[i].requires_grad_(false);
+      base_.emplace("base." + sites[i].name + ".weight", base_weights_[i].detach().to(at::kCPU).clone());
     }
   }
   TensorMap state;

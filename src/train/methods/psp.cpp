@@ -52,10 +52,6 @@ at::Tensor PspMethod::conv(size_t site, torch::nn::Conv2dImpl& conv, const at::T
   return torch::conv2d(x, conv.weight * c, {}, {s.stride, s.stride}, {s.padding, s.padding});
 }
 
-at::Tensor PspMethod::after_conv(size_t /*site*/, const at::Tensor& /*input*/, const at::Tensor& output) {
-  return output;
-}
-
 at::Tensor PspMethod::loss(const at::Tensor& images, const at::Tensor& labels) {
   return with_context(current_task(), [&] { return FinetuneMethod::loss(images, labels); });
 }

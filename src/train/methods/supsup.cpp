@@ -22,20 +22,19 @@ namespace {
 
 constexpr double kBnMomentum = 0.1;
 
-// The reference's GetSubnet: the `kept` largest |scores| are 1, the rest 0, as floats;
-// the gradient passes straight through to the scores (times their sign, from abs).
-at::Tensor straight_through_mask(const at::Tensor& scores, int64_t kept) {
-  const at::Tensor a = scores.abs();
-  const at::Tensor flat = a.detach().flatten();
-  const at::Tensor hard = torch::zeros_like(flat).index_fill_(0, top_k_indices(flat, kept), 1.0).view_as(a);
-  return hard + (a - a.detach());
-}
-
+// The `kept` largest |scores| (the reference's GetSubnet), as a bool mask.
 at::Tensor hard_mask(const at::Tensor& scores, int64_t kept) {
   const at::Tensor flat = scores.detach().abs().flatten();
   return torch::zeros(flat.sizes(), flat.options().dtype(torch::kBool))
       .index_fill_(0, top_k_indices(flat, kept), true)
       .view_as(scores);
+}
+
+// The same mask as floats, its gradient passed straight through to the scores (times
+// their sign, from abs).
+at::Tensor straight_through_mask(const at::Tensor& scores, int64_t kept) {
+  const at::Tensor a = scores.abs();
+  return hard_mask(scores, kept).to(a.scalar_type()) + (a - a.detach());
 }
 
 }  // namespace
@@ -66,7 +65,7 @@ at::Tensor top_k_indices(const at::Tensor& flat, int64_t k) {
 
 at::Tensor pack_bits(const at::Tensor& mask) {
   const int64_t n = mask.numel();
-  at::Tensor bits = mask.detach().flatten().to(at::kCPU, torch::kInt32).ne(0).to(torch::kInt32);
+  at::Tensor bits = mask.detach().flatten().to(at::kCPU).ne(0).to(torch::kInt32);
   const int64_t padded = (n + 7) / 8 * 8;
   if (padded != n) bits = torch::cat({bits, torch::zeros({padded - n}, bits.options())});
   const at::Tensor weight = torch::tensor({128, 64, 32, 16, 8, 4, 2, 1}, bits.options());
@@ -146,10 +145,6 @@ at::Tensor SupsupMethod::conv(size_t site, torch::nn::Conv2dImpl& /*conv*/, cons
   const at::Tensor weight =
       active_ == current_ ? weights_[site] * straight_through_mask(scores_[site], kept_[site]) : cached_[site];
   return torch::conv2d(x, weight, {}, {s.stride, s.stride}, {s.padding, s.padding});
-}
-
-at::Tensor SupsupMethod::after_conv(size_t /*site*/, const at::Tensor& /*input*/, const at::Tensor& output) {
-  return output;
 }
 
 at::Tensor SupsupMethod::norm(size_t site, torch::nn::BatchNorm2dImpl& bn, const at::Tensor& x) {

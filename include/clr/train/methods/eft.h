@@ -33,7 +33,8 @@ struct EftOptions {
 
 class EftMethod : public Method, private models::ConvHook {
  public:
-  // `backbone`: a feature-mode ResNet, already on its device. Every conv's output
+  // `backbone`: a feature-mode ResNet, already on its device (its conv weights are held
+  // from here on). Every conv's output
   // channels must be divisible by both group sizes (ConfigError naming the conv).
   EftMethod(models::ResNet backbone, int64_t backbone_params_with_fc, EftOptions options);
 
@@ -70,6 +71,7 @@ class EftMethod : public Method, private models::ConvHook {
   models::ResNet backbone_;
   int64_t backbone_params_;
   std::string fingerprint_;
+  std::vector<at::Tensor> base_weights_;  // the base's conv weights, per site (the module's own tensors)
   std::vector<torch::nn::Conv2d> spatial_, depth_;  // the live transformations, per site
   torch::nn::Linear head_{nullptr};
   std::vector<TensorMap> states_;  // per learned task, on the CPU

@@ -43,7 +43,6 @@ class PspMethod : public FinetuneMethod, private models::ConvHook {
 
  private:
   at::Tensor conv(size_t site, torch::nn::Conv2dImpl& conv, const at::Tensor& x) override;
-  at::Tensor after_conv(size_t site, const at::Tensor& input, const at::Tensor& output) override;
   template <class F>
   at::Tensor with_context(int64_t task, F&& f);
 

@@ -86,7 +86,6 @@ class SupsupMethod : public Method, private models::ConvHook {
  private:
   struct TaskSlot;  // one learned task: masks, BatchNorm statistics, head
   at::Tensor conv(size_t site, torch::nn::Conv2dImpl& conv, const at::Tensor& x) override;
-  at::Tensor after_conv(size_t site, const at::Tensor& input, const at::Tensor& output) override;
   at::Tensor norm(size_t site, torch::nn::BatchNorm2dImpl& bn, const at::Tensor& x) override;
   at::Tensor forward(int64_t task, const at::Tensor& images);
   void install(int64_t task);  // caches the masked weights of a learned task
