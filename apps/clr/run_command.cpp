@@ -115,6 +115,14 @@ void add_run_options(CLI::App* sub, RunArgs* a) {
                   clr::detail::concat("efts: channels per group of the 1x1 transformation (default ",
                                       d.eft.depth_group, ")"))
       ->group(g);
+  sub->add_option("--ccll-base", f.ccll_base,
+                  clr::detail::concat("ccll: first-task (learn the base on the first task, then freeze it: the paper) "
+                                      "or pretrained (freeze the loaded backbone) (default ", d.ccll.base, ")"))
+      ->group(g);
+  sub->add_option("--ccll-kernel", f.ccll_kernel,
+                  clr::detail::concat("ccll: kernel size of the spatial calibration's conv, odd (default ",
+                                      d.ccll.kernel, ")"))
+      ->group(g);
   const CLI::Validator finite(
       [](std::string& v) -> std::string {
         char* end = nullptr;

@@ -14,6 +14,13 @@
 # $WORK/stages.log; scripts/device/collect.sh packs what comes back.
 #
 #   SCALE=small EPOCHS=5 PRE_EPOCHS=20 scripts/device/suite_experiments.sh
+#
+# BACKBONE=file skips the pretraining (and the SimCLR and random-backbone CLR runs
+# unless BACKBONE_RUNS=1): every method learns from that file. METHODS="clr sgd ...":
+# only these (default: every method `clr run --help` lists). DEADLINE=s: runs still
+# going that many seconds after the start are stopped (their results.json holds the
+# tasks they finished) so that the call can pack what it has. TABULATE=0: no
+# `clr compare` (when the methods are split over several calls).
 set -uo pipefail
 cd "${REPO:-$(dirname "$0")/../..}"
 WORK=${WORK:-$PWD/device-work}
@@ -24,10 +31,14 @@ EPOCHS=${EPOCHS:-5}
 PRE_EPOCHS=${PRE_EPOCHS:-20}
 SHAPES_PER_CLASS=${SHAPES_PER_CLASS:-500}
 JOBS=${JOBS:-15}
+BACKBONE=${BACKBONE:-}
+BACKBONE_RUNS=${BACKBONE_RUNS:-$([ -z "$BACKBONE" ] && echo 1 || echo 0)}
+DEADLINE=${DEADLINE:-100000}
 mkdir -p "$WORK"
 start=$(date +%s)
 stage() { echo "[$(( $(date +%s) - start )) s] $*" | tee -a "$WORK/stages.log"; }
 
+if [ -z "$BACKBONE" ]; then
 stage "pretraining set from its bundle"
 mkdir -p "$WORK/bundle-pretrain" && tar -xzf .deps/bundle-pretrain.tar.gz -C "$WORK/bundle-pretrain"
 "$CLR" data build --bundle "$WORK/bundle-pretrain" --set pretrain --out "$WORK/pretrain" --scale full --size "$SIZE" \
@@ -60,6 +71,9 @@ ssl=$!
 wait $sup; stage "supervised done: exit $? $(tr -d '\n ' < "$WORK/sup.json" | head -c 400)"
 wait $ssl; stage "simclr done: exit $? $(tr -d '\n ' < "$WORK/ssl.json" | head -c 400)"
 
+BACKBONE=$WORK/sup.safetensors
+fi
+
 # The suite's bundle may come with a later device call (the tool carries 64 MiB a call).
 for _ in $(seq 1 120); do [ -f .deps/bundle-suite.tar.gz ] && break; sleep 5; done
 sleep 5
@@ -71,26 +85,31 @@ stage "suite ($SCALE, $SIZE px) from its bundle"
 stage "every method on the suite from the supervised backbone; CLR from SimCLR and random"
 RUN="$WORK/runs"
 mkdir -p "$RUN/sup" "$RUN/backbones"
-METHODS=$("$CLR" run --help | sed -n '/^Methods:/,/^Writes/p' | awk 'NR>1 && $1 !~ /^Writes/ {print $1}')
+METHODS=${METHODS:-$("$CLR" run --help | sed -n '/^Methods:/,/^Writes/p' | awk 'NR>1 && $1 !~ /^Writes/ {print $1}')}
 COMMON=(--size "$SIZE" --epochs "$EPOCHS" --patience 100 --device cuda --seed 0)
 one() {  # a method (or label=backbone) in its own process
   local m=$1 out=$2; shift 2
-  CLR_NUM_THREADS=1 "$CLR" run "$WORK/suite/imagefolder" "$@" --out "$out" > "$out.log" 2>&1
+  local left=$(( DEADLINE - ($(date +%s) - start) ))
+  [ "$left" -gt 0 ] || { echo "$(basename "$out"): not started (deadline)" | tee -a "$WORK/stages.log"; return; }
+  CLR_NUM_THREADS=1 timeout "$left" "$CLR" run "$WORK/suite/imagefolder" "$@" --out "$out" > "$out.log" 2>&1
   echo "$(basename "$out"): exit $? after $(( $(date +%s) - start )) s" | tee -a "$WORK/stages.log"
 }
 {
-  for m in $METHODS; do echo "$m $RUN/sup/$m --method $m --backbone $WORK/sup.safetensors"; done
-  echo "clr $RUN/backbones/clr-simclr --method clr --backbone $WORK/ssl.safetensors"
-  echo "clr $RUN/backbones/clr-random --method clr --backbone resnet18 --small-stem"
+  for m in $METHODS; do echo "$m $RUN/sup/$m --method $m --backbone $BACKBONE"; done
+  [ -f "$WORK/ssl.safetensors" ] && echo "clr $RUN/backbones/clr-simclr --method clr --backbone $WORK/ssl.safetensors"
+  [ "$BACKBONE_RUNS" = 1 ] && echo "clr $RUN/backbones/clr-random --method clr --backbone resnet18 --small-stem"
 } > "$WORK/jobs.txt"
-export -f one; export CLR WORK start
+export -f one; export CLR WORK start DEADLINE
 while read -r m out rest; do
   echo "$m $out ${COMMON[*]} $rest"
 done < "$WORK/jobs.txt" | xargs -P "$JOBS" -L 1 bash -c 'one "$@"' _
-stage "tabulating"
-"$CLR" compare "$WORK/suite/imagefolder" --methods all --reuse --backbone "$WORK/sup.safetensors" "${COMMON[@]}" \
-  --out "$RUN/sup" > "$WORK/compare-sup.txt" 2> "$WORK/compare-sup.log"
-cp -r "$RUN/sup/clr" "$RUN/backbones/clr-supervised" 2> /dev/null
+if [ "${TABULATE:-1}" = 1 ]; then
+  stage "tabulating"
+  "$CLR" compare "$WORK/suite/imagefolder" --methods all --reuse --backbone "$BACKBONE" "${COMMON[@]}" \
+    --out "$RUN/sup" > "$WORK/compare-sup.txt" 2> "$WORK/compare-sup.log"
+  cp -r "$RUN/sup/clr" "$RUN/backbones/clr-supervised" 2> /dev/null
+fi
+[ "${SERVE_BENCH:-1}" = 1 ] || { stage "done"; touch "$WORK/DONE"; exit 0; }
 stage "serving benchmark on the GPU"
 "${CLR%/clr}/clr_bench_serve" --small-stem --size 64 --batch 64 --tasks 64 --device cuda --steps 30 \
   > "$WORK/bench-serve-cuda.txt" 2> "$WORK/bench-serve-cuda.log"

@@ -106,6 +106,8 @@ void RunOverrides::apply(RunConfig& c) const {
   if (clr_norm) m.clr_norm = *clr_norm;
   if (eft_spatial_group) m.eft.spatial_group = *eft_spatial_group;
   if (eft_depth_group) m.eft.depth_group = *eft_depth_group;
+  if (ccll_base) m.ccll.base = *ccll_base;
+  if (ccll_kernel) m.ccll.kernel = *ccll_kernel;
 }
 
 Results run(const RunConfig& c, data::Sequence seq) {

@@ -70,7 +70,7 @@ TEST(Compare, AllMethodsEndToEnd) {
   const auto j = nlohmann::json::parse(read_file(out.file("compare.json")));
   EXPECT_EQ(j["schema"], "clr.compare/1");
   const auto& methods = j["methods"];
-  ASSERT_EQ(methods.size(), 17u);
+  ASSERT_EQ(methods.size(), 18u);
   std::map<std::string, nlohmann::json> by;
   for (const auto& m : methods) {
     by[m["method"].get<std::string>()] = m;
@@ -93,7 +93,10 @@ TEST(Compare, AllMethodsEndToEnd) {
   EXPECT_EQ(by["linear"]["forgetting"].get<double>(), 0.0);
   EXPECT_EQ(by["supsup"]["forgetting"].get<double>(), 0.0);
   EXPECT_EQ(by["efts"]["forgetting"].get<double>(), 0.0);
-  EXPECT_TRUE(file_exists(out.path() + "/efts/method_state.safetensors")) << "the base learned on the first task";
+  EXPECT_EQ(by["ccll"]["forgetting"].get<double>(), 0.0);
+  for (const char* m : {"efts", "ccll"}) {
+    EXPECT_TRUE(file_exists(out.path() + "/" + m + "/method_state.safetensors")) << m << ": the base learned on the first task";
+  }
   EXPECT_EQ(by["sgd"]["train_time_vs_sgd"].get<double>(), 1.0);
   EXPECT_GT(by["separate"]["extra_params_fraction"].get<double>(), 0.9);
   EXPECT_LT(by["clr"]["extra_params_fraction"].get<double>(), 0.01);
@@ -103,7 +106,7 @@ TEST(Compare, AllMethodsEndToEnd) {
   // sgd-ll keeps one shared layer, counted once; linear a head per task.
   EXPECT_LT(by["sgd-ll"]["stored_bytes_total"].get<int64_t>(), by["linear"]["stored_bytes_total"].get<int64_t>());
   const std::string csv = read_file(out.file("compare.csv"));
-  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 18);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 19);
 
   // The report: an HTML page and SVG figures that an SVG renderer accepts.
   const Result rep = clr_cmd("report " + out.path());

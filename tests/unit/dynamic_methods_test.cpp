@@ -1,4 +1,4 @@
-// The dynamic-network baselines (METHODS.md §10 SupSup, §12 EFTs): the sanity checks
+// The dynamic-network baselines (METHODS.md §10 SupSup, §11 CCLL, §12 EFTs): the sanity checks
 // METHODS.md lists for them, driven step by step so that each task's state can be
 // looked at after every later task, and once through the real runner.
 #include <cmath>
@@ -13,6 +13,7 @@
 #include "clr/eval/results.h"
 #include "clr/eval/runner.h"
 #include "clr/models/registry.h"
+#include "clr/train/methods/ccll.h"
 #include "clr/train/methods/confit.h"
 #include "clr/train/methods/eft.h"
 #include "clr/train/methods/supsup.h"
@@ -242,6 +243,77 @@ TEST(Efts, GroupsMustDivideEveryConv) {
   }
 }
 
+// METHODS.md §11 Sanity: the base (convs and BatchNorm, statistics included) learns on
+// the first task and is bit-identical after every later one, so task 1 is exactly as it
+// was; 12 C + 2 calibration values per conv of C outputs, which for ResNet-18 add up to
+// the paper's 0.51% (of ResNet-18 with a 100-class head).
+TEST(Ccll, BaseLearnsOnTheFirstTaskThenIsFrozen) {
+  torch::manual_seed(6);
+  models::ResNet net = models::make_resnet("resnet18", 0, true);
+  const std::string loaded = fingerprint(models::state_dict(*net));
+  train::CcllMethod m(net, 1, {});
+  const at::Tensor probe = torch::randn({4, 3, 8, 8});
+  learn(m, 0, 3);
+  const std::string base = fingerprint(models::state_dict(*net));
+  EXPECT_NE(base, loaded) << "the base should train on the first task";
+  EXPECT_EQ(m.task_state(0).size(), 2u) << "the first task keeps its head only";
+  const at::Tensor first = m.predict(0, probe);
+  learn(m, 1, 4);
+  const TensorMap second = clone_tensors(m.task_state(1));
+  const at::Tensor second_out = m.predict(1, probe);
+  learn(m, 2, 5);
+  EXPECT_EQ(fingerprint(models::state_dict(*net)), base) << "the base moved after the first task";
+  EXPECT_TRUE(m.predict(0, probe).equal(first));
+  EXPECT_TRUE(m.predict(1, probe).equal(second_out));
+  EXPECT_EQ(fingerprint(m.task_state(1)), fingerprint(second));
+  TensorMap expected_base;
+  for (const auto& [k, v] : models::state_dict(*net)) expected_base.emplace("base." + k, v);
+  EXPECT_EQ(fingerprint(m.method_state()), fingerprint(expected_base));
+  int64_t per_task = 0;
+  for (size_t i = 0; i < net->conv_sites().size(); ++i) {
+    const int64_t c = net->conv_sites()[i].out_channels;
+    EXPECT_EQ(m.calibration_params(i), 12 * c + 2) << net->conv_sites()[i].name;
+    per_task += 12 * c + 2;
+  }
+  EXPECT_EQ(per_task, 57640);
+  EXPECT_NEAR(100.0 * per_task / (11176512 + 512 * 100 + 100), 0.51, 0.005);
+  EXPECT_EQ(m.extra_params(2), per_task + 512 * 5 + 5);
+  EXPECT_EQ(m.extra_params(0), 512 * 3 + 3);
+}
+
+// With a pretrained base nothing of the backbone changes, not even its BatchNorm
+// statistics, though every task (the first included) trains calibration modules.
+TEST(Ccll, PretrainedBaseNeverChanges) {
+  torch::manual_seed(7);
+  models::ResNet net = models::make_resnet("resnet18", 0, true);
+  const std::string loaded = fingerprint(models::state_dict(*net));
+  train::CcllOptions o;
+  o.base = "pretrained";
+  train::CcllMethod m(net, 1, o);
+  learn(m, 0, 3);
+  const TensorMap first = clone_tensors(m.task_state(0));
+  learn(m, 1, 3);
+  EXPECT_EQ(fingerprint(models::state_dict(*net)), loaded);
+  EXPECT_TRUE(m.method_state().empty());
+  EXPECT_GT(first.size(), 2u) << "the first task is calibrated too";
+  EXPECT_EQ(fingerprint(m.task_state(0)), fingerprint(first));
+}
+
+TEST(Ccll, OptionsAreChecked) {
+  for (const auto& [base, kernel] : std::vector<std::pair<std::string, int64_t>>{{"random", 3}, {"first-task", 2},
+                                                                                 {"pretrained", 0}}) {
+    train::CcllOptions o;
+    o.base = base;
+    o.kernel = kernel;
+    try {
+      o.validate();
+      FAIL() << base << " " << kernel;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("--ccll-"), std::string::npos) << e.what();
+    }
+  }
+}
+
 // METHODS.md §13: each stage trains only what it names (head; + BatchNorm affine; all).
 TEST(Confit, StagesTrainOnlyWhatTheyName) {
   torch::manual_seed(5);
@@ -313,15 +385,16 @@ TEST(Confit, CorrectionReproducesTheMeansWhileTheWeightsStayPut) {
   EXPECT_EQ(m.extra_params(1), 2 * 4800 + 512 * 4 + 4);
 }
 
-// Through the runner: both never forget, exactly.
+// Through the runner: all three never forget, exactly.
 TEST(DynamicMethods, ZeroForgettingThroughTheRunner) {
   test::TempDir dir("dynamic");
-  for (const std::string name : {"supsup", "efts"}) {
+  for (const std::string name : {"supsup", "efts", "ccll"}) {
     torch::manual_seed(0);
     models::ResNet net = models::make_resnet("resnet18", 0, true);
     std::unique_ptr<train::Method> m;
     if (name == "supsup") m = std::make_unique<train::SupsupMethod>(net, 1, train::SupsupOptions{});
-    else m = std::make_unique<train::EftMethod>(net, 1, train::EftOptions{});
+    else if (name == "efts") m = std::make_unique<train::EftMethod>(net, 1, train::EftOptions{});
+    else m = std::make_unique<train::CcllMethod>(net, 1, train::CcllOptions{});
     const eval::Results r = run_two_shapes_tasks(*m, dir.path() + "/" + name);
     EXPECT_EQ(*r.accuracy[1][0], *r.accuracy[0][0]) << name;
     EXPECT_EQ(eval::forgetting(r.accuracy), 0.0) << name;

@@ -7,6 +7,7 @@
 #include "clr/core/settings_io.h"
 #include "clr/core/tensor_map.h"
 #include "clr/train/clr_method.h"
+#include "clr/train/methods/ccll.h"
 #include "clr/train/methods/confit.h"
 #include "clr/train/methods/finetune.h"
 #include "clr/train/methods/separate.h"
@@ -38,6 +39,8 @@ constexpr Entry kMethods[] = {
     {"psp", "PSP: sgd with each task's conv weights bound to its own random +-1 context, a head per task"},
     {"supsup", "SupSup: a learned binary mask per task over a fixed (random) network, BN statistics and a head "
                "per task"},
+    {"ccll", "CCLL: spatial and channel calibration modules after every conv's BN, and a head, per task; the base "
+             "is learned on the first task, then frozen"},
     {"efts", "EFTs: a grouped 3x3 + 1x1 feature transformation after every conv, BN and a head per task; the base "
              "is learned on the first task, then frozen"},
     {"separate", "a fully fine-tuned copy of the backbone per task (upper bound; a whole backbone per task)"},
@@ -64,6 +67,8 @@ void fields(V& v, MethodOptions& o) {
   v("eft_base", o.eft.base);
   v("eft_spatial_group", o.eft.spatial_group);
   v("eft_depth_group", o.eft.depth_group);
+  v("ccll_base", o.ccll.base);
+  v("ccll_kernel", o.ccll.kernel);
   v("psp_context", o.psp.context);
   v("clr_norm", o.clr_norm);
 }
@@ -104,6 +109,7 @@ void MethodOptions::validate() const {
   replay.validate();
   supsup.validate();
   eft.validate();
+  ccll.validate();
   psp.validate();
 }
 
@@ -149,6 +155,7 @@ std::unique_ptr<Method> make_method(const std::string& name, models::ResNet back
     o.supsup.seed = o.seed;
     return std::make_unique<SupsupMethod>(std::move(backbone), params, o.supsup);
   }
+  if (name == "ccll") return std::make_unique<CcllMethod>(std::move(backbone), params, o.ccll);
   if (name == "efts") return std::make_unique<EftMethod>(std::move(backbone), params, o.eft);
   if (name == "separate") return std::make_unique<SeparateMethod>(std::move(backbone), params);
   const auto variants = adapters::variant_names();

@@ -9,6 +9,7 @@
 #include "clr/core/settings.h"
 #include "clr/models/resnet.h"
 #include "clr/train/method.h"
+#include "clr/train/methods/ccll.h"
 #include "clr/train/methods/eft.h"
 #include "clr/train/methods/psp.h"
 #include "clr/train/methods/regularized.h"
@@ -26,6 +27,7 @@ struct MethodOptions {
   ReplayOptions replay;   // er and derpp (derpp is set from the name)
   SupsupOptions supsup;
   EftOptions eft;
+  CcllOptions ccll;
   PspOptions psp;
   uint64_t seed = 0;      // Fisher sampling, the replay buffer
   int64_t crop = 0;       // the training crop (replayed images are centre-cropped to it)
@@ -36,7 +38,7 @@ struct MethodOptions {
 // A run config's [method] table: flat keys ewc_lambda, ewc_gamma, fisher_samples, si_c,
 // si_xi, lwf_alpha, lwf_temperature, buffer, replay_batch, derpp_alpha, derpp_beta,
 // supsup_weights, supsup_density, supsup_er_scale, eft_base, eft_spatial_group,
-// eft_depth_group, psp_context, clr_norm (kernel, seed, crop and max_classes
+// eft_depth_group, ccll_base, ccll_kernel, psp_context, clr_norm (kernel, seed, crop and max_classes
 // come from the rest of the run).
 void to_json(settings::Json& j, const MethodOptions& o);
 void from_json(const settings::Json& j, MethodOptions& o);
