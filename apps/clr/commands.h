@@ -13,6 +13,7 @@ void register_params(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_run(CLI::App& app);
 void register_compare(CLI::App& app);
+void register_tabulate(CLI::App& app);
 void register_preview(CLI::App& app);
 void register_data(CLI::App& app);
 void register_report(CLI::App& app);

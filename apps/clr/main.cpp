@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   clr::apps::register_inspect(app);
   clr::apps::register_run(app);
   clr::apps::register_compare(app);
+  clr::apps::register_tabulate(app);
   clr::apps::register_preview(app);
   clr::apps::register_data(app);
   clr::apps::register_report(app);

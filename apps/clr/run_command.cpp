@@ -123,6 +123,10 @@ void add_run_options(CLI::App* sub, RunArgs* a) {
                   clr::detail::concat("ccll: kernel size of the spatial calibration's conv, odd (default ",
                                       d.ccll.kernel, ")"))
       ->group(g);
+  sub->add_option("--ccll-init", f.ccll_init,
+                  clr::detail::concat("ccll: identity (every module starts as the identity) or default (PyTorch's "
+                                      "initialisation, a sigmoid gate) (default ", d.ccll.init, ")"))
+      ->group(g);
   const CLI::Validator finite(
       [](std::string& v) -> std::string {
         char* end = nullptr;
@@ -182,6 +186,27 @@ void register_compare(CLI::App& app) {
     o->methods = train::parse_method_list(*methods);
     const eval::RunConfig base = config_of(*a);
     const auto rows = eval::compare_methods(base, data::load_sequence(base.data), *o);
+    std::cout << eval::format_compare(rows) << "results: " << o->out << "/compare.json" << std::endl;
+  });
+}
+
+void register_tabulate(CLI::App& app) {
+  auto o = std::make_shared<eval::TabulateOptions>();
+  CLI::App* sub = app.add_subcommand(
+      "tabulate", "Compare runs made separately (e.g. side by side in several processes) on the first tasks they all "
+                  "finished");
+  sub->add_option("runs", o->runs, "Run directories (each with a results.json, finished or not)")->required();
+  sub->add_option("--out", o->out,
+                  "Output directory: OUT/<run>/results.json (each run cut to the tabulated tasks), OUT/compare.json, "
+                  "OUT/compare.csv; `clr report OUT` draws the figures")
+      ->required();
+  sub->add_option("--tasks", o->tasks, "Tabulate the first N tasks (default 0: the fewest any run finished)");
+  sub->footer(
+      "A run's figures after its first N tasks are what a run of those N tasks alone gives: each task is learned\n"
+      "and evaluated, with its own seed, before the next one starts. Rows are named by run directory; time/sgd\n"
+      "is against the run named sgd, and means something only for runs timed side by side.\n");
+  register_action(sub, [o] {
+    const auto rows = eval::tabulate_runs(*o);
     std::cout << eval::format_compare(rows) << "results: " << o->out << "/compare.json" << std::endl;
   });
 }

@@ -20,7 +20,9 @@
 # only these (default: every method `clr run --help` lists). DEADLINE=s: runs still
 # going that many seconds after the start are stopped (their results.json holds the
 # tasks they finished) so that the call can pack what it has. TABULATE=0: no
-# `clr compare` (when the methods are split over several calls).
+# `clr compare` (when the methods are split over several calls). OPTIONS="label:flags;..."
+# adds runs from the same backbone with other settings, e.g.
+# OPTIONS="ccll-pretrained:--method ccll --ccll-base pretrained" (in runs/options/label).
 set -uo pipefail
 cd "${REPO:-$(dirname "$0")/../..}"
 WORK=${WORK:-$PWD/device-work}
@@ -84,7 +86,7 @@ stage "suite ($SCALE, $SIZE px) from its bundle"
 
 stage "every method on the suite from the supervised backbone; CLR from SimCLR and random"
 RUN="$WORK/runs"
-mkdir -p "$RUN/sup" "$RUN/backbones"
+mkdir -p "$RUN/sup" "$RUN/backbones" "$RUN/options"
 METHODS=${METHODS:-$("$CLR" run --help | sed -n '/^Methods:/,/^Writes/p' | awk 'NR>1 && $1 !~ /^Writes/ {print $1}')}
 COMMON=(--size "$SIZE" --epochs "$EPOCHS" --patience 100 --device cuda --seed 0)
 one() {  # a method (or label=backbone) in its own process
@@ -98,6 +100,8 @@ one() {  # a method (or label=backbone) in its own process
   for m in $METHODS; do echo "$m $RUN/sup/$m --method $m --backbone $BACKBONE"; done
   [ -f "$WORK/ssl.safetensors" ] && echo "clr $RUN/backbones/clr-simclr --method clr --backbone $WORK/ssl.safetensors"
   [ "$BACKBONE_RUNS" = 1 ] && echo "clr $RUN/backbones/clr-random --method clr --backbone resnet18 --small-stem"
+  IFS=';' read -ra opts <<< "${OPTIONS:-}"
+  for o in "${opts[@]}"; do [ -n "$o" ] && echo "${o%%:*} $RUN/options/${o%%:*} --backbone $BACKBONE ${o#*:}"; done
 } > "$WORK/jobs.txt"
 export -f one; export CLR WORK start DEADLINE
 while read -r m out rest; do

@@ -1,7 +1,11 @@
 #include "clr/eval/compare.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
+#include <system_error>
 
 #include <nlohmann/json.hpp>
 
@@ -97,7 +101,7 @@ std::string compare_csv(const std::vector<CompareRow>& rows) {
 std::string format_compare(const std::vector<CompareRow>& rows) {
   std::ostringstream os;
   char buf[256];
-  std::snprintf(buf, sizeof buf, "%-11s %8s %8s %10s %8s %14s %12s %9s\n", "method", "avg acc", "BWT", "forgetting",
+  std::snprintf(buf, sizeof buf, "%-15s %8s %8s %10s %8s %14s %12s %9s\n", "method", "avg acc", "BWT", "forgetting",
                 "task 1", "extra params", "stored/task", "time/sgd");
   os << buf;
   for (const auto& r : rows) {
@@ -106,7 +110,7 @@ std::string format_compare(const std::vector<CompareRow>& rows) {
       std::snprintf(buf, sizeof buf, "%.2fx", *r.train_time_vs_sgd);
       ratio = buf;
     }
-    std::snprintf(buf, sizeof buf, "%-11s %7.2f%% %+7.2f %9.2f%% %7.2f%% %13.3f%% %12s %9s\n", r.method.c_str(),
+    std::snprintf(buf, sizeof buf, "%-15s %7.2f%% %+7.2f %9.2f%% %7.2f%% %13.3f%% %12s %9s\n", r.method.c_str(),
                   100 * r.average_accuracy, 100 * r.bwt, 100 * r.forgetting, 100 * r.first_task_final,
                   100 * r.extra_params_fraction, human_bytes(r.stored_bytes_per_task).c_str(), ratio.c_str());
     os << buf;
@@ -158,6 +162,70 @@ std::optional<Results> reusable_run(const RunConfig& c, const data::Sequence& se
   }
   log::info("compare: reusing the finished run in ", c.run.out);
   return r;
+}
+
+Results first_tasks(const Results& run, size_t k) {
+  CLR_CHECK(k >= 1 && k <= run.tasks.size() && k <= run.accuracy.size(), ConfigError, "the run of '", run.method,
+            "' finished ", run.tasks.size(), " tasks, not ", k);
+  Results r = run;
+  r.tasks.resize(k);
+  r.accuracy.resize(k);
+  for (auto& row : r.accuracy) row.resize(k);
+  r.complete = true;
+  return r;
+}
+
+std::vector<CompareRow> tabulate_runs(const TabulateOptions& o) {
+  CLR_CHECK(!o.out.empty(), ConfigError, "--out DIR is required");
+  CLR_CHECK(!o.runs.empty(), ConfigError, "no runs to tabulate");
+  CLR_CHECK(o.tasks >= 0, ConfigError, "--tasks must be >= 0 (0: the fewest any run finished), got ", o.tasks);
+  std::vector<Results> runs;
+  std::vector<std::string> names;
+  size_t fewest = SIZE_MAX;
+  for (const auto& dir : o.runs) {
+    std::string name = dir;
+    while (name.size() > 1 && name.back() == '/') name.pop_back();
+    name = name.substr(name.find_last_of('/') + 1);
+    CLR_CHECK(std::find(names.begin(), names.end(), name) == names.end(), ConfigError, "two runs are named '", name,
+              "' (", dir, "): the tabulated runs are stored by directory name");
+    runs.push_back(read_results(dir + "/results.json"));
+    names.push_back(name);
+    fewest = std::min(fewest, std::min(runs.back().tasks.size(), runs.back().accuracy.size()));
+    CLR_CHECK(fewest > 0, ConfigError, "the run in ", dir, " has not finished a task");
+  }
+  const size_t k = o.tasks > 0 ? static_cast<size_t>(o.tasks) : fewest;
+  const Results& first = runs.front();
+  for (size_t i = 0; i < runs.size(); ++i) {
+    runs[i] = first_tasks(runs[i], k);
+    for (size_t t = 0; t < k; ++t) {
+      const TaskRecord& a = runs[i].tasks[t];
+      const TaskRecord& b = first.tasks[t];
+      CLR_CHECK(a.name == b.name && a.classes == b.classes, ConfigError, "the run in ", o.runs[i], " learned '", a.name,
+                "' (", a.classes, " classes) as task ", t + 1, ", the run in ", o.runs[0], " '", b.name, "' (",
+                b.classes, " classes)");
+    }
+    if (runs[i].backbone_fingerprint != first.backbone_fingerprint || runs[i].seed != first.seed) {
+      log::warn("tabulate: ", o.runs[i], " started from another backbone or seed than ", o.runs[0]);
+    }
+  }
+  for (size_t i = 0; i < runs.size(); ++i) {
+    std::error_code ec;
+    CLR_CHECK(!std::filesystem::equivalent(o.runs[i], o.out + "/" + names[i], ec), ConfigError, "--out ", o.out,
+              " would overwrite the run in ", o.runs[i], " with its cut copy; choose another directory");
+  }
+  make_directories(o.out);
+  for (size_t i = 0; i < runs.size(); ++i) {
+    make_directories(o.out + "/" + names[i]);
+    write_file_atomic(o.out + "/" + names[i] + "/results.json", results_json(runs[i]));
+  }
+  nlohmann::json shown = {{"tabulated", o.runs}, {"first_tasks", k}};
+  // Rows are labelled by run name (clr-random, sgd-b, ...); time/sgd is against the run named sgd.
+  for (size_t i = 0; i < runs.size(); ++i) runs[i].method = names[i];
+  const auto rows = compare_rows(runs, names);
+  write_file_atomic(o.out + "/compare.json", compare_json(rows, shown.dump()));
+  write_file_atomic(o.out + "/compare.csv", compare_csv(rows));
+  log::info("tabulate: ", runs.size(), " runs on their first ", k, " tasks -> ", o.out);
+  return rows;
 }
 
 std::vector<CompareRow> compare_methods(const RunConfig& base, const data::Sequence& seq, const CompareOptions& o) {

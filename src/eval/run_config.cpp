@@ -108,6 +108,7 @@ void RunOverrides::apply(RunConfig& c) const {
   if (eft_depth_group) m.eft.depth_group = *eft_depth_group;
   if (ccll_base) m.ccll.base = *ccll_base;
   if (ccll_kernel) m.ccll.kernel = *ccll_kernel;
+  if (ccll_init) m.ccll.init = *ccll_init;
 }
 
 Results run(const RunConfig& c, data::Sequence seq) {

@@ -7,9 +7,11 @@
 #include <torch/torch.h>
 
 #include "clr/core/error.h"
+#include "clr/core/file_io.h"
 #include "clr/core/hash.h"
 #include "clr/core/progress.h"
 #include "clr/data/synthetic.h"
+#include "clr/eval/compare.h"
 #include "clr/eval/results.h"
 #include "clr/eval/runner.h"
 #include "clr/models/registry.h"
@@ -47,9 +49,9 @@ TensorMap conv_weights(models::ResNet& net) {
   return out;
 }
 
-eval::Results run_two_shapes_tasks(train::Method& m, const std::string& out) {
+eval::Results run_shapes_tasks(train::Method& m, const std::string& out, int tasks = 2, const std::string& prefix = "s") {
   data::Sequence seq;
-  for (int t = 0; t < 2; ++t) {
+  for (int t = 0; t < tasks; ++t) {
     data::ShapesOptions o;
     o.classes = 3 + t;
     o.train_per_class = 6;
@@ -58,7 +60,7 @@ eval::Results run_two_shapes_tasks(train::Method& m, const std::string& out) {
     o.size = 8;
     o.seed = 20 + t;
     seq.push_back(data::make_shapes_task(o));
-    seq.back().name = "s" + std::to_string(t);
+    seq.back().name = prefix + std::to_string(t);
   }
   eval::RunOptions o;
   o.train.epochs = 2;
@@ -299,6 +301,33 @@ TEST(Ccll, PretrainedBaseNeverChanges) {
   EXPECT_EQ(fingerprint(m.task_state(0)), fingerprint(first));
 }
 
+// With init = identity a calibrated task starts exactly from the base's own features.
+TEST(Ccll, IdentityInitStartsFromTheBasesFeatures) {
+  torch::manual_seed(8);
+  models::ResNet net = models::make_resnet("resnet18", 0, true);
+  net->eval();
+  const at::Tensor probe = torch::randn({4, 3, 8, 8});
+  const at::Tensor features = net->features(probe);
+  train::CcllOptions o;
+  o.base = "pretrained";
+  train::CcllMethod m(net, 1, o);
+  m.begin_task({0, "a", 3});
+  m.set_training(false);
+  const at::Tensor out = m.predict(0, probe);
+  const TensorMap live = m.snapshot();
+  const at::Tensor expected = torch::nn::functional::linear(features, live.at("head.weight"), live.at("head.bias"));
+  EXPECT_TRUE(out.equal(expected));
+  o.init = "default";
+  train::CcllMethod d(net, 1, o);
+  d.begin_task({0, "a", 3});
+  d.set_training(false);
+  const at::Tensor dout = d.predict(0, probe);
+  const TensorMap dl = d.snapshot();
+  EXPECT_FALSE(dout.equal(torch::nn::functional::linear(features, dl.at("head.weight"), dl.at("head.bias"))))
+      << "PyTorch's initialisation is not the identity";
+  EXPECT_TRUE(net->features(probe).equal(features)) << "the hook is detached after predict";
+}
+
 TEST(Ccll, OptionsAreChecked) {
   for (const auto& [base, kernel] : std::vector<std::pair<std::string, int64_t>>{{"random", 3}, {"first-task", 2},
                                                                                  {"pretrained", 0}}) {
@@ -312,6 +341,9 @@ TEST(Ccll, OptionsAreChecked) {
       EXPECT_NE(std::string(e.what()).find("--ccll-"), std::string::npos) << e.what();
     }
   }
+  train::CcllOptions o;
+  o.init = "zeros";
+  EXPECT_THROW(o.validate(), ConfigError);
 }
 
 // METHODS.md §13: each stage trains only what it names (head; + BatchNorm affine; all).
@@ -395,9 +427,59 @@ TEST(DynamicMethods, ZeroForgettingThroughTheRunner) {
     if (name == "supsup") m = std::make_unique<train::SupsupMethod>(net, 1, train::SupsupOptions{});
     else if (name == "efts") m = std::make_unique<train::EftMethod>(net, 1, train::EftOptions{});
     else m = std::make_unique<train::CcllMethod>(net, 1, train::CcllOptions{});
-    const eval::Results r = run_two_shapes_tasks(*m, dir.path() + "/" + name);
+    const eval::Results r = run_shapes_tasks(*m, dir.path() + "/" + name);
     EXPECT_EQ(*r.accuracy[1][0], *r.accuracy[0][0]) << name;
     EXPECT_EQ(eval::forgetting(r.accuracy), 0.0) << name;
+  }
+}
+
+// `clr tabulate`: a run cut to its first tasks is, bit for bit, the run of those tasks
+// alone, so runs stopped at different points compare on the tasks they all finished.
+TEST(Tabulate, FirstTasksOfALongerRunAreTheShorterRun) {
+  test::TempDir dir("tabulate");
+  auto run = [&](int tasks, const std::string& name, const std::string& prefix = "s") {
+    torch::manual_seed(0);
+    train::CcllMethod m(models::make_resnet("resnet18", 0, true), 1, {});
+    return run_shapes_tasks(m, dir.path() + "/" + name, tasks, prefix);
+  };
+  const eval::Results three = run(3, "three"), two = run(2, "two");
+  const eval::Results cut = eval::first_tasks(three, 2);
+  ASSERT_EQ(cut.accuracy.size(), 2u);
+  for (size_t t = 0; t < 2; ++t) {
+    ASSERT_EQ(cut.accuracy[t].size(), 2u);
+    for (size_t j = 0; j <= t; ++j) EXPECT_EQ(*cut.accuracy[t][j], *two.accuracy[t][j]) << t << " " << j;
+    EXPECT_EQ(cut.tasks[t].extra_params, two.tasks[t].extra_params);
+    EXPECT_EQ(cut.tasks[t].stored_bytes, two.tasks[t].stored_bytes);
+  }
+  EXPECT_TRUE(cut.complete);
+  EXPECT_THROW(eval::first_tasks(two, 3), ConfigError);
+
+  eval::TabulateOptions o;
+  o.runs = {dir.path() + "/three", dir.path() + "/two/"};
+  o.out = dir.path() + "/table";
+  const auto rows = eval::tabulate_runs(o);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].tasks, 2);
+  EXPECT_EQ(rows[0].method, "three");
+  EXPECT_EQ(rows[0].average_accuracy, rows[1].average_accuracy);
+  EXPECT_EQ(rows[0].first_task_curve, rows[1].first_task_curve);
+  EXPECT_EQ(eval::read_results(o.out + "/three/results.json").tasks.size(), 2u);
+  EXPECT_TRUE(file_exists(o.out + "/compare.json"));
+  o.tasks = 3;  // more than the shorter run finished
+  EXPECT_THROW(eval::tabulate_runs(o), ConfigError);
+  o.tasks = 0;
+  o.out = dir.path();  // would write the cut copies over the runs themselves
+  EXPECT_THROW(eval::tabulate_runs(o), ConfigError);
+  EXPECT_EQ(eval::read_results(dir.path() + "/three/results.json").tasks.size(), 3u);
+  o.out = dir.path() + "/table";
+  run(2, "other", "x");
+  o.tasks = 0;
+  o.runs = {dir.path() + "/two", dir.path() + "/other"};
+  try {
+    eval::tabulate_runs(o);
+    FAIL() << "runs of other tasks were tabulated together";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("'x0'"), std::string::npos) << e.what();
   }
 }
 

@@ -56,4 +56,23 @@ std::vector<CompareRow> compare_methods(const RunConfig& base, const data::Seque
 // is nullopt, with a log line saying why it runs again.
 std::optional<Results> reusable_run(const RunConfig& config, const data::Sequence& sequence);
 
+// The run as it stood after its first `k` tasks, marked complete: what a run of those k
+// tasks alone writes, since the runner learns and evaluates each task (with its own
+// seed) before it looks at the next. ConfigError when the run finished fewer than k.
+Results first_tasks(const Results& run, size_t k);
+
+struct TabulateOptions {
+  std::vector<std::string> runs;  // run directories (results.json, finished or not)
+  std::string out;                // OUT/<run name>/results.json (cut), OUT/compare.json, compare.csv
+  int64_t tasks = 0;              // how many tasks to tabulate; 0: the fewest any run finished
+};
+
+// Tabulates runs made separately (in other processes, calls or machines) on the first
+// tasks they all finished: each run cut with first_tasks and written to OUT/<name>/
+// (name: the run directory's name, which must be unique), then compare.json and
+// compare.csv as `clr compare` writes them, so `clr report OUT` draws the figures.
+// ConfigError when a run's tasks differ from the first run's (names and class counts)
+// or a run has fewer tasks than asked for; a warning when backbones or seeds differ.
+std::vector<CompareRow> tabulate_runs(const TabulateOptions& options);
+
 }  // namespace clr::eval

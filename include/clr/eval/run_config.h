@@ -59,7 +59,7 @@ struct RunOverrides {
   bool small_stem = false, allow_missing_test = false, skip_corrupt = false, hflip = false;
   std::optional<double> ewc_lambda, ewc_gamma, si_c, si_xi, lwf_alpha, lwf_temperature, derpp_alpha, derpp_beta;
   std::optional<int64_t> fisher_samples, buffer, replay_batch;
-  std::optional<std::string> supsup_weights, eft_base, ccll_base, psp_context, clr_norm;
+  std::optional<std::string> supsup_weights, eft_base, ccll_base, ccll_init, psp_context, clr_norm;
   std::optional<double> supsup_density, supsup_er_scale;
   std::optional<int64_t> eft_spatial_group, eft_depth_group, ccll_kernel;
 

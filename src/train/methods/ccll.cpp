@@ -12,6 +12,8 @@ void CcllOptions::validate() const {
             "ccll base (--ccll-base) must be first-task or pretrained, got '", base, "'");
   CLR_CHECK(kernel >= 1 && kernel % 2 == 1 && kernel <= 15, ConfigError,
             "ccll kernel (--ccll-kernel) must be odd and in [1, 15], got ", kernel);
+  CLR_CHECK(init == "identity" || init == "default", ConfigError,
+            "ccll init (--ccll-init) must be identity or default, got '", init, "'");
 }
 
 CcllMethod::CcllMethod(models::ResNet backbone, int64_t backbone_params_with_fc, CcllOptions options)
@@ -89,6 +91,11 @@ void CcllMethod::begin_task(const TaskInfo& task) {
                                    static_cast<torch::nn::Module*>(s.channel_bn.get())}) {
         m->to(device());
       }
+      if (options_.init == "identity") {  // y1 = y and a gate of 2 sigmoid(0) = 1 at the start
+        torch::NoGradGuard ng;
+        s.spatial_bn->weight.zero_();
+        s.channel_bn->weight.zero_();
+      }
       sites_.push_back(s);
     }
   }
@@ -117,7 +124,8 @@ at::Tensor CcllMethod::norm(size_t site, torch::nn::BatchNorm2dImpl& bn, const a
   const at::Tensor y = bn.forward(x);
   Site& s = sites_[site];
   const at::Tensor y1 = y + s.spatial_bn->forward(s.spatial->forward(y));
-  return y1 * torch::sigmoid(s.channel_bn->forward(s.channel->forward(y1)));
+  const at::Tensor gate = torch::sigmoid(s.channel_bn->forward(s.channel->forward(y1)));
+  return options_.init == "identity" ? y1 * (2 * gate) : y1 * gate;
 }
 
 at::Tensor CcllMethod::predict(int64_t task, const at::Tensor& images) {

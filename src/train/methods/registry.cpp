@@ -69,6 +69,7 @@ void fields(V& v, MethodOptions& o) {
   v("eft_depth_group", o.eft.depth_group);
   v("ccll_base", o.ccll.base);
   v("ccll_kernel", o.ccll.kernel);
+  v("ccll_init", o.ccll.init);
   v("psp_context", o.psp.context);
   v("clr_norm", o.clr_norm);
 }

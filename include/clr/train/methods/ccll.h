@@ -4,9 +4,12 @@
 // mode with the first task's statistics. Every later task calibrates the activation map
 // y that each conv's BatchNorm produces (the stem and the 1x1 downsample convs included):
 //   spatial:  y1 = y + BN_s(Conv_{KxK, C -> 1}(y))        (one map, broadcast over channels)
-//   channel:  y2 = y1 * sigmoid(BN_c(DWConv_{1x1}(y1)))   (a gate per channel and position)
+//   channel:  y2 = y1 * g(BN_c(DWConv_{1x1}(y1)))         (a gate per channel and position)
 // 12 C + 2 values per conv of C outputs with K = 3 (9 C + 2 spatial, C + 2 C channel),
-// plus a head. `base = "pretrained"` freezes the loaded backbone from the start and
+// plus a head. `init = "identity"` (the default) starts every module as the identity:
+// BN_s's and BN_c's scales at 0 and g = 2 sigmoid, so g = 1 at the start; `init =
+// "default"` keeps PyTorch's initialisation and g = sigmoid (docs/METHODS.md says why
+// the default is not that). `base = "pretrained"` freezes the loaded backbone from the start and
 // calibrates every task, the first included.
 // Stored per task: ccll.<conv>.{spatial,spatial_bn,channel,channel_bn}.* and head.*;
 // the base learned on the first task is method state (stored once).
@@ -28,7 +31,8 @@ namespace clr::train {
 struct CcllOptions {
   std::string base = "first-task";  // "first-task" (the paper) or "pretrained"
   int64_t kernel = 3;               // K of the spatial calibration's conv
-  // ConfigError naming the setting for an unknown base or a kernel that is even or < 1.
+  std::string init = "identity";    // "identity" (modules start as the identity) or "default"
+  // ConfigError naming the setting for an unknown base or init, or a kernel that is even or < 1.
   void validate() const;
 };
 

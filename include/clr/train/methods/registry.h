@@ -38,7 +38,7 @@ struct MethodOptions {
 // A run config's [method] table: flat keys ewc_lambda, ewc_gamma, fisher_samples, si_c,
 // si_xi, lwf_alpha, lwf_temperature, buffer, replay_batch, derpp_alpha, derpp_beta,
 // supsup_weights, supsup_density, supsup_er_scale, eft_base, eft_spatial_group,
-// eft_depth_group, ccll_base, ccll_kernel, psp_context, clr_norm (kernel, seed, crop and max_classes
+// eft_depth_group, ccll_base, ccll_kernel, ccll_init, psp_context, clr_norm (kernel, seed, crop and max_classes
 // come from the rest of the run).
 void to_json(settings::Json& j, const MethodOptions& o);
 void from_json(const settings::Json& j, MethodOptions& o);
