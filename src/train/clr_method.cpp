@@ -18,7 +18,7 @@ std::string ClrMethod::store_variant() const {
 }
 
 void ClrMethod::begin_task(const TaskInfo& task) {
-  CLR_ASSERT(task.index == static_cast<int64_t>(states_.size()), "tasks must be learned in order");
+  CLR_ASSERT(task.index == states_.size(), "tasks must be learned in order");
   net_->begin_task(task.num_classes);
   current_ = installed_ = task.index;
 }
@@ -35,16 +35,13 @@ void ClrMethod::restore(const TensorMap& state) { net_->load_task_state(state); 
 
 void ClrMethod::end_task(const TaskEnd&) {
   CLR_ASSERT(current_ >= 0, "end_task without begin_task");
-  states_.push_back(net_->task_state());
-  extra_.push_back(net_->task_state_size().trainable());
+  states_.add(net_->task_state(), net_->task_state_size().trainable());
   current_ = -1;
 }
 
 void ClrMethod::install(int64_t task) {
   if (task == installed_) return;
-  CLR_CHECK(task >= 0 && task < static_cast<int64_t>(states_.size()), ConfigError, "task ", task,
-            " has not been learned (", states_.size(), " tasks so far)");
-  net_->load_task_state(states_[static_cast<size_t>(task)]);
+  net_->load_task_state(states_.state(task));
   installed_ = task;
 }
 
@@ -56,15 +53,9 @@ at::Tensor ClrMethod::predict(int64_t task, const at::Tensor& images) {
   return net_->forward(images);
 }
 
-TensorMap ClrMethod::task_state(int64_t task) const {
-  CLR_CHECK(task >= 0 && task < static_cast<int64_t>(states_.size()), ConfigError, "no state for task ", task);
-  return states_[static_cast<size_t>(task)];
-}
+TensorMap ClrMethod::task_state(int64_t task) const { return states_.state(task); }
 
-int64_t ClrMethod::extra_params(int64_t task) const {
-  CLR_CHECK(task >= 0 && task < static_cast<int64_t>(extra_.size()), ConfigError, "no state for task ", task);
-  return extra_[static_cast<size_t>(task)];
-}
+int64_t ClrMethod::extra_params(int64_t task) const { return states_.trainable(task); }
 
 void ClrMethod::set_training(bool on) { net_->train(on); }
 

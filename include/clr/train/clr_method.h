@@ -7,6 +7,7 @@
 #include "clr/adapters/reprogram.h"
 #include "clr/models/resnet.h"
 #include "clr/train/method.h"
+#include "clr/train/task_states.h"
 
 namespace clr::train {
 
@@ -43,8 +44,7 @@ class ClrMethod : public Method {
   adapters::ReprogrammedNet net_;
   int64_t backbone_params_;
   std::string fingerprint_;
-  std::vector<TensorMap> states_;     // finished tasks
-  std::vector<int64_t> extra_;        // trainable values per finished task
+  TaskStates states_;                 // finished tasks
   int64_t current_ = -1;              // task being learned (-1: none)
   int64_t installed_ = -1;            // task whose state is in net_
 };

@@ -52,9 +52,7 @@ TensorMap EftMethod::live_state() const {
 
 void EftMethod::install(int64_t task) {
   if (task == installed_) return;
-  CLR_CHECK(task >= 0 && task < static_cast<int64_t>(states_.size()), ConfigError, "task ", task,
-            " has not been learned (", states_.size(), " tasks so far)");
-  const TensorMap& state = states_[static_cast<size_t>(task)];
+  const TensorMap& state = states_.state(task);
   const at::Tensor& w = state.at("head.weight");
   if (!head_ || head_->weight.sizes() != w.sizes()) {
     head_ = torch::nn::Linear(w.size(1), w.size(0));
@@ -66,7 +64,7 @@ void EftMethod::install(int64_t task) {
 }
 
 void EftMethod::begin_task(const TaskInfo& task) {
-  CLR_ASSERT(task.index == static_cast<int64_t>(states_.size()), "tasks must be learned in order");
+  CLR_ASSERT(task.index == states_.size(), "tasks must be learned in order");
   if (task.index == 0) {
     for (const auto& site : backbone_->conv_sites()) {
       const int64_t c = site.out_channels;
@@ -147,30 +145,16 @@ void EftMethod::end_task(const TaskEnd&) {
       base_.emplace("base." + sites[i].name + ".weight", base_weights_[i].detach().to(at::kCPU).clone());
     }
   }
-  TensorMap state;
-  int64_t extra = 0;
-  for (const auto& [k, v] : live_state()) {
-    state.emplace(k, v.detach().to(at::kCPU).clone());
-    if (v.requires_grad()) extra += v.numel();
-    v.requires_grad_(false);
-  }
-  states_.push_back(std::move(state));
-  extra_.push_back(extra);
+  states_.add_live(live_state());
   installed_ = current_;
   current_ = -1;
 }
 
-TensorMap EftMethod::task_state(int64_t task) const {
-  CLR_CHECK(task >= 0 && task < static_cast<int64_t>(states_.size()), ConfigError, "no state for task ", task);
-  return states_[static_cast<size_t>(task)];
-}
+TensorMap EftMethod::task_state(int64_t task) const { return states_.state(task); }
 
 TensorMap EftMethod::method_state() const { return base_; }
 
-int64_t EftMethod::extra_params(int64_t task) const {
-  CLR_CHECK(task >= 0 && task < static_cast<int64_t>(extra_.size()), ConfigError, "no state for task ", task);
-  return extra_[static_cast<size_t>(task)];
-}
+int64_t EftMethod::extra_params(int64_t task) const { return states_.trainable(task); }
 
 void EftMethod::set_training(bool on) {
   backbone_->train(on);

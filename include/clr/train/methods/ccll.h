@@ -25,6 +25,7 @@
 
 #include "clr/models/resnet.h"
 #include "clr/train/method.h"
+#include "clr/train/task_states.h"
 
 namespace clr::train {
 
@@ -86,8 +87,7 @@ class CcllMethod : public Method, private models::ConvHook {
   std::vector<Site> sites_;        // the live calibration modules, per conv site
   bool calibrating_ = false;       // whether the live task runs through sites_
   torch::nn::Linear head_{nullptr};
-  std::vector<TensorMap> states_;  // per learned task, on the CPU
-  std::vector<int64_t> extra_;
+  TaskStates states_;              // per learned task, on the CPU
   TensorMap base_;                 // the base after the first task (base = "first-task")
   int64_t current_ = -1;
   int64_t installed_ = -1;

@@ -20,6 +20,7 @@
 
 #include "clr/models/resnet.h"
 #include "clr/train/method.h"
+#include "clr/train/task_states.h"
 
 namespace clr::train {
 
@@ -74,8 +75,7 @@ class EftMethod : public Method, private models::ConvHook {
   std::vector<at::Tensor> base_weights_;  // the base's conv weights, per site (the module's own tensors)
   std::vector<torch::nn::Conv2d> spatial_, depth_;  // the live transformations, per site
   torch::nn::Linear head_{nullptr};
-  std::vector<TensorMap> states_;  // per learned task, on the CPU
-  std::vector<int64_t> extra_;
+  TaskStates states_;              // per learned task, on the CPU
   TensorMap base_;                 // the base after the first task (base = "first-task")
   int64_t current_ = -1;
   int64_t installed_ = -1;

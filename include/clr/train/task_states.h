@@ -1,0 +1,31 @@
+// The states of the tasks a method has learned (what Method::task_state returns) and
+// the trainable values each holds (Method::extra_params), for the methods that keep
+// one state per task beside a shared network: clr and its variants, efts, ccll.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "clr/core/tensor_map.h"
+
+namespace clr::train {
+
+class TaskStates {
+ public:
+  // Appends `state` (kept as given: callers pass CPU tensors) as the next task's.
+  void add(TensorMap state, int64_t trainable);
+  // Appends a CPU copy of the live tensors `live` as the next task's state; the tensors
+  // that require grad are the task's trainable values, and stop requiring it.
+  void add_live(const TensorMap& live);
+  // ConfigError "task N has not been learned" for a task not learned yet.
+  const TensorMap& state(int64_t task) const;
+  int64_t trainable(int64_t task) const;
+  int64_t size() const { return static_cast<int64_t>(states_.size()); }
+
+ private:
+  void check(int64_t task) const;
+  std::vector<TensorMap> states_;
+  std::vector<int64_t> trainable_;
+};
+
+}  // namespace clr::train
