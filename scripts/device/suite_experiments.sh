@@ -94,7 +94,8 @@ one() {  # a method (or label=backbone) in its own process
   local left=$(( DEADLINE - ($(date +%s) - start) ))
   [ "$left" -gt 0 ] || { echo "$(basename "$out"): not started (deadline)" | tee -a "$WORK/stages.log"; return; }
   CLR_NUM_THREADS=1 timeout "$left" "$CLR" run "$WORK/suite/imagefolder" "$@" --out "$out" > "$out.log" 2>&1
-  echo "$(basename "$out"): exit $? after $(( $(date +%s) - start )) s" | tee -a "$WORK/stages.log"
+  local rc=$?  # 124: stopped at the deadline
+  echo "$(basename "$out"): exit $rc after $(( $(date +%s) - start )) s" | tee -a "$WORK/stages.log"
 }
 {
   for m in $METHODS; do echo "$m $RUN/sup/$m --method $m --backbone $BACKBONE"; done
