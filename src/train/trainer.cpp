@@ -85,11 +85,12 @@ double evaluate(Method& method, int64_t task, const data::PreparedSplit& split, 
   lo.crop = crop;
   data::BatchLoader loader(split, lo);
   torch::NoGradGuard no_grad;
-  int64_t correct = 0;
+  // Counted on the device and read once: reading it every batch would wait for the GPU.
+  at::Tensor correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(method.device()));
   loader.for_each_batch(0, [&](const at::Tensor& x, const at::Tensor& y) {
-    correct += method.predict(task, x).argmax(1).eq(y).sum().item<int64_t>();
+    correct += method.predict(task, x).argmax(1).eq(y).sum();
   });
-  return static_cast<double>(correct) / static_cast<double>(split.size());
+  return static_cast<double>(correct.item<int64_t>()) / static_cast<double>(split.size());
 }
 
 TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::PreparedSplit& train,
