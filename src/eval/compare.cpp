@@ -12,6 +12,7 @@
 #include "clr/core/error.h"
 #include "clr/core/file_io.h"
 #include "clr/core/log.h"
+#include "clr/core/path.h"
 #include "clr/core/strings.h"
 
 namespace clr::eval {
@@ -183,9 +184,7 @@ std::vector<CompareRow> tabulate_runs(const TabulateOptions& o) {
   std::vector<std::string> names;
   size_t fewest = SIZE_MAX;
   for (const auto& dir : o.runs) {
-    std::string name = dir;
-    while (name.size() > 1 && name.back() == '/') name.pop_back();
-    name = name.substr(name.find_last_of('/') + 1);
+    const std::string name = base_name(strip_trailing_slashes(dir));
     CLR_CHECK(std::find(names.begin(), names.end(), name) == names.end(), ConfigError, "two runs are named '", name,
               "' (", dir, "): the tabulated runs are stored by directory name");
     runs.push_back(read_results(dir + "/results.json"));
