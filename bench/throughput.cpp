@@ -5,6 +5,11 @@
 //   clr_bench_throughput --arch resnet18 --size 64 --small-stem --batch 32
 //   clr_bench_throughput --arch resnet50 --size 224 --batch 32,256 --device cuda
 //   clr_bench_throughput --method supsup --size 32 --small-stem   # + the masks' share of a step
+//
+// The training step is timed twice, in one process: "train" is the trainer's step
+// (train::Optimizer's multi-tensor Adam and the norm penalty's gradient added by hand,
+// as train_task does) and "train-torch" the same step with torch::optim::Adam and the
+// penalty through autograd (the trainer before), so their ratio is measured side by side.
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -20,6 +25,7 @@
 #include "clr/core/runtime.h"
 #include "clr/models/registry.h"
 #include "clr/train/methods/registry.h"
+#include "clr/train/optimizer.h"
 #include "bench_util.h"
 
 namespace {
@@ -39,6 +45,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Forward and training-step throughput (images/s) of a CLR-reprogrammed ResNet"};
   std::string arch = "resnet18", variant = "clr", method_name, device_name = "cpu", batches = "32", json_path;
   int64_t size = 64, classes = 10;
+  double penalty = 1e-5;
   int warmup = 3, steps = 20, threads = 0;
   bool small_stem = false, channels_last = false;
   app.add_option("--arch", arch)->capture_default_str();
@@ -55,6 +62,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "CPU threads (default: hardware)");
   app.add_flag("--small-stem", small_stem, "3x3 stride-1 stem without max-pool");
   app.add_flag("--channels-last", channels_last, "Run in channels-last memory format");
+  app.add_option("--penalty", penalty, "The recipe's norm penalty in both timed steps (0: none)")->capture_default_str();
   app.add_option("--json", json_path, "Also append the JSON lines to this file");
   CLI11_PARSE(app, argc, argv);
 
@@ -97,11 +105,15 @@ int main(int argc, char** argv) {
     }
     auto set_training = [&](bool on) { net ? net->train(on) : method->set_training(on); };
     auto logits = [&](const at::Tensor& x) { return net ? net->forward(x) : method->predict(0, x); };
-    torch::optim::Adam opt(params, torch::optim::AdamOptions(1e-3));
+    torch::optim::Adam torch_opt(params, torch::optim::AdamOptions(1e-3));
+    clr::train::OptimizerOptions oo;
+    oo.lr = 1e-3;
+    clr::train::Optimizer opt(params, oo);
     auto* supsup = dynamic_cast<clr::train::SupsupMethod*>(method.get());
 
-    std::printf("%-10s %-8s %5s %6s %-7s %10s %12s %12s\n", "arch", "variant", "size", "batch", "device", "mode",
+    std::printf("%-10s %-8s %5s %6s %-7s %12s %12s %12s\n", "arch", "variant", "size", "batch", "device", "mode",
                 "img/s median", "p10..p90");
+    std::printf("(train: the trainer's step; train-torch: torch::optim::Adam, penalty through autograd)\n");
     for (int64_t batch : batch_list) {
       at::Tensor x = torch::randn({batch, 3, size, size}).to(dev);
       if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
@@ -114,11 +126,28 @@ int main(int argc, char** argv) {
           },
           warmup, steps, batch, dev));
       set_training(true);
+      auto loss_of = [&] { return net ? torch::nn::functional::cross_entropy(net->forward(x), y) : method->loss(x, y); };
       const Stats train = summarise(time_steps(
           [&] {
             opt.zero_grad();
-            (net ? torch::nn::functional::cross_entropy(net->forward(x), y) : method->loss(x, y)).backward();
+            loss_of().backward();
+            if (penalty > 0) clr::train::add_norm_penalty(params, penalty);
             opt.step();
+            if (method) method->after_step();
+          },
+          warmup, steps, batch, dev));
+      const Stats train_torch = summarise(time_steps(
+          [&] {
+            torch_opt.zero_grad();
+            at::Tensor loss = loss_of();
+            if (penalty > 0) {
+              std::vector<at::Tensor> norms;
+              for (const auto& p : params) norms.push_back(p.norm());
+              loss = loss + penalty * torch::stack(norms).sum();
+            }
+            loss.backward();
+            torch_opt.step();
+            if (method) method->after_step();
           },
           warmup, steps, batch, dev));
       // SupSup: the masks alone (top-k of every layer's scores), as a share of a step.
@@ -129,8 +158,9 @@ int main(int argc, char** argv) {
         std::printf("supsup masks: %.2f ms per step (median), %.1f%% of a training step\n", 1e3 * masks.median,
                     100 * mask_share);
       }
-      for (const auto& [mode, s] : {std::pair<const char*, Stats>{"forward", fwd}, {"train", train}}) {
-        std::printf("%-10s %-8s %5ld %6ld %-7s %10s %12.1f %6.1f..%.1f\n", arch.c_str(), variant.c_str(),
+      for (const auto& [mode, s] :
+           {std::pair<const char*, Stats>{"forward", fwd}, {"train", train}, {"train-torch", train_torch}}) {
+        std::printf("%-10s %-8s %5ld %6ld %-7s %12s %12.1f %6.1f..%.1f\n", arch.c_str(), variant.c_str(),
                     static_cast<long>(size), static_cast<long>(batch), dev.str().c_str(), mode, s.median, s.p10,
                     s.p90);
       }
@@ -147,7 +177,10 @@ int main(int argc, char** argv) {
           {"warmup", warmup},
           {"steps", steps},
           {"forward_images_per_s", clr::bench::stats_json(fwd)},
+          {"penalty", penalty},
           {"train_step_images_per_s", clr::bench::stats_json(train)},
+          {"train_step_torch_optim_images_per_s", clr::bench::stats_json(train_torch)},
+          {"train_step_speedup_over_torch_optim", train.median / train_torch.median},
       };
       if (mask_share >= 0) j["supsup_mask_share_of_step"] = mask_share;
       clr::bench::add_environment(j, threads_cfg.intra_op);

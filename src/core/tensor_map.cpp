@@ -22,6 +22,12 @@ std::string describe(const at::Tensor& t) {
   return os.str();
 }
 
+at::Tensor to_device_async(const at::Tensor& host, const c10::Device& device) {
+  if (device.is_cpu()) return host.device().is_cpu() ? host : host.to(device);
+  if (!host.device().is_cpu()) return host.to(device);
+  return host.pin_memory().to(device, /*non_blocking=*/true);
+}
+
 int64_t total_numel(const TensorMap& tensors) {
   int64_t n = 0;
   for (const auto& kv : tensors) n += kv.second.numel();

@@ -1,6 +1,10 @@
 #include "clr/data/image.h"
 
 #include <cstring>
+#include <map>
+#include <string>
+#include <tuple>
+#include <utility>
 
 #include <torch/torch.h>
 #include <webp/decode.h>
@@ -114,10 +118,19 @@ at::Tensor resize_square(const at::Tensor& hwc, int64_t size) {
 }
 
 at::Tensor normalize(const at::Tensor& batch_u8, const float mean[3], const float std[3]) {
-  const auto opts = torch::TensorOptions().dtype(torch::kFloat).device(batch_u8.device());
-  at::Tensor m = torch::tensor({mean[0], mean[1], mean[2]}).to(opts).view({1, 3, 1, 1}) * 255.0f;
-  at::Tensor s = torch::tensor({std[0], std[1], std[2]}).to(opts).view({1, 3, 1, 1}) * 255.0f;
-  return (batch_u8.to(torch::kFloat) - m) / s;
+  // The [1,3,1,1] mean and std are made once per thread, device and values: copying
+  // them to a GPU for every batch would wait for it each time.
+  using Key = std::tuple<std::string, float, float, float, float, float, float>;
+  thread_local std::map<Key, std::pair<at::Tensor, at::Tensor>> cache;
+  const Key key{batch_u8.device().str(), mean[0], mean[1], mean[2], std[0], std[1], std[2]};
+  auto it = cache.find(key);
+  if (it == cache.end()) {
+    const auto opts = torch::TensorOptions().dtype(torch::kFloat).device(batch_u8.device());
+    at::Tensor m = (torch::tensor({mean[0], mean[1], mean[2]}) * 255.0f).to(opts).view({1, 3, 1, 1});
+    at::Tensor s = (torch::tensor({std[0], std[1], std[2]}) * 255.0f).to(opts).view({1, 3, 1, 1});
+    it = cache.emplace(key, std::make_pair(m, s)).first;
+  }
+  return (batch_u8.to(torch::kFloat) - it->second.first) / it->second.second;
 }
 
 }  // namespace clr::data

@@ -171,6 +171,10 @@ void BatchLoader::for_each_batch(int64_t epoch,
     for (auto& o : offsets) o = {pick(rng), pick(rng)};
   }
 
+  const bool on_device = options_.assembly == LoaderOptions::Assembly::kDevice ||
+                         (options_.assembly == LoaderOptions::Assembly::kAuto && !options_.device.is_cpu());
+  if (on_device) return device_batches(order, flips, offsets, fn);
+
   struct Batch {
     at::Tensor x, y;
   };
@@ -245,6 +249,50 @@ void BatchLoader::for_each_batch(int64_t epoch,
   }
   finish();
   if (error) std::rethrow_exception(error);
+}
+
+void BatchLoader::device_batches(const std::vector<int64_t>& order, const std::vector<uint8_t>& flips,
+                                 const std::vector<std::pair<int64_t, int64_t>>& offsets,
+                                 const std::function<void(const at::Tensor&, const at::Tensor&)>& fn) const {
+  const c10::Device device = options_.device;
+  if (!images_on_device_.defined()) {
+    images_on_device_ = data_.images.to(device).contiguous();
+    labels_on_device_ = data_.labels.to(device);
+  }
+  const int64_t n = data_.size(), bs = options_.batch_size, nb = num_batches();
+  const int64_t full = data_.images.size(2), crop = options_.crop;
+  const bool cropping = crop > 0 && crop < full;
+  // The epoch's order, flips and crop offsets go over in one copy.
+  std::vector<int64_t> plan(static_cast<size_t>(4 * n));
+  for (int64_t i = 0; i < n; ++i) {
+    const auto k = static_cast<size_t>(i);
+    plan[k] = order[k];
+    plan[static_cast<size_t>(n) + k] = flips[k];
+    plan[static_cast<size_t>(2 * n) + k] = offsets[k].first;
+    plan[static_cast<size_t>(3 * n) + k] = offsets[k].second;
+  }
+  const at::Tensor on = torch::tensor(plan, torch::kLong).to(device).view({4, n});
+  const at::Tensor ramp = cropping ? torch::arange(crop, on.options()) : at::Tensor();
+  const at::Tensor channels = torch::arange(3, on.options()).view({1, 3, 1, 1});
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t lo = b * bs, hi = std::min(n, lo + bs);
+    const at::Tensor idx = on[0].slice(0, lo, hi);
+    at::Tensor x = images_on_device_.index_select(0, idx);
+    if (cropping) {
+      // The host path flips the whole image, then crops at (oy, ox): column j of the
+      // window is column ox + j, or W - 1 - ox - j of the unflipped image.
+      const at::Tensor rows = on[2].slice(0, lo, hi).unsqueeze(1) + ramp;  // [B, crop]
+      at::Tensor cols = on[3].slice(0, lo, hi).unsqueeze(1) + ramp;
+      if (options_.hflip) cols = torch::where(on[1].slice(0, lo, hi).unsqueeze(1).ne(0), (full - 1) - cols, cols);
+      const at::Tensor sample = torch::arange(hi - lo, on.options()).view({-1, 1, 1, 1});
+      const at::Tensor linear = ((sample * 3 + channels) * full + rows.view({-1, 1, crop, 1})) * full +
+                                cols.view({-1, 1, 1, crop});
+      x = x.take(linear);
+    } else if (options_.hflip) {
+      x = torch::where(on[1].slice(0, lo, hi).ne(0).view({-1, 1, 1, 1}), x.flip({3}), x);
+    }
+    fn(normalize(x), labels_on_device_.index_select(0, idx));
+  }
 }
 
 }  // namespace clr::data

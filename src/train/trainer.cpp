@@ -11,6 +11,7 @@
 #include "clr/core/settings_io.h"
 #include "clr/core/log.h"
 #include "clr/core/progress.h"
+#include "clr/train/optimizer.h"
 
 namespace clr::train {
 
@@ -59,19 +60,13 @@ double lr_at(const TrainConfig& c, int64_t epoch) {  // epoch 0-based
   return c.lr;
 }
 
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainConfig& c, const std::vector<at::Tensor>& params) {
-  if (c.optimizer == "sgd") {
-    return std::make_unique<torch::optim::SGD>(
-        params, torch::optim::SGDOptions(c.lr).momentum(c.momentum).weight_decay(c.weight_decay));
-  }
-  return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(c.lr).weight_decay(c.weight_decay));
-}
-
-void set_lr(torch::optim::Optimizer& opt, double lr) {
-  for (auto& group : opt.param_groups()) {
-    if (auto* a = dynamic_cast<torch::optim::AdamOptions*>(&group.options())) a->lr(lr);
-    if (auto* s = dynamic_cast<torch::optim::SGDOptions*>(&group.options())) s->lr(lr);
-  }
+OptimizerOptions optimizer_options(const TrainConfig& c) {
+  OptimizerOptions o;
+  o.kind = c.optimizer;
+  o.lr = c.lr;
+  o.momentum = c.momentum;
+  o.weight_decay = c.weight_decay;
+  return o;
 }
 
 }  // namespace
@@ -98,7 +93,7 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
   config.validate();
   CLR_CHECK(train.size() > 0, ConfigError, "task '", task.name, "' has no training images left");
   const std::vector<at::Tensor> params = method.trainable_parameters();
-  auto opt = make_optimizer(config, params);
+  Optimizer opt(params, optimizer_options(config));
   data::LoaderOptions lo;
   lo.batch_size = config.batch_size;
   lo.shuffle = true;
@@ -115,7 +110,7 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
   TensorMap best;
   int64_t since_best = 0;
   for (int64_t epoch = 0; epoch < config.epochs; ++epoch) {
-    set_lr(*opt, lr_at(config, epoch));
+    opt.set_lr(lr_at(config, epoch));
     method.begin_epoch(epoch, config.epochs);
     method.set_training(true);
     Progress progress(detail::concat("task ", task.index + 1, " '", task.name, "' epoch ", epoch + 1, "/", config.epochs),
@@ -127,16 +122,13 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
     std::string status_line;
     const auto t0 = std::chrono::steady_clock::now();
     loader.for_each_batch(epoch, [&](const at::Tensor& x, const at::Tensor& y) {
-      opt->zero_grad();
+      opt.zero_grad();
       at::Tensor loss = method.loss(x, y);
-      if (config.penalty > 0) {
-        std::vector<at::Tensor> norms;
-        norms.reserve(params.size());
-        for (const auto& p : params) norms.push_back(p.norm());
-        loss = loss + config.penalty * torch::stack(norms).sum();
-      }
       loss.backward();
-      opt->step();
+      // The penalty's gradient is added to the loss's directly (autograd would run
+      // a norm and its backward per tensor); the loss reported includes it.
+      if (config.penalty > 0) loss = loss.detach() + config.penalty * add_norm_penalty(params, config.penalty);
+      opt.step();
       method.after_step();
       const at::Tensor weighted = loss.detach() * static_cast<double>(x.size(0));
       loss_acc = loss_acc.defined() ? loss_acc + weighted : weighted;

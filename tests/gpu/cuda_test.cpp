@@ -5,7 +5,9 @@
 #include "clr/adapters/reprogram.h"
 #include "clr/core/hash.h"
 #include "clr/core/torch_compat.h"
+#include "clr/data/loader.h"
 #include "clr/models/registry.h"
+#include "clr/train/optimizer.h"
 #include "test_util.h"
 
 namespace clr {
@@ -127,6 +129,64 @@ TEST_F(Cuda, ReprogrammedResnet50TrainingStepAgreesPerTensorInFp64) {
   for (size_t i = 0; i < a.per_tensor.size(); ++i) worst = std::max(worst, rel_diff(b.per_tensor[i], a.per_tensor[i]));
   EXPECT_LE(worst, 1e-6);
   std::printf("[gpu] fp64 step: worst per-tensor gradient relative difference %.3g\n", worst);
+}
+
+TEST_F(Cuda, BatchesPutTogetherOnTheDeviceAreTheHostThreadsBitForBit) {
+  data::PreparedSplit p;
+  torch::manual_seed(4);
+  p.images = torch::randint(0, 256, {37, 3, 12, 12}).to(torch::kUInt8);
+  p.labels = torch::arange(37, torch::kLong);
+  for (const int64_t crop : {0, 10}) {
+    data::LoaderOptions lo;
+    lo.batch_size = 8;
+    lo.shuffle = lo.hflip = lo.random_crop = true;
+    lo.crop = crop;
+    lo.seed = 9;
+    lo.device = torch::kCUDA;
+    lo.assembly = data::LoaderOptions::Assembly::kHost;
+    data::BatchLoader host(p, lo);
+    lo.assembly = data::LoaderOptions::Assembly::kAuto;  // the device, since it is not the CPU
+    data::BatchLoader device(p, lo);
+    std::vector<at::Tensor> a, b;
+    host.for_each_batch(1, [&](const at::Tensor& x, const at::Tensor& y) { a.push_back(torch::cat({x.flatten(), y.to(torch::kFloat)})); });
+    device.for_each_batch(1, [&](const at::Tensor& x, const at::Tensor& y) {
+      EXPECT_TRUE(x.is_cuda() && y.is_cuda());
+      b.push_back(torch::cat({x.flatten(), y.to(torch::kFloat)}));
+    });
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(test::bit_identical(a[i].cpu(), b[i].cpu())) << "batch " << i;
+  }
+}
+
+TEST_F(Cuda, MultiTensorAdamAndPenaltyAgreeWithTorchOptimOnTheDevice) {
+  torch::manual_seed(5);
+  std::vector<at::Tensor> ours, theirs;
+  for (const auto& shape : std::vector<std::vector<int64_t>>{{64, 3, 3, 3}, {64}, {10, 64}, {7}}) {
+    at::Tensor t = torch::randn(shape, torch::kCUDA);
+    ours.push_back(t.clone().requires_grad_());
+    theirs.push_back(t.clone().requires_grad_());
+  }
+  train::OptimizerOptions o;
+  o.lr = 0.01;
+  train::Optimizer opt(ours, o);
+  torch::optim::Adam ref(theirs, torch::optim::AdamOptions(0.01));
+  for (int s = 0; s < 10; ++s) {
+    opt.zero_grad();
+    ref.zero_grad();
+    at::Tensor a = torch::zeros({}, torch::kCUDA), b = torch::zeros({}, torch::kCUDA);
+    std::vector<at::Tensor> norms;
+    for (size_t i = 0; i < ours.size(); ++i) {
+      a = a + ours[i].sin().sum();
+      b = b + theirs[i].sin().sum();
+      norms.push_back(theirs[i].norm());
+    }
+    a.backward();
+    train::add_norm_penalty(ours, 1e-2);
+    (b + 1e-2 * torch::stack(norms).sum()).backward();
+    opt.step();
+    ref.step();
+  }
+  for (size_t i = 0; i < ours.size(); ++i) EXPECT_LT(rel_diff(ours[i].detach().cpu(), theirs[i].detach().cpu()), 1e-5) << i;
 }
 
 }  // namespace

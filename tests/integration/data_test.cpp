@@ -254,5 +254,41 @@ TEST(Loader, CentredAndRandomCrops) {
   EXPECT_THROW(too_big.for_each_batch(0, [](const at::Tensor&, const at::Tensor&) {}), ConfigError);
 }
 
+TEST(Loader, DeviceAssemblyGivesTheHostsBatches) {
+  // kDevice (gather, flip and crop by index on the device; here the CPU stands in)
+  // must give the host thread's batches bit for bit, for every mix of augmentations.
+  data::PreparedSplit p;
+  p.images = torch::randint(0, 256, {13, 3, 9, 9}).to(torch::kUInt8);
+  p.labels = torch::arange(13, torch::kLong);
+  for (const int64_t crop : {0, 6, 9}) {
+    for (const bool random_crop : {false, true}) {
+      for (const bool hflip : {false, true}) {
+        data::LoaderOptions lo;
+        lo.batch_size = 4;  // a short last batch
+        lo.shuffle = true;
+        lo.hflip = hflip;
+        lo.crop = crop;
+        lo.random_crop = random_crop;
+        lo.seed = 5;
+        lo.assembly = data::LoaderOptions::Assembly::kHost;
+        data::BatchLoader host(p, lo);
+        lo.assembly = data::LoaderOptions::Assembly::kDevice;
+        data::BatchLoader device(p, lo);
+        for (int64_t e = 0; e < 3; ++e) {
+          std::vector<at::Tensor> a, b;
+          host.for_each_batch(e, [&](const at::Tensor& x, const at::Tensor& y) { a.push_back(torch::cat({x.flatten(), y.to(torch::kFloat)})); });
+          device.for_each_batch(e, [&](const at::Tensor& x, const at::Tensor& y) { b.push_back(torch::cat({x.flatten(), y.to(torch::kFloat)})); });
+          ASSERT_EQ(a.size(), 4u);
+          ASSERT_EQ(a.size(), b.size());
+          for (size_t i = 0; i < a.size(); ++i) {
+            EXPECT_TRUE(test::bit_identical(a[i], b[i]))
+                << "crop " << crop << " random " << random_crop << " flip " << hflip << " epoch " << e << " batch " << i;
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace clr

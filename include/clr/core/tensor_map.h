@@ -16,6 +16,11 @@ using Metadata = std::map<std::string, std::string>;
 // "F32[64, 3, 7, 7]": dtype and shape, for error messages.
 std::string describe(const at::Tensor& t);
 
+// A host tensor on `device` without waiting for the device: on a GPU the copy goes
+// through pinned memory and is queued behind the work already there (a plain .to()
+// from pageable memory waits for all of it). On the CPU, `host` itself.
+at::Tensor to_device_async(const at::Tensor& host, const c10::Device& device);
+
 // Total number of elements over all tensors.
 int64_t total_numel(const TensorMap& tensors);
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -50,10 +51,17 @@ struct LoaderOptions {
   bool drop_last = false;  // leave out a last batch smaller than batch_size (contrastive losses need pairs)
   uint64_t seed = 0;
   c10::Device device = c10::Device(c10::kCPU);
+  // Where batches are put together. kDevice: the split is copied to the device once
+  // and every batch is gathered, flipped, cropped and normalised there, with no copy
+  // and no wait for the device per batch; kHost: a background thread does it and
+  // copies each batch over. kAuto: kDevice unless the device is the CPU. Both give
+  // the same batches (tests/unit/data_test.cpp).
+  enum class Assembly { kAuto, kHost, kDevice };
+  Assembly assembly = Assembly::kAuto;
 };
 
-// Batches of a PreparedSplit, normalised with ImageNet mean/std on `device`. A
-// background thread assembles the next batch while the caller uses the current one.
+// Batches of a PreparedSplit, normalised with ImageNet mean/std on `device`, put
+// together on the device or by a background thread (LoaderOptions::assembly).
 // Shuffling and flips are seeded by (seed, epoch): the same seed gives the same batches.
 class BatchLoader {
  public:
@@ -64,8 +72,13 @@ class BatchLoader {
   void for_each_batch(int64_t epoch, const std::function<void(const at::Tensor&, const at::Tensor&)>& fn) const;
 
  private:
+  void device_batches(const std::vector<int64_t>& order, const std::vector<uint8_t>& flips,
+                      const std::vector<std::pair<int64_t, int64_t>>& offsets,
+                      const std::function<void(const at::Tensor&, const at::Tensor&)>& fn) const;
+
   const PreparedSplit& data_;
   LoaderOptions options_;
+  mutable at::Tensor images_on_device_, labels_on_device_;  // kDevice: the split, copied on first use
 };
 
 }  // namespace clr::data

@@ -166,29 +166,38 @@ void ReplayMethod::restore(const TensorMap& state) {
   FinetuneMethod::restore(own);
 }
 
+at::Tensor ReplayMethod::device_index(const std::vector<int64_t>& slots) const {
+  return to_device_async(torch::tensor(slots, torch::kLong), device());
+}
+
+std::map<int64_t, std::vector<int64_t>> ReplayMethod::group_by_task(const std::vector<int64_t>& slots) const {
+  const at::Tensor tasks = buffer_.tasks().contiguous();  // int64, host
+  const int64_t* task_of = tasks.data_ptr<int64_t>();
+  std::map<int64_t, std::vector<int64_t>> by_task;
+  for (size_t i = 0; i < slots.size(); ++i) by_task[task_of[slots[i]]].push_back(static_cast<int64_t>(i));
+  return by_task;
+}
+
 at::Tensor ReplayMethod::replay_images(const std::vector<int64_t>& slots) const {
-  at::Tensor x = buffer_.images().index_select(0, torch::tensor(slots, torch::kLong));
+  CLR_ASSERT(device_images_.defined(), "the buffer's images are not on the device");
+  at::Tensor x = device_images_.index_select(0, device_index(slots));
   const int64_t full = x.size(2), crop = options_.crop;
   if (crop > 0 && crop < full) {
     const int64_t o = (full - crop) / 2;  // centred, as the loader's evaluation crops
     x = x.slice(2, o, o + crop).slice(3, o, o + crop);
   }
-  return data::normalize(x.to(device()));
+  return data::normalize(x);
 }
 
 at::Tensor ReplayMethod::replay_cross_entropy(const at::Tensor& features, const std::vector<int64_t>& slots,
                                               bool sum) const {
-  const at::Tensor tasks = buffer_.tasks(), labels = buffer_.labels();
-  std::map<int64_t, std::vector<int64_t>> by_task;  // task -> positions in `slots`
-  for (size_t i = 0; i < slots.size(); ++i) {
-    by_task[tasks[slots[i]].item<int64_t>()].push_back(static_cast<int64_t>(i));
-  }
+  const at::Tensor labels = buffer_.labels();
   at::Tensor total = torch::zeros({}, features.options());
-  for (const auto& [task, pos] : by_task) {
+  for (const auto& [task, pos] : group_by_task(slots)) {
     std::vector<int64_t> s;
     for (int64_t p : pos) s.push_back(slots[static_cast<size_t>(p)]);
-    const at::Tensor y = labels.index_select(0, torch::tensor(s, torch::kLong)).to(device());
-    const at::Tensor f = features.index_select(0, torch::tensor(pos, torch::kLong).to(device()));
+    const at::Tensor y = to_device_async(labels.index_select(0, torch::tensor(s, torch::kLong)), device());
+    const at::Tensor f = features.index_select(0, device_index(pos));
     total = total + torch::nn::functional::cross_entropy(
                         head_logits(task, f), y,
                         torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
@@ -214,14 +223,11 @@ at::Tensor ReplayMethod::loss(const at::Tensor& images, const at::Tensor& labels
   // Logit matching on one draw: squared error over each sample's own task's logits.
   const std::vector<int64_t> s1 = buffer_.sample(batch_size_);
   const at::Tensor f1 = backbone_->features(replay_images(s1));
-  const at::Tensor stored = buffer_.logits().index_select(0, torch::tensor(s1, torch::kLong)).to(device());
-  const at::Tensor tasks = buffer_.tasks();
-  std::map<int64_t, std::vector<int64_t>> by_task;
-  for (size_t i = 0; i < s1.size(); ++i) by_task[tasks[s1[i]].item<int64_t>()].push_back(static_cast<int64_t>(i));
+  const at::Tensor stored = device_logits_.index_select(0, device_index(s1));
   at::Tensor sse = torch::zeros({}, l.options());
   int64_t count = 0;
-  for (const auto& [task, pos] : by_task) {
-    const at::Tensor ix = torch::tensor(pos, torch::kLong).to(device());
+  for (const auto& [task, pos] : group_by_task(s1)) {
+    const at::Tensor ix = device_index(pos);
     const int64_t k = classes_of(task);
     const at::Tensor out = head_logits(task, f1.index_select(0, ix));
     sse = sse + (out - stored.index_select(0, ix).narrow(1, 0, k)).pow(2).sum();
@@ -254,6 +260,8 @@ void ReplayMethod::end_task(const TaskEnd& end) {
                         [&](const at::Tensor& x, const at::Tensor&) { out.push_back(logits(task, x).to(torch::kCPU)); });
     buffer_.set_logits(slots, torch::cat(out));
   }
+  device_images_ = buffer_.empty() ? at::Tensor() : buffer_.images().to(device());
+  device_logits_ = buffer_.empty() || !options_.derpp ? at::Tensor() : buffer_.logits().to(device());
   log::info("  ", name(), ": buffer holds ", buffer_.size(), "/", buffer_.capacity(), " images after ",
             buffer_.seen(), " offered");
   FinetuneMethod::end_task(end);

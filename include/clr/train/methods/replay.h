@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -89,8 +90,16 @@ class ReplayMethod : public FinetuneMethod {
   // Mean (or summed) cross-entropy of replayed samples, each through its own head.
   at::Tensor replay_cross_entropy(const at::Tensor& features, const std::vector<int64_t>& slots, bool sum) const;
 
+  // `slots` as an index tensor on the device, and the buffer's tasks of those slots
+  // grouped: task -> positions in `slots` (the buffer's bookkeeping stays on the host).
+  at::Tensor device_index(const std::vector<int64_t>& slots) const;
+  std::map<int64_t, std::vector<int64_t>> group_by_task(const std::vector<int64_t>& slots) const;
+
   ReplayOptions options_;
   ReplayBuffer buffer_;
+  // The buffer's images and stored logits on the device, copied once per task (end_task)
+  // so that a step gathers its replayed samples there without a copy and a wait.
+  at::Tensor device_images_, device_logits_;
   int64_t batch_size_ = 0;  // the largest training batch so far when options_.batch == 0
 };
 

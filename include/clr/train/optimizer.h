@@ -1,0 +1,51 @@
+// The trainer's optimisers (Adam, SGD with momentum) and the authors' norm penalty,
+// written with LibTorch's multi-tensor (foreach) operations: a step is a handful of
+// operations over all tensors at once, where torch::optim runs ~9 per tensor. On a
+// GPU at the authors' batch of 32 a training step is bound by kernel launches, and
+// per-tensor updates of ~60 tensors were most of them. The arithmetic is
+// torch::optim::Adam's and ::SGD's, formula for formula
+// (tests/unit/optimizer_test.cpp compares them step by step).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace clr::train {
+
+struct OptimizerOptions {
+  std::string kind = "adam";  // adam | sgd
+  double lr = 1e-3;
+  double momentum = 0.9;      // sgd
+  double weight_decay = 0.0;  // L2 added to the gradient (both)
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adam
+};
+
+class Optimizer {
+ public:
+  Optimizer(std::vector<at::Tensor> params, OptimizerOptions options);
+  // Drops every gradient (set to none, as PyTorch 2's zero_grad): a tensor that gets
+  // no gradient in a step is not updated and its Adam step count does not advance.
+  void zero_grad();
+  // One update of every tensor that has a gradient.
+  void step();
+  void set_lr(double lr) { options_.lr = lr; }
+  double lr() const { return options_.lr; }
+
+ private:
+  std::vector<at::Tensor> params_;
+  OptimizerOptions options_;
+  std::vector<at::Tensor> exp_avg_, exp_avg_sq_;  // adam; undefined until a tensor's first step
+  std::vector<at::Tensor> momentum_;              // sgd
+  std::vector<int64_t> steps_;
+};
+
+// The authors' penalty `penalty * sum_p ||p||_2` without autograd: adds its gradient
+// penalty * p / ||p|| (0 where p is all zeros, as autograd's norm gives) to every
+// tensor's gradient, creating the gradient where the loss gave none, and returns
+// sum_p ||p|| (a device scalar, computed before any update). Call after backward().
+at::Tensor add_norm_penalty(const std::vector<at::Tensor>& params, double penalty);
+
+}  // namespace clr::train
