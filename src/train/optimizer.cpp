@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "clr/core/error.h"
+#include "clr/core/tensor_map.h"
 
 namespace clr::train {
 
@@ -108,7 +109,7 @@ at::Tensor add_norm_penalty(const std::vector<at::Tensor>& params, double penalt
   const at::Tensor scale = torch::where(norms > 0, penalty / norms, torch::zeros_like(norms));
   int64_t total = 0;
   for (int64_t n : lengths) total += n;
-  const at::Tensor counts = torch::tensor(lengths, torch::kLong).to(norms.device(), /*non_blocking=*/true);
+  const at::Tensor counts = to_device_async(torch::tensor(lengths, torch::kLong), norms.device());
   const at::Tensor grad = torch::cat(flat) * scale.repeat_interleave(counts, 0, total);
   std::vector<at::Tensor> add, to;
   int64_t offset = 0;
