@@ -328,6 +328,50 @@ TEST(Baselines, ErTrainsOnlyTheHeadsOfReplayedTasks) {
   EXPECT_EQ(head_weights, 2);
 }
 
+// Every replayed sample goes through its own task's head (all heads in one product,
+// the other tasks' columns masked): with the whole buffer replayed and BatchNorm in
+// eval mode, ER's loss and DER++'s terms equal what each head gives on its own.
+TEST(Baselines, ReplayedSamplesGoThroughTheirOwnTasksHeads) {
+  for (const bool derpp : {false, true}) {
+    torch::manual_seed(11);
+    train::ReplayOptions ro;
+    ro.buffer = 12;
+    ro.batch = 12;  // replay the whole buffer: the loss does not depend on the draw's order
+    ro.derpp = derpp;
+    ro.alpha = 1.0;
+    ro.beta = 1.0;
+    train::ReplayMethod m(models::make_resnet("resnet18", 0, true), 1, 5, ro);
+    const std::vector<int64_t> classes{3, 5, 2};
+    std::vector<data::PreparedSplit> splits(3);
+    train::TaskEnd end;
+    for (int64_t t = 0; t < 3; ++t) {
+      splits[t].images = torch::randint(0, 256, {4, 3, 8, 8}).to(torch::kUInt8);
+      splits[t].labels = torch::randint(0, classes[t], {4});
+      m.begin_task({t, "t" + std::to_string(t), classes[t]});
+      end.train = &splits[t];
+      m.end_task(end);
+    }
+    ASSERT_EQ(m.buffer().size(), 12);
+    m.begin_task({3, "d", 4});
+    m.set_training(false);
+    const at::Tensor x = data::normalize(torch::randint(0, 256, {6, 3, 8, 8}).to(torch::kUInt8));
+    const at::Tensor y = torch::randint(0, 4, {6});
+    const double loss = m.loss(x, y).item<double>();
+    namespace F = torch::nn::functional;
+    const auto sum = F::CrossEntropyFuncOptions().reduction(torch::kSum);
+    double current = F::cross_entropy(m.predict(3, x), y, sum).item<double>(), replayed = 0;
+    for (int64_t t = 0; t < 3; ++t) {
+      replayed += F::cross_entropy(m.predict(t, data::normalize(splits[static_cast<size_t>(t)].images)),
+                                   splits[static_cast<size_t>(t)].labels, sum)
+                      .item<double>();
+    }
+    // ER: one mean over current and replayed samples. DER++: the current mean, the
+    // logit term (0: nothing has trained since the logits were stored) and the replayed mean.
+    const double expected = derpp ? current / 6 + replayed / 12 : (current + replayed) / 18;
+    EXPECT_NEAR(loss, expected, 1e-4 * std::max(1.0, std::abs(expected))) << (derpp ? "derpp" : "er");
+  }
+}
+
 // EWC's merged penalty (lambda/2) A (theta - c)^2 has the gradient of the sum of one
 // penalty per task, sum_k lambda F_k (theta - theta*_k), over three tasks (the merge
 // is not exercised by two), with Fisher values that are 0 in places.

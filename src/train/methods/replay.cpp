@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -170,12 +171,41 @@ at::Tensor ReplayMethod::device_index(const std::vector<int64_t>& slots) const {
   return to_device_async(torch::tensor(slots, torch::kLong), device());
 }
 
-std::map<int64_t, std::vector<int64_t>> ReplayMethod::group_by_task(const std::vector<int64_t>& slots) const {
-  const at::Tensor tasks = buffer_.tasks().contiguous();  // int64, host
+ReplayMethod::OwnLogits ReplayMethod::own_task_logits(const at::Tensor& features,
+                                                      const std::vector<int64_t>& slots) const {
+  const at::Tensor tasks = buffer_.tasks().contiguous(), labels = buffer_.labels().contiguous();  // int64, host
   const int64_t* task_of = tasks.data_ptr<int64_t>();
-  std::map<int64_t, std::vector<int64_t>> by_task;
-  for (size_t i = 0; i < slots.size(); ++i) by_task[task_of[slots[i]]].push_back(static_cast<int64_t>(i));
-  return by_task;
+  const int64_t* label_of = labels.data_ptr<int64_t>();
+  std::map<int64_t, int64_t> offset_of;  // task -> its first column
+  for (int64_t slot : slots) offset_of.emplace(task_of[slot], 0);
+  std::vector<at::Tensor> weights, biases;
+  int64_t columns = 0;
+  for (auto& [task, offset] : offset_of) {
+    offset = columns;
+    columns += classes_of(task);
+    const torch::nn::Linear& head = head_of(task);
+    weights.push_back(head->weight);
+    biases.push_back(head->bias);
+  }
+  const auto n = static_cast<int64_t>(slots.size());
+  at::Tensor plan = torch::empty({3, n}, torch::kLong);  // first column, class count, target column
+  auto p = plan.accessor<int64_t, 2>();
+  OwnLogits out;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t slot = slots[static_cast<size_t>(i)], task = task_of[slot];
+    p[0][i] = offset_of.at(task);
+    p[1][i] = classes_of(task);
+    p[2][i] = p[0][i] + label_of[slot];
+    out.columns_used += p[1][i];
+  }
+  const at::Tensor on = to_device_async(plan, device());
+  out.first = on[0];
+  out.classes = on[1];
+  out.target = on[2];
+  out.logits = torch::nn::functional::linear(features, torch::cat(weights), torch::cat(biases));
+  const at::Tensor column = torch::arange(columns, on.options()).unsqueeze(0);
+  out.own = column.ge(out.first.unsqueeze(1)).logical_and(column.lt((out.first + out.classes).unsqueeze(1)));
+  return out;
 }
 
 at::Tensor ReplayMethod::replay_images(const std::vector<int64_t>& slots) const {
@@ -191,17 +221,12 @@ at::Tensor ReplayMethod::replay_images(const std::vector<int64_t>& slots) const 
 
 at::Tensor ReplayMethod::replay_cross_entropy(const at::Tensor& features, const std::vector<int64_t>& slots,
                                               bool sum) const {
-  const at::Tensor labels = buffer_.labels();
-  at::Tensor total = torch::zeros({}, features.options());
-  for (const auto& [task, pos] : group_by_task(slots)) {
-    std::vector<int64_t> s;
-    for (int64_t p : pos) s.push_back(slots[static_cast<size_t>(p)]);
-    const at::Tensor y = to_device_async(labels.index_select(0, torch::tensor(s, torch::kLong)), device());
-    const at::Tensor f = features.index_select(0, device_index(pos));
-    total = total + torch::nn::functional::cross_entropy(
-                        head_logits(task, f), y,
-                        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-  }
+  // Every sample through its own task's head: one product with all the heads
+  // involved, the other tasks' columns masked out (-inf adds nothing to a softmax).
+  const OwnLogits o = own_task_logits(features, slots);
+  const at::Tensor masked = o.logits.masked_fill(o.own.logical_not(), -std::numeric_limits<float>::infinity());
+  const at::Tensor total = torch::nn::functional::cross_entropy(
+      masked, o.target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
   return sum ? total : total / static_cast<double>(slots.size());
 }
 
@@ -223,16 +248,14 @@ at::Tensor ReplayMethod::loss(const at::Tensor& images, const at::Tensor& labels
   // Logit matching on one draw: squared error over each sample's own task's logits.
   const std::vector<int64_t> s1 = buffer_.sample(batch_size_);
   const at::Tensor f1 = backbone_->features(replay_images(s1));
-  const at::Tensor stored = device_logits_.index_select(0, device_index(s1));
-  at::Tensor sse = torch::zeros({}, l.options());
-  int64_t count = 0;
-  for (const auto& [task, pos] : group_by_task(s1)) {
-    const at::Tensor ix = device_index(pos);
-    const int64_t k = classes_of(task);
-    const at::Tensor out = head_logits(task, f1.index_select(0, ix));
-    sse = sse + (out - stored.index_select(0, ix).narrow(1, 0, k)).pow(2).sum();
-    count += static_cast<int64_t>(pos.size()) * k;
-  }
+  const at::Tensor stored = device_logits_.index_select(0, device_index(s1));  // [R, widest task], zero-padded
+  const OwnLogits o = own_task_logits(f1, s1);
+  // Column c of each sample's own logits (c < its class count; the rest masked out).
+  const at::Tensor c = torch::arange(stored.size(1), o.first.options()).unsqueeze(0);
+  const at::Tensor valid = c.lt(o.classes.unsqueeze(1));
+  const at::Tensor own = o.logits.gather(1, torch::where(valid, o.first.unsqueeze(1) + c, o.first.unsqueeze(1)));
+  const at::Tensor sse = ((own - stored) * valid.to(stored.scalar_type())).pow(2).sum();
+  const int64_t count = o.columns_used;
   // Cross-entropy on a second, independent draw.
   const std::vector<int64_t> s2 = buffer_.sample(batch_size_);
   const at::Tensor ce = replay_cross_entropy(backbone_->features(replay_images(s2)), s2, false);

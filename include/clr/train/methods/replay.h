@@ -90,10 +90,17 @@ class ReplayMethod : public FinetuneMethod {
   // Mean (or summed) cross-entropy of replayed samples, each through its own head.
   at::Tensor replay_cross_entropy(const at::Tensor& features, const std::vector<int64_t>& slots, bool sum) const;
 
-  // `slots` as an index tensor on the device, and the buffer's tasks of those slots
-  // grouped: task -> positions in `slots` (the buffer's bookkeeping stays on the host).
+  // `slots` as an index tensor on the device.
   at::Tensor device_index(const std::vector<int64_t>& slots) const;
-  std::map<int64_t, std::vector<int64_t>> group_by_task(const std::vector<int64_t>& slots) const;
+  // The replayed samples' logits under every head involved, in one product: logits
+  // [R, sum of their class counts], each sample's own head's columns (`own`, bool
+  // [R, columns]; from `first`, `classes` wide) and its label's column (`target`).
+  // The buffer's bookkeeping stays on the host; what the device needs goes in one copy.
+  struct OwnLogits {
+    at::Tensor logits, own, first, classes, target;
+    int64_t columns_used = 0;  // sum over samples of their class counts
+  };
+  OwnLogits own_task_logits(const at::Tensor& features, const std::vector<int64_t>& slots) const;
 
   ReplayOptions options_;
   ReplayBuffer buffer_;
