@@ -116,6 +116,7 @@ at::Tensor add_norm_penalty(const std::vector<at::Tensor>& params, double penalt
   for (size_t i = 0; i < params.size(); ++i) {
     at::Tensor piece = grad.narrow(0, offset, lengths[i]).view(params[i].sizes());
     offset += lengths[i];
+    if (!params[i].requires_grad()) continue;  // frozen for now (ConFiT's stages): autograd gave it nothing
     if (params[i].grad().defined()) {
       to.push_back(params[i].mutable_grad());
       add.push_back(piece);

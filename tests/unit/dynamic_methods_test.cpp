@@ -19,24 +19,34 @@
 #include "clr/train/methods/confit.h"
 #include "clr/train/methods/eft.h"
 #include "clr/train/methods/supsup.h"
+#include "clr/train/optimizer.h"
 #include "test_util.h"
 
 namespace clr {
 namespace {
 
-// One Adam step of the current task on random images, in train mode.
-void step(train::Method& m, torch::optim::Optimizer& opt, int64_t classes) {
+// One step of the current task on random images, in train mode, as the trainer takes
+// it: its Adam and the recipe's norm penalty (whose gradient must not reach tensors a
+// method has frozen for the moment).
+void step(train::Method& m, train::Optimizer& opt, int64_t classes) {
   m.set_training(true);
   opt.zero_grad();
   m.loss(torch::randn({8, 3, 8, 8}), torch::randint(classes, {8}, torch::kLong)).backward();
+  train::add_norm_penalty(m.trainable_parameters(), 1e-5);
   opt.step();
   m.after_step();
+}
+
+train::Optimizer adam(const std::vector<at::Tensor>& params) {
+  train::OptimizerOptions o;
+  o.lr = 1e-2;
+  return train::Optimizer(params, o);
 }
 
 // A few Adam steps of task `index`: enough to move every trained tensor.
 void learn(train::Method& m, int64_t index, int64_t classes, int steps = 3) {
   m.begin_task({index, "t" + std::to_string(index), classes});
-  torch::optim::Adam opt(m.trainable_parameters(), torch::optim::AdamOptions(1e-2));
+  train::Optimizer opt = adam(m.trainable_parameters());
   for (int s = 0; s < steps; ++s) step(m, opt, classes);
   m.set_training(false);
   m.end_task({});
@@ -349,7 +359,7 @@ TEST(Confit, StagesTrainOnlyWhatTheyName) {
   models::ResNet net = models::make_resnet("resnet18", 0, true);
   train::ConfitMethod m(net, 1);
   m.begin_task({0, "a", 3});
-  torch::optim::Adam opt(m.trainable_parameters(), torch::optim::AdamOptions(1e-2));
+  train::Optimizer opt = adam(m.trainable_parameters());
   auto convs = [&] { return fingerprint(conv_weights(net)); };
   auto affine = [&] {
     return fingerprint(
@@ -378,7 +388,7 @@ TEST(Confit, CorrectionReproducesTheMeansWhileTheWeightsStayPut) {
   models::ResNet net = models::make_resnet("resnet18", 0, true);
   train::ConfitMethod m(net, 1);
   m.begin_task({0, "a", 3});
-  torch::optim::Adam opt(m.trainable_parameters(), torch::optim::AdamOptions(1e-2));
+  train::Optimizer opt = adam(m.trainable_parameters());
   m.begin_epoch(2, 10);  // BatchNorm affine and head: the convs stay put
   for (int i = 0; i < 4; ++i) step(m, opt, 3);
   m.set_training(false);
@@ -398,7 +408,7 @@ TEST(Confit, CorrectionReproducesTheMeansWhileTheWeightsStayPut) {
   // Task 1 trains everything: task 0 is then evaluated through corrected means that
   // differ from its stored ones, and the latest task's BatchNorm stays live.
   m.begin_task({1, "b", 4});
-  torch::optim::Adam opt1(m.trainable_parameters(), torch::optim::AdamOptions(1e-2));
+  train::Optimizer opt1 = adam(m.trainable_parameters());
   m.begin_epoch(9, 10);
   for (int i = 0; i < 3; ++i) step(m, opt1, 4);
   m.set_training(false);

@@ -118,6 +118,16 @@ TEST(Optimizer, NormPenaltyGradientIsAutogradsAndOptionsAreChecked) {
   }
   // The all-zero tensor: the loss's gradient (cos 0 = 1) and nothing from the penalty, not NaN.
   EXPECT_TRUE(torch::equal(ours[2].grad(), torch::ones({5, 2})));
+  // A tensor frozen for the moment (requires_grad off, as ConFiT's stages do) gets no
+  // gradient from the penalty, as autograd gives it none, but counts in the sum.
+  std::vector<at::Tensor> frozen = opt_params(4);
+  frozen[0].requires_grad_(false);
+  const at::Tensor sum_frozen = train::add_norm_penalty(frozen, penalty);
+  EXPECT_FALSE(frozen[0].grad().defined());
+  EXPECT_TRUE(frozen[1].grad().defined());
+  EXPECT_NEAR(sum_frozen.item<double>(), frozen[0].norm().item<double>() + frozen[1].norm().item<double>() +
+                                             frozen[2].norm().item<double>() + frozen[3].norm().item<double>(),
+              1e-5);
   train::OptimizerOptions bad;
   bad.kind = "lion";
   EXPECT_THROW(train::Optimizer(ours, bad), ConfigError);

@@ -45,7 +45,9 @@ class Optimizer {
 // The authors' penalty `penalty * sum_p ||p||_2` without autograd: adds its gradient
 // penalty * p / ||p|| (0 where p is all zeros, as autograd's norm gives) to every
 // tensor's gradient, creating the gradient where the loss gave none, and returns
-// sum_p ||p|| (a device scalar, computed before any update). Call after backward().
+// sum_p ||p|| (a device scalar, computed before any update). A tensor that does not
+// require a gradient (frozen for the moment) counts in the sum but gets none, as with
+// autograd. Call after backward().
 at::Tensor add_norm_penalty(const std::vector<at::Tensor>& params, double penalty);
 
 }  // namespace clr::train
