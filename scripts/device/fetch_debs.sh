@@ -17,3 +17,12 @@ cd ../..
 mkdir -p .deps/share/datasets .deps/share/fonts/truetype/dejavu
 cp -r /usr/share/datasets/fashion-mnist .deps/share/datasets/
 for f in $(grep -ho '/usr/share/fonts/[^"]*' configs/fashion-glyphs-6.toml configs/sequence-10.toml | sort -u); do cp "$f" .deps/share/fonts/truetype/dejavu/; done
+# The shared libraries alone (3.8 MB), for device calls that carry a binary built in an
+# earlier call instead of building again (docs/GPU.md, "Runs without a build"):
+# there, `mkdir -p .deps/root && tar -xzf .deps/rt.tgz -C .deps/root` puts them where the
+# binary's run path looks.
+rt=$(mktemp -d)
+for f in .deps/debs/*.deb; do dpkg -x "$f" "$rt"; done
+(cd "$rt" && tar -czf "$OLDPWD/.deps/rt.tgz" $(find usr/lib/x86_64-linux-gnu -maxdepth 1 \( -name '*.so.*' -o -type l -name '*.so*' \)))
+rm -rf "$rt"
+ls -la .deps/rt.tgz
