@@ -203,8 +203,6 @@ ReplayMethod::OwnLogits ReplayMethod::own_task_logits(const at::Tensor& features
   out.classes = on[1];
   out.target = on[2];
   out.logits = torch::nn::functional::linear(features, torch::cat(weights), torch::cat(biases));
-  const at::Tensor column = torch::arange(columns, on.options()).unsqueeze(0);
-  out.own = column.ge(out.first.unsqueeze(1)).logical_and(column.lt((out.first + out.classes).unsqueeze(1)));
   return out;
 }
 
@@ -224,7 +222,9 @@ at::Tensor ReplayMethod::replay_cross_entropy(const at::Tensor& features, const 
   // Every sample through its own task's head: one product with all the heads
   // involved, the other tasks' columns masked out (-inf adds nothing to a softmax).
   const OwnLogits o = own_task_logits(features, slots);
-  const at::Tensor masked = o.logits.masked_fill(o.own.logical_not(), -std::numeric_limits<float>::infinity());
+  const at::Tensor column = torch::arange(o.logits.size(1), o.first.options()).unsqueeze(0);
+  const at::Tensor other = column.lt(o.first.unsqueeze(1)).logical_or(column.ge((o.first + o.classes).unsqueeze(1)));
+  const at::Tensor masked = o.logits.masked_fill(other, -std::numeric_limits<float>::infinity());
   const at::Tensor total = torch::nn::functional::cross_entropy(
       masked, o.target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
   return sum ? total : total / static_cast<double>(slots.size());

@@ -93,11 +93,11 @@ class ReplayMethod : public FinetuneMethod {
   // `slots` as an index tensor on the device.
   at::Tensor device_index(const std::vector<int64_t>& slots) const;
   // The replayed samples' logits under every head involved, in one product: logits
-  // [R, sum of their class counts], each sample's own head's columns (`own`, bool
-  // [R, columns]; from `first`, `classes` wide) and its label's column (`target`).
+  // [R, sum of their class counts]; each sample's own head's columns start at `first`
+  // and are `classes` wide, its label's column is `target` (all [R], on the device).
   // The buffer's bookkeeping stays on the host; what the device needs goes in one copy.
   struct OwnLogits {
-    at::Tensor logits, own, first, classes, target;
+    at::Tensor logits, first, classes, target;
     int64_t columns_used = 0;  // sum over samples of their class counts
   };
   OwnLogits own_task_logits(const at::Tensor& features, const std::vector<int64_t>& slots) const;
