@@ -23,6 +23,7 @@
 #include "clr/adapters/reprogram.h"
 #include "clr/core/error.h"
 #include "clr/core/runtime.h"
+#include "clr/core/torch_compat.h"
 #include "clr/models/registry.h"
 #include "clr/train/methods/registry.h"
 #include "clr/train/optimizer.h"
@@ -44,6 +45,7 @@ std::vector<double> time_steps(F&& step, int warmup, int steps, int64_t batch, c
 int main(int argc, char** argv) {
   CLI::App app{"Forward and training-step throughput (images/s) of a CLR-reprogrammed ResNet"};
   std::string arch = "resnet18", variant = "clr", method_name, device_name = "cpu", batches = "32", json_path;
+  std::string precision = "fp32";
   int64_t size = 64, classes = 10;
   double penalty = 1e-5;
   int warmup = 3, steps = 20, threads = 0;
@@ -62,6 +64,9 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "CPU threads (default: hardware)");
   app.add_flag("--small-stem", small_stem, "3x3 stride-1 stem without max-pool");
   app.add_flag("--channels-last", channels_last, "Run in channels-last memory format");
+  app.add_option("--precision", precision, "Forward passes in fp32 or under bf16 autocast (as `clr run --precision`)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
   app.add_option("--penalty", penalty, "The recipe's norm penalty in both timed steps (0: none)")->capture_default_str();
   app.add_option("--json", json_path, "Also append the JSON lines to this file");
   CLI11_PARSE(app, argc, argv);
@@ -104,7 +109,11 @@ int main(int argc, char** argv) {
       }
     }
     auto set_training = [&](bool on) { net ? net->train(on) : method->set_training(on); };
-    auto logits = [&](const at::Tensor& x) { return net ? net->forward(x) : method->predict(0, x); };
+    const c10::ScalarType autocast = precision == "bf16" ? c10::ScalarType::BFloat16 : c10::ScalarType::Float;
+    auto logits = [&](const at::Tensor& x) {
+      const clr::compat::AutocastGuard guard(dev.type(), autocast);
+      return net ? net->forward(x) : method->predict(0, x);
+    };
     torch::optim::Adam torch_opt(params, torch::optim::AdamOptions(1e-3));
     clr::train::OptimizerOptions oo;
     oo.lr = 1e-3;
@@ -126,7 +135,10 @@ int main(int argc, char** argv) {
           },
           warmup, steps, batch, dev));
       set_training(true);
-      auto loss_of = [&] { return net ? torch::nn::functional::cross_entropy(net->forward(x), y) : method->loss(x, y); };
+      auto loss_of = [&] {
+        const clr::compat::AutocastGuard guard(dev.type(), autocast);
+        return net ? torch::nn::functional::cross_entropy(net->forward(x), y) : method->loss(x, y);
+      };
       const Stats train = summarise(time_steps(
           [&] {
             opt.zero_grad();
@@ -174,6 +186,7 @@ int main(int argc, char** argv) {
           {"device", dev.str()},
           {"gpu", dev.is_cuda() ? "cuda" : ""},
           {"channels_last", channels_last},
+          {"precision", precision},
           {"warmup", warmup},
           {"steps", steps},
           {"forward_images_per_s", clr::bench::stats_json(fwd)},

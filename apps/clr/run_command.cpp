@@ -55,6 +55,14 @@ void add_run_options(CLI::App* sub, RunArgs* a) {
   sub->add_option("--crop", f.crop, "Random CROP x CROP crops of the resized images in training, centred ones in "
                                     "evaluation (default 0: none)");
   sub->add_option("--device", f.device, "cpu (default), cuda, cuda:N or auto");
+  sub->add_option("--precision", f.precision,
+                  "Arithmetic of the forward passes: auto (default: bf16 autocast on CUDA, fp32 elsewhere), fp32, bf16, "
+                  "or fp16 (CUDA only, dynamic loss scaling); weights and optimiser state stay fp32")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp16"}));
+  sub->add_option("--memory-format", f.memory_format,
+                  "Layout of images and activations: auto (default: channels-last on CUDA, contiguous elsewhere), "
+                  "channels-last or contiguous")
+      ->check(CLI::IsMember({"auto", "channels-last", "contiguous"}));
   sub->add_option("--seed", f.seed, "Seed for initialisation, splits, shuffling, Fisher samples, buffers (default 0)");
   sub->add_option("--scale", f.scale,
                   "With a config that has [data.suite] (configs/default.toml): learn all 22 suite tasks at this scale, "

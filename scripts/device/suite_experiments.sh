@@ -23,6 +23,8 @@
 # `clr compare` (when the methods are split over several calls). OPTIONS="label:flags;..."
 # adds runs from the same backbone with other settings, e.g.
 # OPTIONS="ccll-pretrained:--method ccll --ccll-base pretrained" (in runs/options/label).
+# RUN_FLAGS="...": flags the METHODS runs get (e.g. "--precision fp32 --memory-format contiguous"
+# to match runs made before bf16 and channels-last became the CUDA defaults).
 set -uo pipefail
 cd "${REPO:-$(dirname "$0")/../..}"
 WORK=${WORK:-$PWD/device-work}
@@ -98,7 +100,7 @@ one() {  # a method (or label=backbone) in its own process
   echo "$(basename "$out"): exit $rc after $(( $(date +%s) - start )) s" | tee -a "$WORK/stages.log"
 }
 {
-  for m in $METHODS; do echo "$m $RUN/sup/$m --method $m --backbone $BACKBONE"; done
+  for m in $METHODS; do echo "$m $RUN/sup/$m --method $m --backbone $BACKBONE ${RUN_FLAGS:-}"; done
   [ -f "$WORK/ssl.safetensors" ] && echo "clr $RUN/backbones/clr-simclr --method clr --backbone $WORK/ssl.safetensors"
   [ "$BACKBONE_RUNS" = 1 ] && echo "clr $RUN/backbones/clr-random --method clr --backbone resnet18 --small-stem"
   IFS=';' read -ra opts <<< "${OPTIONS:-}"

@@ -109,6 +109,8 @@ std::string results_json(const Results& r) {
       {"stored_bytes_per_task", bytes},
       {"train_seconds", seconds},
       {"device", r.device},
+      {"precision", r.precision},
+      {"channels_last", r.channels_last},
       {"seed", r.seed},
       {"complete", r.complete},
   };
@@ -137,6 +139,8 @@ Results read_results(const std::string& path) {
     r.backbone_fingerprint = b.at("fingerprint").get<std::string>();
     r.backbone_source = b.value("source", "");
     r.device = j.at("device").get<std::string>();
+    r.precision = j.value("precision", std::string("fp32"));  // written since 2026-12-07; fp32 before
+    r.channels_last = j.value("channels_last", false);
     r.seed = j.value("seed", uint64_t{0});
     r.complete = j.value("complete", false);
     const json& extra = j.at("extra_params_per_task");

@@ -86,6 +86,8 @@ void RunOverrides::apply(RunConfig& c) const {
   if (schedule) t.schedule = *schedule;
   if (hflip) t.hflip = true;
   if (crop) t.crop = *crop;
+  if (precision) t.precision = *precision;
+  if (memory_format) t.memory_format = *memory_format;
   train::MethodOptions& m = c.method;
   if (ewc_lambda) m.ewc.lambda = *ewc_lambda;
   if (ewc_gamma) m.ewc.gamma = *ewc_gamma;

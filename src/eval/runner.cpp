@@ -61,6 +61,7 @@ void write_results(const Results& r, const std::string& out) {
 
 Results run_sequence(train::Method& method, data::Sequence sequence, const RunOptions& o) {
   o.train.validate();
+  const train::Numerics numerics = train::numerics_for(o.train, method.device());  // fp16 on a CPU: an error now
   const std::string variant = method.store_variant();
   if (!variant.empty()) {
     std::string bad;
@@ -87,10 +88,13 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
   r.backbone_params = method.backbone_params();
   r.backbone_fingerprint = method.backbone_fingerprint();
   r.device = o.device;
+  r.precision = train::precision_name(numerics.autocast);
+  r.channels_last = numerics.channels_last;
   r.seed = o.train.seed;
   r.config_json = o.config_json;
   log::info("run: ", sequence.size(), " tasks, method ", r.variant, ", backbone ", r.backbone_arch, " (",
-            r.backbone_source, ", ", r.backbone_fingerprint.substr(0, 19), "...), device ", r.device, ", out ",
+            r.backbone_source, ", ", r.backbone_fingerprint.substr(0, 19), "...), device ", r.device, " (", r.precision,
+            numerics.channels_last ? ", channels-last" : "", "), out ",
             o.out_dir);
 
   std::unique_ptr<store::Store> adapters;
@@ -161,7 +165,9 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
     r.tasks.push_back(rec);
 
     std::vector<std::optional<double>> row(sequence.size());
-    for (size_t j = 0; j <= t; ++j) row[j] = train::evaluate(method, static_cast<int64_t>(j), tests[j], o.train.batch_size * 2, o.train.crop);
+    for (size_t j = 0; j <= t; ++j) {
+      row[j] = train::evaluate(method, static_cast<int64_t>(j), tests[j], o.train.batch_size * 2, o.train.crop, numerics);
+    }
     r.accuracy.push_back(row);
 
     if (adapters) {

@@ -128,4 +128,33 @@ at::Tensor add_norm_penalty(const std::vector<at::Tensor>& params, double penalt
   return norms.sum();
 }
 
+LossScaler::LossScaler(bool enabled, c10::Device device) : enabled_(enabled) {
+  if (!enabled_) return;
+  const auto f = torch::TensorOptions().dtype(torch::kFloat).device(device);
+  scale_ = torch::full({1}, 65536.0, f);
+  growth_tracker_ = torch::zeros({1}, f.dtype(torch::kInt));
+  found_inf_ = torch::zeros({1}, f);
+}
+
+at::Tensor LossScaler::scale(const at::Tensor& loss) const { return enabled_ ? loss * scale_.squeeze() : loss; }
+
+bool LossScaler::unscale(const std::vector<at::Tensor>& params) {
+  if (!enabled_) return true;
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> grads;
+  for (const auto& p : params) {
+    if (p.grad().defined()) grads.push_back(p.grad());
+  }
+  found_inf_.zero_();
+  if (!grads.empty()) at::_amp_foreach_non_finite_check_and_unscale_(grads, found_inf_, scale_.reciprocal());
+  return found_inf_.item<float>() == 0.0f;
+}
+
+void LossScaler::update() {
+  if (!enabled_) return;
+  at::_amp_update_scale_(scale_, growth_tracker_, found_inf_, 2.0, 0.5, 2000);
+}
+
+double LossScaler::current_scale() const { return enabled_ ? scale_.item<double>() : 1.0; }
+
 }  // namespace clr::train

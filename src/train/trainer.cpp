@@ -11,6 +11,7 @@
 #include "clr/core/settings_io.h"
 #include "clr/core/log.h"
 #include "clr/core/progress.h"
+#include "clr/core/torch_compat.h"
 #include "clr/train/optimizer.h"
 
 namespace clr::train {
@@ -30,6 +31,8 @@ void fields(V& v, TrainConfig& c) {
   v("patience", c.patience);
   v("hflip", c.hflip);
   v("crop", c.crop);
+  v("precision", c.precision);
+  v("memory_format", c.memory_format);
 }
 CLR_SETTINGS_JSON(TrainConfig)
 
@@ -48,6 +51,31 @@ void TrainConfig::validate() const {
   CLR_CHECK(momentum >= 0 && momentum < 1, ConfigError, "train.momentum must be in [0, 1), got ", momentum);
   CLR_CHECK(weight_decay >= 0, ConfigError, "train.weight_decay must be >= 0, got ", weight_decay);
   CLR_CHECK(crop >= 0, ConfigError, "train.crop must be >= 0, got ", crop);
+  CLR_CHECK(precision == "auto" || precision == "fp32" || precision == "bf16" || precision == "fp16", ConfigError,
+            "train.precision '", precision, "' is unknown; expected auto, fp32, bf16 or fp16");
+  CLR_CHECK(memory_format == "auto" || memory_format == "channels-last" || memory_format == "contiguous", ConfigError,
+            "train.memory_format '", memory_format, "' is unknown; expected auto, channels-last or contiguous");
+}
+
+Numerics numerics_for(const TrainConfig& c, c10::Device device) {
+  c.validate();
+  const bool cuda = device.is_cuda();
+  Numerics n;
+  if (c.precision == "bf16" || (c.precision == "auto" && cuda)) n.autocast = c10::ScalarType::BFloat16;
+  if (c.precision == "fp16") {
+    CLR_CHECK(cuda, ConfigError, "train.precision fp16 needs a CUDA device (autocast on ", device.str(),
+              " has bf16 only); use bf16 or fp32");
+    n.autocast = c10::ScalarType::Half;
+    n.loss_scaling = true;
+  }
+  n.channels_last = c.memory_format == "channels-last" || (c.memory_format == "auto" && cuda);
+  return n;
+}
+
+std::string precision_name(c10::ScalarType autocast) {
+  if (autocast == c10::ScalarType::BFloat16) return "bf16";
+  if (autocast == c10::ScalarType::Half) return "fp16";
+  return "fp32";
 }
 
 namespace {
@@ -71,7 +99,8 @@ OptimizerOptions optimizer_options(const TrainConfig& c) {
 
 }  // namespace
 
-double evaluate(Method& method, int64_t task, const data::PreparedSplit& split, int64_t batch_size, int64_t crop) {
+double evaluate(Method& method, int64_t task, const data::PreparedSplit& split, int64_t batch_size, int64_t crop,
+                const Numerics& numerics) {
   if (split.size() == 0) return 0;
   method.set_training(false);
   data::LoaderOptions lo;
@@ -82,8 +111,10 @@ double evaluate(Method& method, int64_t task, const data::PreparedSplit& split, 
   torch::NoGradGuard no_grad;
   // Counted on the device and read once: reading it every batch would wait for the GPU.
   at::Tensor correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(method.device()));
+  const compat::AutocastGuard autocast(method.device().type(), numerics.autocast);
   loader.for_each_batch(0, [&](const at::Tensor& x, const at::Tensor& y) {
-    correct += method.predict(task, x).argmax(1).eq(y).sum();
+    const at::Tensor input = numerics.channels_last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
+    correct += method.predict(task, input).argmax(1).eq(y).sum();
   });
   return static_cast<double>(correct.item<int64_t>()) / static_cast<double>(split.size());
 }
@@ -94,6 +125,8 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
   CLR_CHECK(train.size() > 0, ConfigError, "task '", task.name, "' has no training images left");
   const std::vector<at::Tensor> params = method.trainable_parameters();
   Optimizer opt(params, optimizer_options(config));
+  const Numerics numerics = numerics_for(config, method.device());
+  LossScaler scaler(numerics.loss_scaling, method.device());
   data::LoaderOptions lo;
   lo.batch_size = config.batch_size;
   lo.shuffle = true;
@@ -118,34 +151,50 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
     // The loss is summed on the device and read only when the progress line is drawn
     // and at the end of the epoch: reading it every step would wait for the GPU.
     at::Tensor loss_acc;
-    int64_t seen = 0;
+    int64_t seen = 0;      // images of the steps taken (the loss's weight)
+    int64_t images = 0;    // and of the steps skipped too (the progress line's)
     std::string status_line;
     const auto t0 = std::chrono::steady_clock::now();
-    loader.for_each_batch(epoch, [&](const at::Tensor& x, const at::Tensor& y) {
+    loader.for_each_batch(epoch, [&](const at::Tensor& batch, const at::Tensor& y) {
+      const at::Tensor x = numerics.channels_last ? batch.contiguous(at::MemoryFormat::ChannelsLast) : batch;
       opt.zero_grad();
-      at::Tensor loss = method.loss(x, y);
-      loss.backward();
+      at::Tensor loss;
+      {
+        // Autocast covers the forward only; backward runs each op in its forward's type.
+        const compat::AutocastGuard autocast(method.device().type(), numerics.autocast);
+        loss = method.loss(x, y);
+      }
+      scaler.scale(loss).backward();
+      if (!scaler.unscale(params)) {  // fp16 only: an inf or NaN gradient, the step is skipped
+        ++report.skipped_steps;
+        scaler.update();
+        images += x.size(0);
+        progress.update(images, status_line);
+        return;
+      }
       // The penalty's gradient is added to the loss's directly (autograd would run
       // a norm and its backward per tensor); the loss reported includes it.
       if (config.penalty > 0) loss = loss.detach() + config.penalty * add_norm_penalty(params, config.penalty);
       opt.step();
+      scaler.update();
       method.after_step();
       const at::Tensor weighted = loss.detach() * static_cast<double>(x.size(0));
       loss_acc = loss_acc.defined() ? loss_acc + weighted : weighted;
       seen += x.size(0);
+      images += x.size(0);
       if (progress.due()) {
         char status[64];
         std::snprintf(status, sizeof status, "loss %.4f", loss_acc.item<double>() / static_cast<double>(seen));
         status_line = status;
       }
-      progress.update(seen, status_line);
+      progress.update(images, status_line);
     });
     const double loss_sum = loss_acc.defined() ? loss_acc.item<double>() : 0.0;
     const double epoch_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     report.train_seconds += epoch_seconds;
     report.epoch_seconds.push_back(epoch_seconds);
-    const double val_acc = evaluate(method, task.index, val, config.batch_size * 2, config.crop);
-    report.epoch_loss.push_back(loss_sum / static_cast<double>(seen));
+    const double val_acc = evaluate(method, task.index, val, config.batch_size * 2, config.crop, numerics);
+    report.epoch_loss.push_back(seen > 0 ? loss_sum / static_cast<double>(seen) : std::nan(""));
     report.epoch_val_accuracy.push_back(val_acc);
     report.epochs_run = epoch + 1;
     char status[96];

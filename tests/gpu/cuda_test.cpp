@@ -1,4 +1,6 @@
 // CPU vs CUDA agreement. Every test skips itself without a CUDA device.
+#include <limits>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -187,6 +189,64 @@ TEST_F(Cuda, MultiTensorAdamAndPenaltyAgreeWithTorchOptimOnTheDevice) {
     ref.step();
   }
   for (size_t i = 0; i < ours.size(); ++i) EXPECT_LT(rel_diff(ours[i].detach().cpu(), theirs[i].detach().cpu()), 1e-5) << i;
+}
+
+TEST_F(Cuda, LossScalerUnscalesExactlyAndSkipsStepsWithInfiniteGradients) {
+  train::LossScaler scaler(true, c10::Device(c10::kCUDA, 0));
+  EXPECT_EQ(scaler.current_scale(), 65536.0);
+  at::Tensor p = torch::randn({5}, torch::kCUDA).requires_grad_();
+  const at::Tensor g = torch::randn({5}, torch::kCUDA);
+  scaler.scale((p * g).sum()).backward();
+  ASSERT_TRUE(scaler.unscale({p}));
+  EXPECT_TRUE(torch::equal(p.grad(), g));  // a power of two: exact
+  scaler.update();
+  EXPECT_EQ(scaler.current_scale(), 65536.0);
+  p.mutable_grad() = at::Tensor();
+  scaler.scale((p * std::numeric_limits<float>::infinity()).sum()).backward();
+  EXPECT_FALSE(scaler.unscale({p}));
+  scaler.update();
+  EXPECT_EQ(scaler.current_scale(), 32768.0);  // halved after an overflow
+}
+
+TEST_F(Cuda, Bf16AutocastChannelsLastStepStaysCloseToFp32) {
+  // The trainer's bf16 + channels-last step against its fp32 contiguous step on the
+  // same ResNet-18 CLR network and batch: the loss within bf16's precision, and the
+  // evaluation of the same weights deterministic (same logits twice, bit for bit).
+  auto make = [] {
+    torch::manual_seed(5);
+    models::ResNet b = models::make_resnet("resnet18", 0, /*small_stem=*/true);
+    b->to(torch::kCUDA);
+    return adapters::ReprogrammedNet(b, adapters::ReprogramOptions(), 10);
+  };
+  adapters::ReprogrammedNet a = make(), b = make();
+  torch::manual_seed(6);
+  const at::Tensor x = torch::randn({32, 3, 32, 32}, torch::kCUDA), y = torch::randint(0, 10, {32}, torch::kCUDA);
+  a->train();
+  b->train();
+  const at::Tensor loss32 = torch::nn::functional::cross_entropy(a->forward(x), y);
+  at::Tensor loss16;
+  {
+    const compat::AutocastGuard bf16(c10::kCUDA, c10::ScalarType::BFloat16);
+    loss16 = torch::nn::functional::cross_entropy(b->forward(x.contiguous(at::MemoryFormat::ChannelsLast)), y);
+  }
+  EXPECT_EQ(loss16.scalar_type(), c10::ScalarType::Float);  // cross-entropy runs in fp32 under autocast
+  EXPECT_LT(std::abs(loss16.item<double>() - loss32.item<double>()), 0.05 * std::abs(loss32.item<double>()));
+  loss32.backward();
+  loss16.backward();
+  const auto pa = a->trainable_parameters(), pb = b->trainable_parameters();
+  for (size_t i = 0; i < pa.size(); ++i) {
+    ASSERT_TRUE(pb[i].grad().defined()) << i;
+    EXPECT_EQ(pb[i].grad().scalar_type(), c10::ScalarType::Float) << i;  // fp32 master weights, fp32 gradients
+  }
+  b->eval();
+  at::Tensor first, second;
+  {
+    torch::NoGradGuard ng;
+    const compat::AutocastGuard bf16(c10::kCUDA, c10::ScalarType::BFloat16);
+    first = b->forward(x.contiguous(at::MemoryFormat::ChannelsLast));
+    second = b->forward(x.contiguous(at::MemoryFormat::ChannelsLast));
+  }
+  EXPECT_TRUE(torch::equal(first, second));
 }
 
 }  // namespace

@@ -60,6 +60,30 @@ TEST(Run, ClrHasZeroForgettingAndBitIdenticalOldAccuracies) {
   EXPECT_EQ(md.at("backbone_fingerprint"), j["backbone"]["fingerprint"]);
 }
 
+// bf16 autocast and channels-last (the CUDA defaults, asked for on the CPU here): the
+// run completes, says what it used, and still never forgets, bit for bit.
+TEST(Run, Bf16ChannelsLastRunSaysSoAndKeepsZeroForgetting) {
+  test::TempDir out("run-bf16");
+  const Result r =
+      clr_cmd("run " + test_data("seq") + kQuick + " --precision bf16 --memory-format channels-last --out " + out.path());
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(read_file(out.file("results.json")));
+  EXPECT_EQ(j["precision"], "bf16");
+  EXPECT_TRUE(j["channels_last"].get<bool>());
+  EXPECT_EQ(j["config"]["train"]["precision"], "bf16");
+  const auto& m = j["accuracy_matrix"];
+  for (size_t i = 1; i < 3; ++i) {
+    for (size_t k = 0; k < i; ++k) EXPECT_EQ(m[i][k].get<double>(), m[k][k].get<double>()) << i << "," << k;
+  }
+  EXPECT_EQ(j["forgetting"].get<double>(), 0.0);
+  // The CPU default is fp32; fp16 has no CPU autocast and is refused before any training.
+  test::TempDir out2("run-fp16");
+  const Result f = clr_cmd("run " + test_data("seq") + kQuick + " --precision fp16 --out " + out2.path() + "/r");
+  EXPECT_NE(f.code, 0);
+  EXPECT_NE(f.out.find("train.precision fp16 needs a CUDA device"), std::string::npos) << f.out;
+  EXPECT_FALSE(file_exists(out2.path() + "/r/results.json"));
+}
+
 // Every method on the same small sequence, end to end, and the comparison table.
 TEST(Compare, AllMethodsEndToEnd) {
   test::TempDir out("compare");

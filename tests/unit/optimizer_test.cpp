@@ -4,7 +4,9 @@
 #include <torch/torch.h>
 
 #include "clr/core/error.h"
+#include "clr/core/torch_compat.h"
 #include "clr/train/optimizer.h"
+#include "clr/train/trainer.h"
 
 namespace clr {
 namespace {
@@ -131,6 +133,69 @@ TEST(Optimizer, NormPenaltyGradientIsAutogradsAndOptionsAreChecked) {
   train::OptimizerOptions bad;
   bad.kind = "lion";
   EXPECT_THROW(train::Optimizer(ours, bad), ConfigError);
+}
+
+TEST(Numerics, PrecisionAndLayoutFollowTheDeviceAndBadValuesNameTheField) {
+  train::TrainConfig c;
+  const c10::Device cpu(c10::kCPU), cuda(c10::kCUDA, 0);
+  train::Numerics n = train::numerics_for(c, cpu);  // auto on the CPU: fp32, contiguous
+  EXPECT_EQ(n.autocast, c10::ScalarType::Float);
+  EXPECT_FALSE(n.channels_last);
+  EXPECT_FALSE(n.loss_scaling);
+  n = train::numerics_for(c, cuda);  // auto on CUDA: bf16, channels-last (no device needed to decide)
+  EXPECT_EQ(n.autocast, c10::ScalarType::BFloat16);
+  EXPECT_TRUE(n.channels_last);
+  EXPECT_EQ(train::precision_name(n.autocast), "bf16");
+  c.precision = "fp16";
+  n = train::numerics_for(c, cuda);
+  EXPECT_EQ(n.autocast, c10::ScalarType::Half);
+  EXPECT_TRUE(n.loss_scaling);
+  try {
+    train::numerics_for(c, cpu);
+    ADD_FAILURE() << "fp16 on the CPU must be refused";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.precision fp16"), std::string::npos) << e.what();
+  }
+  c.precision = "fp32";
+  c.memory_format = "channels-last";
+  n = train::numerics_for(c, cuda);
+  EXPECT_EQ(n.autocast, c10::ScalarType::Float);
+  EXPECT_TRUE(n.channels_last);
+  c.precision = "half";
+  try {
+    c.validate();
+    ADD_FAILURE() << "an unknown precision must be refused";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.precision 'half'"), std::string::npos) << e.what();
+  }
+  c.precision = "auto";
+  c.memory_format = "nhwc";
+  EXPECT_THROW(c.validate(), ConfigError);
+}
+
+TEST(Numerics, AutocastGuardCastsConvolutionsAndRestoresTheState) {
+  torch::manual_seed(0);
+  const at::Tensor x = torch::randn({2, 3, 8, 8}), w = torch::randn({4, 3, 3, 3});
+  {
+    const compat::AutocastGuard fp32(c10::kCPU, c10::ScalarType::Float);  // a no-op
+    EXPECT_EQ(torch::conv2d(x, w).scalar_type(), c10::ScalarType::Float);
+  }
+  {
+    const compat::AutocastGuard bf16(c10::kCPU, c10::ScalarType::BFloat16);
+    const at::Tensor y = torch::conv2d(x, w);
+    EXPECT_EQ(y.scalar_type(), c10::ScalarType::BFloat16);
+    // The same as casting the operands by hand.
+    const at::Tensor ref = torch::conv2d(x.to(torch::kBFloat16), w.to(torch::kBFloat16)).to(torch::kFloat);
+    EXPECT_TRUE(torch::equal(y.to(torch::kFloat), ref));
+  }
+  // Off again after the guard, on the CPU and CUDA alike.
+  EXPECT_EQ(torch::conv2d(x, w).scalar_type(), c10::ScalarType::Float);
+  // The disabled scaler changes nothing and reads nothing from a device.
+  train::LossScaler off(false, c10::Device(c10::kCPU));
+  const at::Tensor loss = torch::tensor(2.5);
+  EXPECT_TRUE(off.scale(loss).equal(loss));
+  EXPECT_TRUE(off.unscale({}));
+  EXPECT_EQ(off.current_scale(), 1.0);
 }
 
 }  // namespace

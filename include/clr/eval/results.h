@@ -54,6 +54,8 @@ struct Results {
   int64_t backbone_params = 0;
   std::string backbone_fingerprint;
   std::string device;
+  std::string precision = "fp32";  // of the forward passes: fp32, bf16 or fp16 (train::Numerics)
+  bool channels_last = false;
   uint64_t seed = 0;
   std::vector<TaskRecord> tasks;
   AccuracyMatrix accuracy;

@@ -49,7 +49,7 @@ RunConfig read_run_config(const std::string& input);
 // The flags of `clr run` / `clr compare`: each one given replaces its setting (and is
 // then validated by finalize(), so a bad value is an error, never ignored).
 struct RunOverrides {
-  std::optional<std::string> method, out, device, optimizer, schedule;
+  std::optional<std::string> method, out, device, optimizer, schedule, precision, memory_format;
   std::optional<std::string> backbone;  // a weight file, or an architecture name (random backbone)
   std::optional<std::string> arch;
   std::optional<std::string> scale;     // the whole suite at this scale (DataConfig::whole_suite)

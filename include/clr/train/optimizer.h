@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 namespace clr::train {
 
@@ -40,6 +41,28 @@ class Optimizer {
   std::vector<at::Tensor> exp_avg_, exp_avg_sq_;  // adam; undefined until a tensor's first step
   std::vector<at::Tensor> momentum_;              // sgd
   std::vector<int64_t> steps_;
+};
+
+// Dynamic loss scaling for fp16 training, with torch.cuda.amp.GradScaler's defaults:
+// the loss is multiplied by a scale (2^16 at first) before backward, the gradients
+// divided by it after; a step whose gradients hold an inf or NaN is skipped and the
+// scale halved; after 2000 clean steps in a row it doubles. Disabled, every call is a
+// no-op and unscale() returns true without touching the device.
+class LossScaler {
+ public:
+  LossScaler(bool enabled, c10::Device device);
+  bool enabled() const { return enabled_; }
+  at::Tensor scale(const at::Tensor& loss) const;
+  // Divides the gradients of `params` by the scale in place. False when one of them
+  // holds an inf or NaN: skip the step. Reads one flag from the device.
+  bool unscale(const std::vector<at::Tensor>& params);
+  // After every step, taken or skipped.
+  void update();
+  double current_scale() const;
+
+ private:
+  bool enabled_;
+  at::Tensor scale_, growth_tracker_, found_inf_;
 };
 
 // The authors' penalty `penalty * sum_p ||p||_2` without autograd: adds its gradient

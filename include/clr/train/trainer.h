@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <c10/core/ScalarType.h>
+
 #include "clr/core/settings.h"
 #include "clr/data/loader.h"
 #include "clr/train/method.h"
@@ -28,6 +30,13 @@ struct TrainConfig {
   bool hflip = false;              // random horizontal flips (the authors use none)
   int64_t crop = 0;                // > 0: random crop x crop windows in training, centred crops in evaluation
   bool drop_last = false;          // skip a last training batch smaller than batch (contrastive pretraining)
+  // Arithmetic of the forward passes, training and evaluation: auto (bf16 autocast on
+  // CUDA, fp32 elsewhere) | fp32 | bf16 | fp16 (CUDA only, with dynamic loss scaling).
+  // Weights, gradients and optimiser state stay fp32 in every case.
+  std::string precision = "auto";
+  // Layout of the images (and so of every activation): auto (channels-last on CUDA,
+  // contiguous elsewhere) | channels-last | contiguous.
+  std::string memory_format = "auto";
   uint64_t seed = 0;
 
   // Throws ConfigError naming the field for values out of range.
@@ -38,6 +47,17 @@ struct TrainConfig {
 void to_json(settings::Json& j, const TrainConfig& c);
 void from_json(const settings::Json& j, TrainConfig& c);
 
+// What `precision` and `memory_format` mean on one device.
+struct Numerics {
+  c10::ScalarType autocast = c10::ScalarType::Float;  // Float: no autocast
+  bool channels_last = false;
+  bool loss_scaling = false;                          // fp16: scale the loss, skip steps with inf/NaN gradients
+};
+// ConfigError for fp16 on a device other than CUDA.
+Numerics numerics_for(const TrainConfig& config, c10::Device device);
+// "fp32", "bf16", "fp16".
+std::string precision_name(c10::ScalarType autocast);
+
 struct TaskTrainReport {
   int64_t epochs_run = 0;
   int64_t best_epoch = 0;          // 1-based
@@ -47,6 +67,7 @@ struct TaskTrainReport {
   std::vector<double> epoch_loss;  // mean training loss per epoch
   std::vector<double> epoch_seconds;  // training time of each epoch (no evaluation)
   std::vector<double> epoch_val_accuracy;
+  int64_t skipped_steps = 0;       // fp16: steps skipped for inf/NaN gradients
 };
 
 // Learns the method's current task (begin_task already called) on `train`,
@@ -55,7 +76,8 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
                            const data::PreparedSplit& val, const TrainConfig& config);
 
 // Accuracy (0..1) of the method on task `task` over `split` (centred `crop` x `crop`
-// windows when crop > 0).
-double evaluate(Method& method, int64_t task, const data::PreparedSplit& split, int64_t batch_size, int64_t crop = 0);
+// windows when crop > 0), with the forward passes in `numerics`.
+double evaluate(Method& method, int64_t task, const data::PreparedSplit& split, int64_t batch_size, int64_t crop = 0,
+                const Numerics& numerics = {});
 
 }  // namespace clr::train
