@@ -63,6 +63,10 @@ void add_run_options(CLI::App* sub, RunArgs* a) {
                   "Layout of images and activations: auto (default: channels-last on CUDA, contiguous elsewhere), "
                   "channels-last or contiguous")
       ->check(CLI::IsMember({"auto", "channels-last", "contiguous"}));
+  sub->add_option("--parallel-tasks", f.parallel_tasks,
+                  "clr, clr-full, residual: learn K consecutive tasks at once, one forward and backward over all "
+                  "their batches; each task still gets its own data order, optimiser, schedule and early stopping, "
+                  "and ends as it would alone (default 1: one after another)");
   sub->add_option("--seed", f.seed, "Seed for initialisation, splits, shuffling, Fisher samples, buffers (default 0)");
   sub->add_option("--scale", f.scale,
                   "With a config that has [data.suite] (configs/default.toml): learn all 22 suite tasks at this scale, "

@@ -150,30 +150,117 @@ int64_t BatchLoader::num_batches() const {
   return (data_.size() + options_.batch_size - 1) / options_.batch_size;
 }
 
-void BatchLoader::for_each_batch(int64_t epoch,
-                                 const std::function<void(const at::Tensor&, const at::Tensor&)>& fn) const {
+bool BatchLoader::on_device() const {
+  return options_.assembly == LoaderOptions::Assembly::kDevice ||
+         (options_.assembly == LoaderOptions::Assembly::kAuto && !options_.device.is_cpu());
+}
+
+BatchLoader::EpochPlan BatchLoader::plan(int64_t epoch) const {
+  EpochPlan p;
   const int64_t n = data_.size();
-  if (n == 0) return;
-  std::vector<int64_t> order(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
+  p.batches = n == 0 ? 0 : num_batches();
+  if (n == 0) return p;
+  p.order.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) p.order[static_cast<size_t>(i)] = i;
   std::mt19937_64 rng(options_.seed * 1000003ull + static_cast<uint64_t>(epoch));
-  if (options_.shuffle) std::shuffle(order.begin(), order.end(), rng);
-  std::vector<uint8_t> flips(static_cast<size_t>(n), 0);
+  if (options_.shuffle) std::shuffle(p.order.begin(), p.order.end(), rng);
+  p.flips.assign(static_cast<size_t>(n), 0);
   if (options_.hflip) {
-    for (auto& f : flips) f = static_cast<uint8_t>(rng() & 1);
+    for (auto& f : p.flips) f = static_cast<uint8_t>(rng() & 1);
   }
   const int64_t full = data_.images.size(2);
   const int64_t crop = options_.crop;
   CLR_CHECK(crop >= 0 && crop <= full, ConfigError, "crop ", crop, " does not fit images of ", full, " px");
-  std::vector<std::pair<int64_t, int64_t>> offsets(static_cast<size_t>(n), {(full - crop) / 2, (full - crop) / 2});
+  p.offsets.assign(static_cast<size_t>(n), {(full - crop) / 2, (full - crop) / 2});
   if (crop > 0 && options_.random_crop) {
     std::uniform_int_distribution<int64_t> pick(0, full - crop);
-    for (auto& o : offsets) o = {pick(rng), pick(rng)};
+    for (auto& o : p.offsets) o = {pick(rng), pick(rng)};
   }
+  if (on_device()) {
+    const c10::Device device = options_.device;
+    if (!images_on_device_.defined()) {
+      images_on_device_ = data_.images.to(device).contiguous();
+      labels_on_device_ = data_.labels.to(device);
+    }
+    // The epoch's order, flips and crop offsets go over in one copy.
+    std::vector<int64_t> all(static_cast<size_t>(4 * n));
+    for (int64_t i = 0; i < n; ++i) {
+      const auto k = static_cast<size_t>(i);
+      all[k] = p.order[k];
+      all[static_cast<size_t>(n) + k] = p.flips[k];
+      all[static_cast<size_t>(2 * n) + k] = p.offsets[k].first;
+      all[static_cast<size_t>(3 * n) + k] = p.offsets[k].second;
+    }
+    p.on_device = torch::tensor(all, torch::kLong).to(device).view({4, n});
+  }
+  return p;
+}
 
-  const bool on_device = options_.assembly == LoaderOptions::Assembly::kDevice ||
-                         (options_.assembly == LoaderOptions::Assembly::kAuto && !options_.device.is_cpu());
-  if (on_device) return device_batches(order, flips, offsets, fn);
+std::pair<at::Tensor, at::Tensor> BatchLoader::batch(const EpochPlan& p, int64_t b) const {
+  CLR_CHECK(b >= 0 && b < p.batches, ConfigError, "batch ", b, " of an epoch of ", p.batches);
+  return p.on_device.defined() ? device_batch(p, b) : host_batch(p, b);
+}
+
+std::pair<at::Tensor, at::Tensor> BatchLoader::host_batch(const EpochPlan& p, int64_t b) const {
+  // Gathers (and flips, crops) uint8 images, moves them to the device, normalises.
+  const int64_t n = data_.size(), bs = options_.batch_size;
+  const int64_t full = data_.images.size(2), crop = options_.crop;
+  const int64_t lo = b * bs, hi = std::min(n, lo + bs);
+  at::Tensor idx = torch::tensor(std::vector<int64_t>(p.order.begin() + lo, p.order.begin() + hi), torch::kLong);
+  at::Tensor x = data_.images.index_select(0, idx);
+  if (options_.hflip) {
+    const at::Tensor flip =
+        torch::tensor(std::vector<uint8_t>(p.flips.begin() + lo, p.flips.begin() + hi)).to(torch::kBool).view({-1, 1, 1, 1});
+    x = torch::where(flip, x.flip({3}), x);
+  }
+  if (crop > 0 && crop < full) {
+    at::Tensor cropped = torch::empty({hi - lo, 3, crop, crop}, x.options());
+    for (int64_t i = lo; i < hi; ++i) {
+      const auto [oy, ox] = p.offsets[static_cast<size_t>(i)];
+      cropped[i - lo].copy_(x[i - lo].slice(1, oy, oy + crop).slice(2, ox, ox + crop));
+    }
+    x = cropped;
+  }
+  return {normalize(x.to(options_.device)), data_.labels.index_select(0, idx).to(options_.device)};
+}
+
+std::pair<at::Tensor, at::Tensor> BatchLoader::device_batch(const EpochPlan& p, int64_t b) const {
+  const at::Tensor& on = p.on_device;
+  const int64_t n = data_.size(), bs = options_.batch_size;
+  const int64_t full = data_.images.size(2), crop = options_.crop;
+  const bool cropping = crop > 0 && crop < full;
+  const int64_t lo = b * bs, hi = std::min(n, lo + bs);
+  const at::Tensor idx = on[0].slice(0, lo, hi);
+  at::Tensor x = images_on_device_.index_select(0, idx);
+  if (cropping) {
+    // The host path flips the whole image, then crops at (oy, ox): column j of the
+    // window is column ox + j, or W - 1 - ox - j of the unflipped image.
+    const at::Tensor ramp = torch::arange(crop, on.options());
+    const at::Tensor channels = torch::arange(3, on.options()).view({1, 3, 1, 1});
+    const at::Tensor rows = on[2].slice(0, lo, hi).unsqueeze(1) + ramp;  // [B, crop]
+    at::Tensor cols = on[3].slice(0, lo, hi).unsqueeze(1) + ramp;
+    if (options_.hflip) cols = torch::where(on[1].slice(0, lo, hi).unsqueeze(1).ne(0), (full - 1) - cols, cols);
+    const at::Tensor sample = torch::arange(hi - lo, on.options()).view({-1, 1, 1, 1});
+    const at::Tensor linear =
+        ((sample * 3 + channels) * full + rows.view({-1, 1, crop, 1})) * full + cols.view({-1, 1, 1, crop});
+    x = x.take(linear);
+  } else if (options_.hflip) {
+    x = torch::where(on[1].slice(0, lo, hi).ne(0).view({-1, 1, 1, 1}), x.flip({3}), x);
+  }
+  return {normalize(x), labels_on_device_.index_select(0, idx)};
+}
+
+void BatchLoader::for_each_batch(int64_t epoch,
+                                 const std::function<void(const at::Tensor&, const at::Tensor&)>& fn) const {
+  const EpochPlan p = plan(epoch);
+  if (p.batches == 0) return;
+  if (p.on_device.defined()) {
+    for (int64_t b = 0; b < p.batches; ++b) {
+      const auto [x, y] = device_batch(p, b);
+      fn(x, y);
+    }
+    return;
+  }
 
   struct Batch {
     at::Tensor x, y;
@@ -183,30 +270,13 @@ void BatchLoader::for_each_batch(int64_t epoch,
   std::condition_variable cv;
   bool done = false, stop = false;
   std::exception_ptr error;
-  const int64_t bs = options_.batch_size;
-  const int64_t nb = num_batches();
 
-  // Producer: gathers (and flips) uint8 images, moves them to the device, normalises.
+  // Producer: the next batches, two ahead of the consumer.
   std::thread producer([&] {
     try {
-      for (int64_t b = 0; b < nb; ++b) {
-        const int64_t lo = b * bs, hi = std::min(n, lo + bs);
-        at::Tensor idx = torch::tensor(std::vector<int64_t>(order.begin() + lo, order.begin() + hi), torch::kLong);
-        at::Tensor x = data_.images.index_select(0, idx);
-        if (options_.hflip) {
-          const at::Tensor flip =
-              torch::tensor(std::vector<uint8_t>(flips.begin() + lo, flips.begin() + hi)).to(torch::kBool).view({-1, 1, 1, 1});
-          x = torch::where(flip, x.flip({3}), x);
-        }
-        if (crop > 0 && crop < full) {
-          at::Tensor cropped = torch::empty({hi - lo, 3, crop, crop}, x.options());
-          for (int64_t i = lo; i < hi; ++i) {
-            const auto [oy, ox] = offsets[static_cast<size_t>(i)];
-            cropped[i - lo].copy_(x[i - lo].slice(1, oy, oy + crop).slice(2, ox, ox + crop));
-          }
-          x = cropped;
-        }
-        Batch batch{normalize(x.to(options_.device)), data_.labels.index_select(0, idx).to(options_.device)};
+      for (int64_t b = 0; b < p.batches; ++b) {
+        auto [x, y] = host_batch(p, b);
+        Batch batch{std::move(x), std::move(y)};
         std::unique_lock<std::mutex> lock(mutex);
         cv.wait(lock, [&] { return queue.size() < 2 || stop; });
         if (stop) return;
@@ -249,50 +319,6 @@ void BatchLoader::for_each_batch(int64_t epoch,
   }
   finish();
   if (error) std::rethrow_exception(error);
-}
-
-void BatchLoader::device_batches(const std::vector<int64_t>& order, const std::vector<uint8_t>& flips,
-                                 const std::vector<std::pair<int64_t, int64_t>>& offsets,
-                                 const std::function<void(const at::Tensor&, const at::Tensor&)>& fn) const {
-  const c10::Device device = options_.device;
-  if (!images_on_device_.defined()) {
-    images_on_device_ = data_.images.to(device).contiguous();
-    labels_on_device_ = data_.labels.to(device);
-  }
-  const int64_t n = data_.size(), bs = options_.batch_size, nb = num_batches();
-  const int64_t full = data_.images.size(2), crop = options_.crop;
-  const bool cropping = crop > 0 && crop < full;
-  // The epoch's order, flips and crop offsets go over in one copy.
-  std::vector<int64_t> plan(static_cast<size_t>(4 * n));
-  for (int64_t i = 0; i < n; ++i) {
-    const auto k = static_cast<size_t>(i);
-    plan[k] = order[k];
-    plan[static_cast<size_t>(n) + k] = flips[k];
-    plan[static_cast<size_t>(2 * n) + k] = offsets[k].first;
-    plan[static_cast<size_t>(3 * n) + k] = offsets[k].second;
-  }
-  const at::Tensor on = torch::tensor(plan, torch::kLong).to(device).view({4, n});
-  const at::Tensor ramp = cropping ? torch::arange(crop, on.options()) : at::Tensor();
-  const at::Tensor channels = torch::arange(3, on.options()).view({1, 3, 1, 1});
-  for (int64_t b = 0; b < nb; ++b) {
-    const int64_t lo = b * bs, hi = std::min(n, lo + bs);
-    const at::Tensor idx = on[0].slice(0, lo, hi);
-    at::Tensor x = images_on_device_.index_select(0, idx);
-    if (cropping) {
-      // The host path flips the whole image, then crops at (oy, ox): column j of the
-      // window is column ox + j, or W - 1 - ox - j of the unflipped image.
-      const at::Tensor rows = on[2].slice(0, lo, hi).unsqueeze(1) + ramp;  // [B, crop]
-      at::Tensor cols = on[3].slice(0, lo, hi).unsqueeze(1) + ramp;
-      if (options_.hflip) cols = torch::where(on[1].slice(0, lo, hi).unsqueeze(1).ne(0), (full - 1) - cols, cols);
-      const at::Tensor sample = torch::arange(hi - lo, on.options()).view({-1, 1, 1, 1});
-      const at::Tensor linear = ((sample * 3 + channels) * full + rows.view({-1, 1, crop, 1})) * full +
-                                cols.view({-1, 1, 1, crop});
-      x = x.take(linear);
-    } else if (options_.hflip) {
-      x = torch::where(on[1].slice(0, lo, hi).ne(0).view({-1, 1, 1, 1}), x.flip({3}), x);
-    }
-    fn(normalize(x), labels_on_device_.index_select(0, idx));
-  }
 }
 
 }  // namespace clr::data

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "clr/adapters/reprogram.h"
 #include "clr/core/error.h"
 #include "clr/core/file_io.h"
 #include "clr/core/log.h"
@@ -242,6 +243,9 @@ std::vector<CompareRow> compare_methods(const RunConfig& base, const data::Seque
     RunConfig c = base;
     c.run.method = o.methods[i];
     c.run.out = o.out + "/" + o.methods[i];
+    // Tasks learned in parallel: the CLR variants only; the others share what they train.
+    const auto variants = adapters::variant_names();
+    if (std::find(variants.begin(), variants.end(), c.run.method) == variants.end()) c.train.parallel_tasks = 1;
     log::info("compare: method ", i + 1, "/", o.methods.size(), " '", c.run.method, "' -> ", c.run.out);
     std::optional<Results> previous = o.reuse ? reusable_run(c, seq) : std::nullopt;
     runs.push_back(previous ? *previous : run(c, seq));

@@ -88,6 +88,7 @@ void RunOverrides::apply(RunConfig& c) const {
   if (crop) t.crop = *crop;
   if (precision) t.precision = *precision;
   if (memory_format) t.memory_format = *memory_format;
+  if (parallel_tasks) t.parallel_tasks = *parallel_tasks;
   train::MethodOptions& m = c.method;
   if (ewc_lambda) m.ewc.lambda = *ewc_lambda;
   if (ewc_gamma) m.ewc.gamma = *ewc_gamma;

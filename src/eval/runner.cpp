@@ -4,6 +4,7 @@
 #include <climits>
 #include <cstdlib>
 #include <ctime>
+#include <map>
 #include <memory>
 
 #include <nlohmann/json.hpp>
@@ -16,6 +17,8 @@
 #include "clr/core/safetensors.h"
 #include "clr/core/strings.h"
 #include "clr/store/store.h"
+#include "clr/train/clr_method.h"
+#include "clr/train/parallel.h"
 
 namespace clr::eval {
 namespace {
@@ -62,6 +65,11 @@ void write_results(const Results& r, const std::string& out) {
 Results run_sequence(train::Method& method, data::Sequence sequence, const RunOptions& o) {
   o.train.validate();
   const train::Numerics numerics = train::numerics_for(o.train, method.device());  // fp16 on a CPU: an error now
+  const auto parallel = static_cast<size_t>(o.train.parallel_tasks);
+  auto* clr_method = dynamic_cast<train::ClrMethod*>(&method);
+  CLR_CHECK(parallel == 1 || clr_method != nullptr, ConfigError, "train.parallel_tasks ", parallel,
+            " applies to clr, clr-full and residual only: ", method.name(),
+            " shares what it trains across tasks, so they cannot be learned independently");
   const std::string variant = method.store_variant();
   if (!variant.empty()) {
     std::string bad;
@@ -110,14 +118,49 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
     make_directories(o.out_dir + "/task_states");
   }
 
+  // Tasks learned together (train.parallel_tasks, CLR variants): their training and
+  // validation splits and what train_parallel gave each, kept until the task's turn.
+  std::map<size_t, data::PreparedSplit> early_train, early_val;
+  std::map<size_t, std::pair<TensorMap, train::TaskTrainReport>> learned;
+  auto describe_task = [&](size_t t) {
+    const data::TaskData& task = sequence[t];
+    log::info("task ", t + 1, "/", sequence.size(), " '", task.name, "': ", task.classes.size(), " classes, ",
+              task.train.size(), " train / ", task.val.size(), " val / ", task.test.size(), " test images");
+  };
+
   std::vector<data::PreparedSplit> tests;
   int64_t method_bytes_before = 0;
   for (size_t t = 0; t < sequence.size(); ++t) {
     const data::TaskData& task = sequence[t];
-    log::info("task ", t + 1, "/", sequence.size(), " '", task.name, "': ", task.classes.size(), " classes, ",
-              task.train.size(), " train / ", task.val.size(), " val / ", task.test.size(), " test images");
-    const data::PreparedSplit train = data::prepare_split(task.train, task.origin + " (train)", o.prepare);
-    const data::PreparedSplit val = data::prepare_split(task.val, task.origin + " (val)", o.prepare);
+    const size_t chunk_end = std::min(sequence.size(), t + parallel);
+    if (parallel > 1 && t % parallel == 0 && chunk_end - t > 1) {
+      std::vector<train::ParallelTask> chunk;
+      for (size_t u = t; u < chunk_end; ++u) {
+        describe_task(u);
+        early_train[u] = data::prepare_split(sequence[u].train, sequence[u].origin + " (train)", o.prepare);
+        early_val[u] = data::prepare_split(sequence[u].val, sequence[u].origin + " (val)", o.prepare);
+        train::ParallelTask p;
+        p.info = {static_cast<int64_t>(u), sequence[u].name, static_cast<int64_t>(sequence[u].classes.size())};
+        p.train = &early_train[u];
+        p.val = &early_val[u];
+        torch::manual_seed(o.train.seed * 1000003ull + u);  // the head this task would start from alone
+        p.initial_state = clr_method->net()->new_task_state(p.info.num_classes);
+        chunk.push_back(std::move(p));
+      }
+      log::info("learning tasks ", t + 1, "-", chunk_end, " in parallel");
+      train::ParallelResult res = train::train_parallel(clr_method->net(), chunk, o.train);
+      for (size_t u = t; u < chunk_end; ++u) {
+        learned[u] = {std::move(res.states[u - t]), res.reports[u - t]};
+      }
+    }
+    const bool early = learned.count(t) != 0;
+    if (!early) describe_task(t);
+    const data::PreparedSplit train =
+        early ? std::move(early_train.at(t)) : data::prepare_split(task.train, task.origin + " (train)", o.prepare);
+    const data::PreparedSplit val =
+        early ? std::move(early_val.at(t)) : data::prepare_split(task.val, task.origin + " (val)", o.prepare);
+    early_train.erase(t);
+    early_val.erase(t);
     tests.push_back(data::prepare_split(task.test, task.origin + " (test)", o.prepare));
     const double decode = train.decode_seconds + val.decode_seconds + tests.back().decode_seconds;
     const int64_t decoded = train.size() + val.size() + tests.back().size();
@@ -125,15 +168,22 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
               " img/s)");
 
     train::TaskInfo info{static_cast<int64_t>(t), task.name, static_cast<int64_t>(task.classes.size())};
-    torch::manual_seed(o.train.seed * 1000003ull + t);
-    method.begin_task(info);
-    const train::TaskTrainReport rep = train::train_task(method, info, train, val, o.train);
+    train::TaskTrainReport rep;
+    if (early) {
+      rep = learned.at(t).second;
+      clr_method->add_learned_task(info, learned.at(t).first);
+      learned.erase(t);
+    } else {
+      torch::manual_seed(o.train.seed * 1000003ull + t);
+      method.begin_task(info);
+      rep = train::train_task(method, info, train, val, o.train);
+    }
     train::TaskEnd end;
     end.train = &train;
     end.batch_size = o.train.batch_size * 2;
     end.crop = o.train.crop;
     const auto end_start = std::chrono::steady_clock::now();
-    method.end_task(end);
+    if (!early) method.end_task(end);  // a task learned in parallel was appended above
     const double end_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - end_start).count();
     const TensorMap method_state = method.method_state();
     const int64_t method_bytes = total_bytes(method_state);

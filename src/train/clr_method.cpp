@@ -39,6 +39,13 @@ void ClrMethod::end_task(const TaskEnd&) {
   current_ = -1;
 }
 
+void ClrMethod::add_learned_task(const TaskInfo& task, const TensorMap& state) {
+  CLR_ASSERT(task.index == states_.size() && current_ < 0, "tasks must be learned in order");
+  net_->load_task_state(state);
+  states_.add(net_->task_state(), net_->task_state_size().trainable());
+  installed_ = task.index;
+}
+
 void ClrMethod::install(int64_t task) {
   if (task == installed_) return;
   net_->load_task_state(states_.state(task));

@@ -33,6 +33,7 @@ void fields(V& v, TrainConfig& c) {
   v("crop", c.crop);
   v("precision", c.precision);
   v("memory_format", c.memory_format);
+  v("parallel_tasks", c.parallel_tasks);
 }
 CLR_SETTINGS_JSON(TrainConfig)
 
@@ -53,6 +54,8 @@ void TrainConfig::validate() const {
   CLR_CHECK(crop >= 0, ConfigError, "train.crop must be >= 0, got ", crop);
   CLR_CHECK(precision == "auto" || precision == "fp32" || precision == "bf16" || precision == "fp16", ConfigError,
             "train.precision '", precision, "' is unknown; expected auto, fp32, bf16 or fp16");
+  CLR_CHECK(parallel_tasks >= 1 && parallel_tasks <= 1024, ConfigError, "train.parallel_tasks must be in [1, 1024], got ",
+            parallel_tasks);
   CLR_CHECK(memory_format == "auto" || memory_format == "channels-last" || memory_format == "contiguous", ConfigError,
             "train.memory_format '", memory_format, "' is unknown; expected auto, channels-last or contiguous");
 }
@@ -78,8 +81,6 @@ std::string precision_name(c10::ScalarType autocast) {
   return "fp32";
 }
 
-namespace {
-
 double lr_at(const TrainConfig& c, int64_t epoch) {  // epoch 0-based
   if (c.schedule == "step") return c.lr * std::pow(c.gamma, static_cast<double>(epoch / c.step_size));
   if (c.schedule == "cosine") {
@@ -96,8 +97,6 @@ OptimizerOptions optimizer_options(const TrainConfig& c) {
   o.weight_decay = c.weight_decay;
   return o;
 }
-
-}  // namespace
 
 double evaluate(Method& method, int64_t task, const data::PreparedSplit& split, int64_t batch_size, int64_t crop,
                 const Numerics& numerics) {

@@ -84,6 +84,32 @@ TEST(Run, Bf16ChannelsLastRunSaysSoAndKeepsZeroForgetting) {
   EXPECT_FALSE(file_exists(out2.path() + "/r/results.json"));
 }
 
+// Two tasks learned in one pass, then the third alone: the same accuracy matrix and
+// best epochs as one after another (the adapters themselves: Parallel.* unit tests).
+TEST(Run, ParallelTasksGiveTheSequentialResults) {
+  test::TempDir out("run-parallel");
+  const Result a = clr_cmd("run " + test_data("seq") + kQuick + " --out " + out.path() + "/one");
+  const Result b = clr_cmd("run " + test_data("seq") + kQuick + " --parallel-tasks 2 --out " + out.path() + "/two");
+  ASSERT_EQ(a.code, 0) << a.out;
+  ASSERT_EQ(b.code, 0) << b.out;
+  EXPECT_NE(b.out.find("learning tasks 1-2 in parallel"), std::string::npos) << b.out;
+  const auto ja = nlohmann::json::parse(read_file(out.path() + "/one/results.json"));
+  const auto jb = nlohmann::json::parse(read_file(out.path() + "/two/results.json"));
+  EXPECT_EQ(ja["accuracy_matrix"], jb["accuracy_matrix"]);
+  EXPECT_EQ(jb["forgetting"].get<double>(), 0.0);
+  for (size_t t = 0; t < 3; ++t) {
+    EXPECT_EQ(ja["tasks"][t]["best_epoch"], jb["tasks"][t]["best_epoch"]) << t;
+    EXPECT_EQ(ja["extra_params_per_task"][t], jb["extra_params_per_task"][t]) << t;
+  }
+  // Methods that share trained weights across tasks are refused before anything is written.
+  const Result c = clr_cmd("run " + test_data("seq") + kQuick + " --method sgd --parallel-tasks 2 --out " +
+                           out.path() + "/sgd");
+  EXPECT_NE(c.code, 0);
+  EXPECT_NE(c.out.find("train.parallel_tasks 2 applies to clr, clr-full and residual only"), std::string::npos)
+      << c.out;
+  EXPECT_FALSE(file_exists(out.path() + "/sgd/results.json"));
+}
+
 // Every method on the same small sequence, end to end, and the comparison table.
 TEST(Compare, AllMethodsEndToEnd) {
   test::TempDir out("compare");

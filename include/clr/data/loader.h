@@ -71,10 +71,24 @@ class BatchLoader {
   // Calls fn(images float [B,3,S,S], labels int64 [B]) for each batch of one epoch.
   void for_each_batch(int64_t epoch, const std::function<void(const at::Tensor&, const at::Tensor&)>& fn) const;
 
+  // The same batches one at a time, for a caller that interleaves several loaders
+  // (tasks trained in parallel): plan(epoch) draws the epoch's order, flips and crops
+  // (and copies them to the device), batch(plan, b) puts batch b together, with no
+  // prefetch thread. for_each_batch(epoch) gives batch(plan(epoch), 0..batches-1).
+  struct EpochPlan {
+    int64_t batches = 0;
+    std::vector<int64_t> order;
+    std::vector<uint8_t> flips;
+    std::vector<std::pair<int64_t, int64_t>> offsets;
+    at::Tensor on_device;  // [4, N]: order, flips, crop rows and columns (device assembly)
+  };
+  EpochPlan plan(int64_t epoch) const;
+  std::pair<at::Tensor, at::Tensor> batch(const EpochPlan& plan, int64_t b) const;
+
  private:
-  void device_batches(const std::vector<int64_t>& order, const std::vector<uint8_t>& flips,
-                      const std::vector<std::pair<int64_t, int64_t>>& offsets,
-                      const std::function<void(const at::Tensor&, const at::Tensor&)>& fn) const;
+  bool on_device() const;
+  std::pair<at::Tensor, at::Tensor> host_batch(const EpochPlan& plan, int64_t b) const;
+  std::pair<at::Tensor, at::Tensor> device_batch(const EpochPlan& plan, int64_t b) const;
 
   const PreparedSplit& data_;
   LoaderOptions options_;

@@ -54,7 +54,7 @@ struct RunOverrides {
   std::optional<std::string> arch;
   std::optional<std::string> scale;     // the whole suite at this scale (DataConfig::whole_suite)
   std::optional<uint64_t> seed;
-  std::optional<int64_t> epochs, batch, size, patience, crop, kernel;
+  std::optional<int64_t> epochs, batch, size, patience, crop, kernel, parallel_tasks;
   std::optional<double> lr, val_fraction;
   bool small_stem = false, allow_missing_test = false, skip_corrupt = false, hflip = false;
   std::optional<double> ewc_lambda, ewc_gamma, si_c, si_xi, lwf_alpha, lwf_temperature, derpp_alpha, derpp_beta;

@@ -37,6 +37,9 @@ class ClrMethod : public Method {
   c10::Device device() const override;
 
   adapters::ReprogrammedNet& net() { return net_; }
+  // Appends a task learned elsewhere (train_parallel) as the next one, as begin_task,
+  // training and end_task would: `state` is checked against the network.
+  void add_learned_task(const TaskInfo& task, const TensorMap& state);
 
  private:
   void install(int64_t task);

@@ -11,6 +11,7 @@
 #include "clr/core/settings.h"
 #include "clr/data/loader.h"
 #include "clr/train/method.h"
+#include "clr/train/optimizer.h"
 
 namespace clr::train {
 
@@ -37,6 +38,9 @@ struct TrainConfig {
   // Layout of the images (and so of every activation): auto (channels-last on CUDA,
   // contiguous elsewhere) | channels-last | contiguous.
   std::string memory_format = "auto";
+  // CLR variants: learn this many consecutive tasks at once (train_parallel), each as
+  // it would be learned alone; 1 learns them one after another.
+  int64_t parallel_tasks = 1;
   uint64_t seed = 0;
 
   // Throws ConfigError naming the field for values out of range.
@@ -53,6 +57,11 @@ struct Numerics {
   bool channels_last = false;
   bool loss_scaling = false;                          // fp16: scale the loss, skip steps with inf/NaN gradients
 };
+// The learning rate of (0-based) `epoch` under config's schedule.
+double lr_at(const TrainConfig& config, int64_t epoch);
+// The optimiser config.optimizer names, with config's learning rate and decay.
+OptimizerOptions optimizer_options(const TrainConfig& config);
+
 // ConfigError for fp16 on a device other than CUDA.
 Numerics numerics_for(const TrainConfig& config, c10::Device device);
 // "fp32", "bf16", "fp16".

@@ -1,0 +1,153 @@
+#include "clr/adapters/parallel.h"
+
+#include <algorithm>
+#include <set>
+
+#include <torch/torch.h>
+
+#include "clr/core/error.h"
+
+namespace clr::adapters {
+
+ParallelTasks::ParallelTasks(ReprogrammedNet net, const std::vector<TensorMap>& states) : net_(std::move(net)) {
+  CLR_CHECK(!states.empty(), ConfigError, "parallel training needs at least one task");
+  const auto keys = net_->task_state_keys();
+  const c10::Device dev = net_->device();
+  const auto& sites = net_->backbone()->conv_sites();
+  const bool clr = net_->options().variant() != Variant::kResidual;
+  // Which keys train: what requires grad in the net (CLR kernels or residual 1x1s,
+  // BatchNorm's affine in the task and affine modes) and the head.
+  std::set<std::string> trained = {"head.weight", "head.bias"};
+  for (const auto& k : keys) {
+    const bool bn = k.rfind("bn.", 0) == 0;
+    const bool affine = bn && k.size() > 7 &&
+                        (k.compare(k.size() - 7, 7, ".weight") == 0 || k.compare(k.size() - 5, 5, ".bias") == 0);
+    if (!bn || affine) trained.insert(k);
+  }
+  for (const TensorMap& state : states) {
+    KeyMismatch diff;
+    for (const auto& k : keys) {
+      if (!state.count(k)) diff.missing.push_back(k);
+    }
+    for (const auto& [k, v] : state) {
+      if (std::find(keys.begin(), keys.end(), k) == keys.end()) diff.unexpected.push_back(k);
+    }
+    CLR_CHECK(diff.empty(), IncompatibleError, "task state does not fit this ", variant_name(net_->options().variant()),
+              " network:", diff.summary());
+    Task t;
+    for (const auto& [k, v] : state) {
+      at::Tensor live = v.detach().to(dev).clone();
+      if (trained.count(k) && live.is_floating_point()) live.requires_grad_(true);
+      t.live.emplace(k, live);
+    }
+    t.kernel.resize(sites.size());
+    t.norm.resize(sites.size());
+    for (size_t i = 0; i < sites.size(); ++i) {
+      const auto& s = sites[i];
+      const std::string adapter = (clr ? "clr." : "residual.") + s.name + ".weight";
+      if (auto it = t.live.find(adapter); it != t.live.end()) t.kernel[i] = it->second;
+      std::vector<at::Tensor> bn(5);
+      for (size_t f = 0; f < 5; ++f) {
+        if (auto it = t.live.find("bn." + s.norm + "." + models::kBatchNormTensors[f]); it != t.live.end()) bn[f] = it->second;
+      }
+      t.norm[i] = bn;
+    }
+    tasks_.push_back(std::move(t));
+  }
+}
+
+std::vector<at::Tensor> ParallelTasks::split(const at::Tensor& x) const {
+  if (sizes_.size() == 1) return {x};
+  return x.split_with_sizes(sizes_, 0);
+}
+
+std::vector<at::Tensor> ParallelTasks::forward(const at::Tensor& x, const std::vector<size_t>& tasks,
+                                               const std::vector<int64_t>& sizes) {
+  CLR_CHECK(!tasks.empty() && tasks.size() == sizes.size(), ConfigError, "one sample count per task expected, got ",
+            sizes.size(), " for ", tasks.size(), " tasks");
+  int64_t total = 0;
+  for (size_t k = 0; k < tasks.size(); ++k) {
+    CLR_CHECK(tasks[k] < tasks_.size(), ConfigError, "task ", tasks[k], " of ", tasks_.size());
+    CLR_CHECK(sizes[k] >= 1, ConfigError, "every task needs at least one sample in the batch");
+    total += sizes[k];
+  }
+  CLR_CHECK(total == x.size(0), ConfigError, "the batch has ", x.size(0), " samples, the counts add up to ", total);
+  active_ = tasks;
+  sizes_ = sizes;
+  models::ResNetImpl& backbone = *net_->backbone();
+  const models::ScopedConvHook hook(backbone, this);
+  const std::vector<at::Tensor> features = split(backbone.features(x));
+  std::vector<at::Tensor> logits;
+  for (size_t k = 0; k < tasks.size(); ++k) {
+    const TensorMap& live = tasks_[tasks[k]].live;
+    logits.push_back(torch::nn::functional::linear(features[k], live.at("head.weight"), live.at("head.bias")));
+  }
+  return logits;
+}
+
+at::Tensor ParallelTasks::after_conv(size_t site, const at::Tensor& input, const at::Tensor& output) {
+  if (!tasks_.front().kernel[site].defined()) return output;
+  const bool clr = net_->options().variant() != Variant::kResidual;
+  const std::vector<at::Tensor> out = split(output);
+  const std::vector<at::Tensor> in = clr ? std::vector<at::Tensor>{} : split(input);
+  std::vector<at::Tensor> parts;
+  for (size_t k = 0; k < active_.size(); ++k) {
+    const at::Tensor& w = tasks_[active_[k]].kernel[site];
+    if (clr) {
+      parts.push_back(torch::conv2d(out[k], w, {}, 1, w.size(-1) / 2, 1, out[k].size(1)));
+    } else {
+      parts.push_back(out[k] + torch::conv2d(in[k], w, {}, net_->backbone()->conv_sites()[site].stride));
+    }
+  }
+  return parts.size() == 1 ? parts.front() : torch::cat(parts, 0);
+}
+
+at::Tensor ParallelTasks::norm(size_t site, torch::nn::BatchNorm2dImpl& bn, const at::Tensor& x) {
+  const double eps = bn.options.eps();
+  const std::vector<at::Tensor>& first = tasks_.front().norm[site];
+  if (!first[0].defined()) {  // the backbone's own BatchNorm, in eval mode (residual, frozen)
+    return torch::batch_norm(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, false, 0.0, eps, true);
+  }
+  const bool per_task_statistics = first[2].defined();  // norm mode task; affine keeps the backbone's
+  const bool batch_statistics = training_ && per_task_statistics;
+  const double momentum = bn.options.momentum().value_or(0.1);
+  const std::vector<at::Tensor> xs = split(x);
+  std::vector<at::Tensor> parts;
+  for (size_t k = 0; k < active_.size(); ++k) {
+    const std::vector<at::Tensor>& v = tasks_[active_[k]].norm[site];
+    const at::Tensor& mean = per_task_statistics ? v[2] : bn.running_mean;
+    const at::Tensor& var = per_task_statistics ? v[3] : bn.running_var;
+    if (batch_statistics && v[4].defined()) {
+      torch::NoGradGuard no_grad;
+      v[4].add_(1);  // num_batches_tracked, as the module counts
+    }
+    parts.push_back(torch::batch_norm(xs[k], v[0], v[1], mean, var, batch_statistics, momentum, eps, true));
+  }
+  return parts.size() == 1 ? parts.front() : torch::cat(parts, 0);
+}
+
+std::vector<at::Tensor> ParallelTasks::trainable_parameters(size_t k) const {
+  std::vector<at::Tensor> out;
+  for (const auto& [key, t] : tasks_.at(k).live) {
+    if (t.requires_grad()) out.push_back(t);
+  }
+  return out;
+}
+
+TensorMap ParallelTasks::task_state(size_t k) const {
+  TensorMap out;
+  for (const auto& [key, t] : tasks_.at(k).live) out.emplace(key, t.detach().to(at::kCPU).clone());
+  return out;
+}
+
+void ParallelTasks::load_task_state(size_t k, const TensorMap& state) {
+  torch::NoGradGuard no_grad;
+  for (auto& [key, t] : tasks_.at(k).live) {
+    auto it = state.find(key);
+    CLR_CHECK(it != state.end() && it->second.sizes() == t.sizes(), IncompatibleError, "task state for task ", k,
+              " lacks '", key, "' or has another shape");
+    t.copy_(it->second.to(t.device(), t.scalar_type()));
+  }
+}
+
+}  // namespace clr::adapters
