@@ -66,7 +66,8 @@ void add_run_options(CLI::App* sub, RunArgs* a) {
   sub->add_option("--parallel-tasks", f.parallel_tasks,
                   "clr, clr-full, residual: learn K consecutive tasks at once, one forward and backward over all "
                   "their batches; each task still gets its own data order, optimiser, schedule and early stopping, "
-                  "and ends as it would alone (default 1: one after another)");
+                  "and ends as it would alone (default 1: one after another). For GPUs, where a step of one task leaves "
+                  "the device mostly idle; on a CPU it is slower");
   sub->add_option("--seed", f.seed, "Seed for initialisation, splits, shuffling, Fisher samples, buffers (default 0)");
   sub->add_option("--scale", f.scale,
                   "With a config that has [data.suite] (configs/default.toml): learn all 22 suite tasks at this scale, "
