@@ -33,11 +33,7 @@ double evaluate_one(adapters::ParallelTasks& tasks, size_t k, const data::Prepar
                     int64_t crop, const Numerics& numerics, c10::Device device) {
   if (split.size() == 0) return 0;
   tasks.set_training(false);
-  data::LoaderOptions lo;
-  lo.batch_size = batch_size;
-  lo.device = device;
-  lo.crop = crop;
-  data::BatchLoader loader(split, lo);
+  data::BatchLoader loader(split, eval_loader_options(batch_size, crop, device));
   torch::NoGradGuard no_grad;
   const compat::AutocastGuard autocast(device.type(), numerics.autocast);
   at::Tensor correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(device));
@@ -71,16 +67,8 @@ ParallelResult train_parallel(adapters::ReprogrammedNet net, const std::vector<P
   std::vector<Lane> lanes(tasks.size());
   for (size_t k = 0; k < tasks.size(); ++k) {
     Lane& l = lanes[k];
-    data::LoaderOptions lo;  // train_task's, task for task
-    lo.batch_size = config.batch_size;
-    lo.shuffle = true;
-    lo.hflip = config.hflip;
-    lo.crop = config.crop;
-    lo.random_crop = true;
-    lo.drop_last = config.drop_last;
-    lo.seed = config.seed * 7919 + static_cast<uint64_t>(tasks[k].info.index);
-    lo.device = device;
-    l.loader = std::make_unique<data::BatchLoader>(*tasks[k].train, lo);
+    l.loader = std::make_unique<data::BatchLoader>(*tasks[k].train,
+                                                   train_loader_options(config, tasks[k].info.index, device));
     l.params = model.trainable_parameters(k);
     l.opt = std::make_unique<Optimizer>(l.params, optimizer_options(config));
     l.report.best_val_accuracy = -1;

@@ -81,6 +81,27 @@ std::string precision_name(c10::ScalarType autocast) {
   return "fp32";
 }
 
+data::LoaderOptions train_loader_options(const TrainConfig& c, int64_t task_index, c10::Device device) {
+  data::LoaderOptions lo;
+  lo.batch_size = c.batch_size;
+  lo.shuffle = true;
+  lo.hflip = c.hflip;
+  lo.crop = c.crop;
+  lo.random_crop = true;
+  lo.drop_last = c.drop_last;
+  lo.seed = c.seed * 7919 + static_cast<uint64_t>(task_index);
+  lo.device = device;
+  return lo;
+}
+
+data::LoaderOptions eval_loader_options(int64_t batch_size, int64_t crop, c10::Device device) {
+  data::LoaderOptions lo;
+  lo.batch_size = batch_size;
+  lo.device = device;
+  lo.crop = crop;
+  return lo;
+}
+
 double lr_at(const TrainConfig& c, int64_t epoch) {  // epoch 0-based
   if (c.schedule == "step") return c.lr * std::pow(c.gamma, static_cast<double>(epoch / c.step_size));
   if (c.schedule == "cosine") {
@@ -102,11 +123,7 @@ double evaluate(Method& method, int64_t task, const data::PreparedSplit& split, 
                 const Numerics& numerics) {
   if (split.size() == 0) return 0;
   method.set_training(false);
-  data::LoaderOptions lo;
-  lo.batch_size = batch_size;
-  lo.device = method.device();
-  lo.crop = crop;
-  data::BatchLoader loader(split, lo);
+  data::BatchLoader loader(split, eval_loader_options(batch_size, crop, method.device()));
   torch::NoGradGuard no_grad;
   // Counted on the device and read once: reading it every batch would wait for the GPU.
   at::Tensor correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(method.device()));
@@ -126,16 +143,7 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
   Optimizer opt(params, optimizer_options(config));
   const Numerics numerics = numerics_for(config, method.device());
   LossScaler scaler(numerics.loss_scaling, method.device());
-  data::LoaderOptions lo;
-  lo.batch_size = config.batch_size;
-  lo.shuffle = true;
-  lo.hflip = config.hflip;
-  lo.crop = config.crop;
-  lo.random_crop = true;
-  lo.drop_last = config.drop_last;
-  lo.seed = config.seed * 7919 + static_cast<uint64_t>(task.index);
-  lo.device = method.device();
-  data::BatchLoader loader(train, lo);
+  data::BatchLoader loader(train, train_loader_options(config, task.index, method.device()));
 
   TaskTrainReport report;
   report.best_val_accuracy = -1;

@@ -100,6 +100,8 @@ TEST(Cli, ExitCodesAreTheDocumentedOnes) {
   expect(run("run " + write("type.toml", "[train]\nepochs = \"ten\"\n")), 2, "train.epochs has the wrong type");
   expect(run("run " + write("syntax.toml", "[train\n")), 2, "is not valid TOML");
   expect(run("run " + dir.path() + " --epochs 0"), 2, "train.epochs must be >= 1");
+  expect(run("run " + dir.path() + " --parallel-tasks 0"), 2, "train.parallel_tasks must be in [1, 1024], got 0");
+  expect(run("run " + dir.path() + " --precision half"), 2, "--precision");
   expect(run("run " + dir.path() + " --val-fraction 1"), 2, "data.val_fraction");
   expect(run("compare " + dir.path() + " --methods clr,nope --out " + dir.file("c")), 2, "unknown method 'nope'");
   expect(run("pretrain " + dir.path() + " --out x.safetensors --mode byol"), 2, "--mode must be supervised or simclr");

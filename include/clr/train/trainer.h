@@ -57,6 +57,10 @@ struct Numerics {
   bool channels_last = false;
   bool loss_scaling = false;                          // fp16: scale the loss, skip steps with inf/NaN gradients
 };
+// The loader of task `task_index`'s training split (shuffled, augmented, seeded by the
+// run's seed and the task's index), and of an evaluation split (in order, centred crops).
+data::LoaderOptions train_loader_options(const TrainConfig& config, int64_t task_index, c10::Device device);
+data::LoaderOptions eval_loader_options(int64_t batch_size, int64_t crop, c10::Device device);
 // The learning rate of (0-based) `epoch` under config's schedule.
 double lr_at(const TrainConfig& config, int64_t epoch);
 // The optimiser config.optimizer names, with config's learning rate and decay.
