@@ -8,6 +8,7 @@
 #include "clr/core/error.h"
 #include "clr/core/log.h"
 #include "clr/core/runtime.h"
+#include "clr/core/torch_compat.h"
 #include "commands.h"
 
 namespace {
@@ -35,6 +36,9 @@ int main(int argc, char** argv) {
       "ResNet-50), and old tasks are never forgotten.",
       "clr"};
   app.require_subcommand(1);
+  // What a bug report needs: the version, the build and the LibTorch it runs on.
+  app.set_version_flag("--version", std::string("clr ") + CLR_VERSION + " (" + CLR_BUILD_TYPE + " build, compiler " +
+                                         __VERSION__ + ", LibTorch " + clr::compat::torch_version() + ")");
   app.footer(clr::apps::architectures_help());
 
   int threads = 0;
@@ -61,6 +65,10 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // --help and --version exit 0; every usage error is exit code 2, as documented.
+    if (app.get_subcommands().empty() && argc > 1 && argv[1][0] != '-' && e.get_exit_code() != 0) {
+      std::fprintf(stderr, "clr: unknown command '%s'; `clr --help` lists the commands\n", argv[1]);
+      return 2;
+    }
     return app.exit(e) == 0 ? 0 : 2;
   }
   try {

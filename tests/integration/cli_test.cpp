@@ -6,6 +6,7 @@
 #include <string>
 
 #include <gtest/gtest.h>
+#include <torch/version.h>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
@@ -100,6 +101,8 @@ TEST(Cli, ExitCodesAreTheDocumentedOnes) {
   expect(run("run " + write("type.toml", "[train]\nepochs = \"ten\"\n")), 2, "train.epochs has the wrong type");
   expect(run("run " + write("syntax.toml", "[train\n")), 2, "is not valid TOML");
   expect(run("run " + dir.path() + " --epochs 0"), 2, "train.epochs must be >= 1");
+  expect(run("frobnicate"), 2, "unknown command 'frobnicate'; `clr --help` lists the commands");
+  expect(run("--version"), 0, "LibTorch " TORCH_VERSION);
   expect(run("run " + dir.path() + " --parallel-tasks 0"), 2, "train.parallel_tasks must be in [1, 1024], got 0");
   expect(run("run " + dir.path() + " --precision half"), 2, "--precision");
   expect(run("run " + dir.path() + " --val-fraction 1"), 2, "data.val_fraction");
