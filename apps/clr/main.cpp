@@ -45,7 +45,13 @@ int main(int argc, char** argv) {
   std::string log_level;
   app.add_option("--threads", threads,
                  "Intra-op CPU threads (default: $CLR_NUM_THREADS, then $OMP_NUM_THREADS, then all hardware threads)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Validator(
+          [](const std::string& v) {
+            return v.find_first_not_of("0123456789") == std::string::npos && v.size() <= 9 && std::stoi("0" + v) > 0
+                       ? std::string()
+                       : "must be a positive integer (capped at the hardware's threads), got '" + v + "'";
+          },
+          "N"));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off (default: $CLR_LOG_LEVEL or info)");
 
   clr::apps::register_params(app);

@@ -127,7 +127,9 @@ void register_serve(CLI::App& app) {
   sub->add_option("--backbone", a->engine.backbone_file, "Backbone file (default: the one the store records)");
   sub->add_option("--device", a->engine.device, "cpu, cuda, cuda:N or auto")->capture_default_str();
   sub->add_option("--host", a->http.host, "Address to bind (loopback by default)")->capture_default_str();
-  sub->add_option("--port", a->http.port, "Port (0: any free one, printed at start)")->capture_default_str();
+  sub->add_option("--port", a->http.port, "Port (0: any free one, printed at start)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
   sub->add_option("--max-batch", a->http.batcher.max_batch, "Requests per forward pass, at most")->capture_default_str();
   sub->add_option("--max-wait-ms", a->http.batcher.max_wait_ms,
                   "How long the first request of a batch waits for others")->capture_default_str();

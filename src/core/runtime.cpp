@@ -30,13 +30,24 @@ int parse_positive(const char* name, const char* value) {
 }  // namespace
 
 ThreadConfig resolve_threads(int requested) {
-  if (requested > 0) return {requested, "flag"};
+  const unsigned hw_count = std::thread::hardware_concurrency();
+  const int hw = hw_count == 0 ? 1 : static_cast<int>(hw_count);
+  // More intra-op threads than hardware threads only contend (99999 of them hang the
+  // process): capped, with a warning.
+  auto capped = [hw](int n, const char* source) -> ThreadConfig {
+    if (n > hw) {
+      log::warn(n, " intra-op threads asked for (", source, "); this machine has ", hw, " hardware threads, using ",
+                hw);
+      return {hw, source};
+    }
+    return {n, source};
+  };
+  if (requested > 0) return capped(requested, "flag");
   for (const char* name : {"CLR_NUM_THREADS", "OMP_NUM_THREADS"}) {
     const char* v = std::getenv(name);
-    if (v != nullptr && *v != '\0') return {parse_positive(name, v), name};
+    if (v != nullptr && *v != '\0') return capped(parse_positive(name, v), name);
   }
-  const unsigned hw = std::thread::hardware_concurrency();
-  return {hw == 0 ? 1 : static_cast<int>(hw), "hardware"};
+  return {hw, "hardware"};
 }
 
 ThreadConfig configure_threads(int requested) {

@@ -248,6 +248,8 @@ void HttpServer::Impl::watch() {
 
 HttpServer::HttpServer(Engine& engine, HttpOptions options) : impl_(std::make_unique<Impl>(engine, std::move(options))) {
   Impl& m = *impl_;
+  CLR_CHECK(m.options.port >= 0 && m.options.port <= 65535, ConfigError, "--port must be in [0, 65535] (0: any free "
+            "port), got ", m.options.port);
   CLR_CHECK(m.options.http_threads >= 1, ConfigError, "--http-threads must be at least 1, got ", m.options.http_threads);
   CLR_CHECK(m.options.max_body_bytes >= 1, ConfigError, "--max-body-bytes must be positive, got ",
             m.options.max_body_bytes);

@@ -101,6 +101,8 @@ TEST(Cli, ExitCodesAreTheDocumentedOnes) {
   expect(run("run " + write("type.toml", "[train]\nepochs = \"ten\"\n")), 2, "train.epochs has the wrong type");
   expect(run("run " + write("syntax.toml", "[train\n")), 2, "is not valid TOML");
   expect(run("run " + dir.path() + " --epochs 0"), 2, "train.epochs must be >= 1");
+  expect(run("--threads 0 params --arch resnet18"), 2, "must be a positive integer (capped at the hardware's threads), got '0'");
+  expect(run("serve --store " + dir.path() + " --port 70000"), 2, "not in range 0 to 65535");
   expect(run("frobnicate"), 2, "unknown command 'frobnicate'; `clr --help` lists the commands");
   expect(run("--version"), 0, "LibTorch " TORCH_VERSION);
   expect(run("run " + dir.path() + " --parallel-tasks 0"), 2, "train.parallel_tasks must be in [1, 1024], got 0");
