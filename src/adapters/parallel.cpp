@@ -15,15 +15,8 @@ ParallelTasks::ParallelTasks(ReprogrammedNet net, const std::vector<TensorMap>& 
   const c10::Device dev = net_->device();
   const auto& sites = net_->backbone()->conv_sites();
   const bool clr = net_->options().variant() != Variant::kResidual;
-  // Which keys train: what requires grad in the net (CLR kernels or residual 1x1s,
-  // BatchNorm's affine in the task and affine modes) and the head.
-  std::set<std::string> trained = {"head.weight", "head.bias"};
-  for (const auto& k : keys) {
-    const bool bn = k.rfind("bn.", 0) == 0;
-    const bool affine = bn && k.size() > 7 &&
-                        (k.compare(k.size() - 7, 7, ".weight") == 0 || k.compare(k.size() - 5, 5, ".bias") == 0);
-    if (!bn || affine) trained.insert(k);
-  }
+  const std::vector<std::string> trainable = net_->trainable_keys();
+  const std::set<std::string> trained(trainable.begin(), trainable.end());
   for (const TensorMap& state : states) {
     KeyMismatch diff;
     for (const auto& k : keys) {
@@ -138,16 +131,6 @@ TensorMap ParallelTasks::task_state(size_t k) const {
   TensorMap out;
   for (const auto& [key, t] : tasks_.at(k).live) out.emplace(key, t.detach().to(at::kCPU).clone());
   return out;
-}
-
-void ParallelTasks::load_task_state(size_t k, const TensorMap& state) {
-  torch::NoGradGuard no_grad;
-  for (auto& [key, t] : tasks_.at(k).live) {
-    auto it = state.find(key);
-    CLR_CHECK(it != state.end() && it->second.sizes() == t.sizes(), IncompatibleError, "task state for task ", k,
-              " lacks '", key, "' or has another shape");
-    t.copy_(it->second.to(t.device(), t.scalar_type()));
-  }
 }
 
 }  // namespace clr::adapters

@@ -235,6 +235,14 @@ TaskStateSize ReprogrammedNetImpl::task_state_size() const {
   return size;
 }
 
+std::vector<std::string> ReprogrammedNetImpl::trainable_keys() const {
+  std::vector<std::string> keys = {"head.bias", "head.weight"};
+  for (const auto& [k, t] : live_) {
+    if (t.requires_grad()) keys.push_back(k);
+  }
+  return keys;
+}
+
 std::vector<at::Tensor> ReprogrammedNetImpl::trainable_parameters() const {
   std::vector<at::Tensor> out;
   for (const auto& p : parameters(/*recurse=*/true)) {

@@ -27,12 +27,11 @@ class ParallelTasks : public models::ConvHook {
  public:
   // `net` gives the backbone, variant and norm mode; `states` are task states in
   // ReprogrammedNet::task_state()'s format (checked against net's keys). They are
-  // copied to the net's device; their trainable tensors (as in the net) require grad.
+  // copied to the net's device; the keys the net trains (trainable_keys()) require grad.
   ParallelTasks(ReprogrammedNet net, const std::vector<TensorMap>& states);
   ParallelTasks(const ParallelTasks&) = delete;
   ParallelTasks& operator=(const ParallelTasks&) = delete;
 
-  size_t size() const { return tasks_.size(); }
   // Logits of every task present in the batch: `x` holds sizes[k] samples of task
   // tasks[k], one task after another; result[k] is [sizes[k], classes of tasks[k]].
   std::vector<at::Tensor> forward(const at::Tensor& x, const std::vector<size_t>& tasks,
@@ -42,9 +41,8 @@ class ParallelTasks : public models::ConvHook {
   void set_training(bool on) { training_ = on; }
   // The tensors task k's optimiser updates.
   std::vector<at::Tensor> trainable_parameters(size_t k) const;
-  // A CPU copy of task k's state (ReprogrammedNet::task_state()'s keys), and back.
+  // A CPU copy of task k's state (ReprogrammedNet::task_state()'s keys).
   TensorMap task_state(size_t k) const;
-  void load_task_state(size_t k, const TensorMap& state);
 
   // ConvHook, during forward().
   at::Tensor after_conv(size_t site, const at::Tensor& input, const at::Tensor& output) override;

@@ -95,6 +95,8 @@ class ReprogrammedNetImpl : public torch::nn::Module, public models::ConvHook {
   // The keys of task_state(), in order.
   std::vector<std::string> task_state_keys() const;
 
+  // The keys of task_state() whose tensors the optimiser updates (they require grad).
+  std::vector<std::string> trainable_keys() const;
   // Parameters the optimiser should see (requires_grad true): the task's.
   std::vector<at::Tensor> trainable_parameters() const;
 
