@@ -31,18 +31,12 @@ struct Lane {
 
 double evaluate_one(adapters::ParallelTasks& tasks, size_t k, const data::PreparedSplit& split, int64_t batch_size,
                     int64_t crop, const Numerics& numerics, c10::Device device) {
-  if (split.size() == 0) return 0;
   tasks.set_training(false);
-  data::BatchLoader loader(split, eval_loader_options(batch_size, crop, device));
-  torch::NoGradGuard no_grad;
-  const compat::AutocastGuard autocast(device.type(), numerics.autocast);
-  at::Tensor correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(device));
-  loader.for_each_batch(0, [&](const at::Tensor& x, const at::Tensor& y) {
-    const at::Tensor input = numerics.channels_last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
-    correct += tasks.forward(input, {k}, {x.size(0)}).front().argmax(1).eq(y).sum();
+  const double acc = accuracy(split, batch_size, crop, numerics, device, [&](const at::Tensor& x) {
+    return tasks.forward(x, {k}, {x.size(0)}).front();
   });
   tasks.set_training(true);
-  return static_cast<double>(correct.item<int64_t>()) / static_cast<double>(split.size());
+  return acc;
 }
 
 }  // namespace
@@ -98,7 +92,7 @@ ParallelResult train_parallel(adapters::ReprogrammedNet net, const std::vector<P
     if (active.empty()) break;
     const auto t0 = std::chrono::steady_clock::now();
     at::Tensor x = xs.size() == 1 ? xs.front() : torch::cat(xs, 0);
-    if (numerics.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+    x = in_layout(x, numerics);
     for (size_t k : active) lanes[k].opt->zero_grad();
     std::vector<at::Tensor> losses;
     {
@@ -138,17 +132,8 @@ ParallelResult train_parallel(adapters::ReprogrammedNet net, const std::vector<P
       r.epochs_run = l.epoch + 1;
       log::info("task ", task.info.index + 1, " '", task.info.name, "' epoch ", l.epoch + 1, "/", config.epochs,
                 ": loss ", r.epoch_loss.back(), ", val acc ", 100 * val, "%");
-      bool stop = false;
-      if (val > r.best_val_accuracy) {
-        r.best_val_accuracy = val;
-        r.best_epoch = l.epoch + 1;
-        l.best = model.task_state(k);
-        l.since_best = 0;
-      } else if (++l.since_best > config.patience) {
-        log::info("task '", task.info.name, "': no validation gain for ", l.since_best,
-                  " epochs, stopping early at epoch ", l.epoch + 1);
-        stop = true;
-      }
+      const bool stop = record_validation(r, l.since_best, val, l.epoch, config, task.info.name,
+                                          [&] { l.best = model.task_state(k); });
       ++l.epoch;
       if (stop || l.epoch >= config.epochs) {
         l.done = true;

@@ -119,20 +119,45 @@ OptimizerOptions optimizer_options(const TrainConfig& c) {
   return o;
 }
 
+at::Tensor in_layout(const at::Tensor& x, const Numerics& numerics) {
+  return numerics.channels_last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
+}
+
+double accuracy(const data::PreparedSplit& split, int64_t batch_size, int64_t crop, const Numerics& numerics,
+                c10::Device device, const std::function<at::Tensor(const at::Tensor&)>& logits) {
+  if (split.size() == 0) return 0;
+  data::BatchLoader loader(split, eval_loader_options(batch_size, crop, device));
+  torch::NoGradGuard no_grad;
+  // Counted on the device and read once: reading it every batch would wait for the GPU.
+  at::Tensor correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(device));
+  const compat::AutocastGuard autocast(device.type(), numerics.autocast);
+  loader.for_each_batch(0, [&](const at::Tensor& x, const at::Tensor& y) {
+    correct += logits(in_layout(x, numerics)).argmax(1).eq(y).sum();
+  });
+  return static_cast<double>(correct.item<int64_t>()) / static_cast<double>(split.size());
+}
+
 double evaluate(Method& method, int64_t task, const data::PreparedSplit& split, int64_t batch_size, int64_t crop,
                 const Numerics& numerics) {
   if (split.size() == 0) return 0;
   method.set_training(false);
-  data::BatchLoader loader(split, eval_loader_options(batch_size, crop, method.device()));
-  torch::NoGradGuard no_grad;
-  // Counted on the device and read once: reading it every batch would wait for the GPU.
-  at::Tensor correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(method.device()));
-  const compat::AutocastGuard autocast(method.device().type(), numerics.autocast);
-  loader.for_each_batch(0, [&](const at::Tensor& x, const at::Tensor& y) {
-    const at::Tensor input = numerics.channels_last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
-    correct += method.predict(task, input).argmax(1).eq(y).sum();
-  });
-  return static_cast<double>(correct.item<int64_t>()) / static_cast<double>(split.size());
+  return accuracy(split, batch_size, crop, numerics, method.device(),
+                  [&](const at::Tensor& x) { return method.predict(task, x); });
+}
+
+bool record_validation(TaskTrainReport& report, int64_t& since_best, double val_acc, int64_t epoch,
+                       const TrainConfig& config, const std::string& task_name, const std::function<void()>& on_best) {
+  if (val_acc > report.best_val_accuracy) {
+    report.best_val_accuracy = val_acc;
+    report.best_epoch = epoch + 1;
+    on_best();
+    since_best = 0;
+    return false;
+  }
+  if (++since_best <= config.patience) return false;
+  log::info("task '", task_name, "': no validation gain for ", since_best, " epochs, stopping early at epoch ",
+            epoch + 1);
+  return true;
 }
 
 TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::PreparedSplit& train,
@@ -163,7 +188,7 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
     std::string status_line;
     const auto t0 = std::chrono::steady_clock::now();
     loader.for_each_batch(epoch, [&](const at::Tensor& batch, const at::Tensor& y) {
-      const at::Tensor x = numerics.channels_last ? batch.contiguous(at::MemoryFormat::ChannelsLast) : batch;
+      const at::Tensor x = in_layout(batch, numerics);
       opt.zero_grad();
       at::Tensor loss;
       {
@@ -207,14 +232,7 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
     char status[96];
     std::snprintf(status, sizeof status, "loss %.4f, val acc %.2f%%", report.epoch_loss.back(), 100 * val_acc);
     progress.finish(status);
-    if (val_acc > report.best_val_accuracy) {
-      report.best_val_accuracy = val_acc;
-      report.best_epoch = epoch + 1;
-      best = method.snapshot();
-      since_best = 0;
-    } else if (++since_best > config.patience) {
-      log::info("task '", task.name, "': no validation gain for ", since_best, " epochs, stopping early at epoch ",
-                epoch + 1);
+    if (record_validation(report, since_best, val_acc, epoch, config, task.name, [&] { best = method.snapshot(); })) {
       break;
     }
   }

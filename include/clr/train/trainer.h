@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -87,6 +88,23 @@ struct TaskTrainReport {
 // selecting by accuracy on `val`; restores the best state. Progress on stderr.
 TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::PreparedSplit& train,
                            const data::PreparedSplit& val, const TrainConfig& config);
+
+// `x` in the memory layout `numerics` asks for.
+at::Tensor in_layout(const at::Tensor& x, const Numerics& numerics);
+
+// Accuracy (0..1) of `logits` (eval-mode logits of a batch of images) over `split`,
+// batched as evaluation is (centred `crop` x `crop` windows when crop > 0), in the
+// precision and layout of `numerics`; the count of correct predictions stays on the
+// device and is read once.
+double accuracy(const data::PreparedSplit& split, int64_t batch_size, int64_t crop, const Numerics& numerics,
+                c10::Device device, const std::function<at::Tensor(const at::Tensor&)>& logits);
+
+// After an epoch of `task_name` (0-based `epoch`) with validation accuracy `val_acc`:
+// when it is the best so far, records it in `report` and calls `on_best` (which keeps
+// the state); otherwise counts it in `since_best`. True when the task stops early:
+// more than config.patience epochs without a gain.
+bool record_validation(TaskTrainReport& report, int64_t& since_best, double val_acc, int64_t epoch,
+                       const TrainConfig& config, const std::string& task_name, const std::function<void()>& on_best);
 
 // Accuracy (0..1) of the method on task `task` over `split` (centred `crop` x `crop`
 // windows when crop > 0), with the forward passes in `numerics`.
