@@ -6,7 +6,12 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-$PWD/device-out}"
 mkdir -p "$OUT" .deps/root
+# The packages as .debs (.deps/debs) or already unpacked and slimmed (.deps/root-slim.tar.xz,
+# scripts/device/fetch_debs.sh): whichever was carried.
+[ -f .deps/root-slim.tar.xz ] && tar -xJf .deps/root-slim.tar.xz -C .deps/root
+shopt -s nullglob
 for f in .deps/debs/*.deb; do dpkg -x "$f" .deps/root; done
+shopt -u nullglob
 DEPS="$PWD/.deps/root/usr"
 TORCH_CMAKE="$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')"
 {
