@@ -20,6 +20,7 @@ namespace {
 struct RunArgs {
   std::string input;
   eval::RunOverrides flags;
+  bool restart = false;
 };
 
 // The configuration a run or comparison uses: the config (or ROOT), the flags over it.
@@ -164,15 +165,24 @@ void register_run(CLI::App& app) {
   add_run_options(sub, a.get());
   sub->add_option("--method", a->flags.method, "clr (default) or a baseline (list below)");
   sub->add_option("--out", a->flags.out, "Output directory (default runs/clr)");
+  sub->add_flag("--restart", a->restart,
+                "Learn every task again even when OUT holds this run stopped part-way (by default it goes on from "
+                "its last checkpoint)");
   sub->footer("Methods:\n" + train::methods_help() +
               "Writes OUT/results.json, OUT/results.csv, OUT/log.txt; the tasks of clr, clr-full, residual and\n"
               "linear into the adapter store OUT/adapters (clr tasks, clr predict, clr serve), those of the\n"
               "other methods to OUT/task_states/ (and OUT/method_state.safetensors for methods with cross-task\n"
-              "state: Fisher, path integrals, buffer).\n" +
+              "state: Fisher, path integrals, buffer).\n"
+              "Resuming: clr, clr-full, residual, linear, sgd and sgd-ll write OUT/checkpoint/ after every epoch\n"
+              "and task; the same command again (same configuration and tasks) goes on from there, losing at\n"
+              "most the epoch in flight, and ends with the results of a run never stopped. A run of another\n"
+              "configuration in OUT is an error unless --restart. Tasks already in OUT/adapters are never\n"
+              "deleted: those of this run are replaced as they are learned again; one of the same name that\n"
+              "another run wrote (or that was imported) is an error before any training.\n" +
               architectures_help());
   register_action(sub, [a] {
     const eval::RunConfig c = config_of(*a);
-    const eval::Results r = eval::run(c, data::load_sequence(c.data));
+    const eval::Results r = eval::run(c, data::load_sequence(c.data), a->restart);
     std::cout << eval::format_matrix(r) << "results: " << c.run.out << "/results.json" << std::endl;
   });
 }
@@ -191,6 +201,8 @@ void register_compare(CLI::App& app) {
                 "Keep the finished runs already in OUT/<method>/ that were made with the same configuration and "
                 "tasks (a compare that was stopped resumes; runs made in parallel with `clr run --out OUT/<method>` "
                 "are tabulated)");
+  sub->add_flag("--restart", o->restart,
+                "Start every method's run over instead of going on from a run stopped in OUT/<method>/");
   sub->footer("Methods:\n" + train::methods_help() +
               "Prints average accuracy, BWT, forgetting, task-1 accuracy after the last task, extra parameters\n"
               "per task (% of the backbone), stored bytes per task and training time relative to sgd.\n" +

@@ -89,16 +89,16 @@ void AtomicFile::write(const void* data, size_t size) {
             "' failed: ", std::strerror(errno), " (disk full?)");
 }
 
-void AtomicFile::commit() {
+void AtomicFile::commit(bool durable) {
   CLR_ASSERT(file_ != nullptr, "commit twice on '", path_, "'");
-  const bool flushed = std::fflush(file_) == 0 && ::fsync(::fileno(file_)) == 0;
+  const bool flushed = std::fflush(file_) == 0 && (!durable || ::fsync(::fileno(file_)) == 0);
   const int saved = errno;
   std::fclose(file_);
   file_ = nullptr;
   CLR_CHECK(flushed, FormatError, "flushing '", tmp_path_, "' failed: ", std::strerror(saved));
   rename_or_throw(tmp_path_, path_);
   committed_ = true;
-  fsync_directory_of(path_);
+  if (durable) fsync_directory_of(path_);
 }
 
 StagedDirectory::StagedDirectory(std::string target) : target_(std::move(target)) {
@@ -191,6 +191,12 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
   AtomicFile f(path);
   f.write(contents);
   f.commit();
+}
+
+void write_file_replacing(const std::string& path, const std::string& contents) {
+  AtomicFile f(path);
+  f.write(contents);
+  f.commit(/*durable=*/false);
 }
 
 void write_file(const std::string& path, const std::string& contents) {

@@ -15,6 +15,7 @@
 #include "clr/core/log.h"
 #include "clr/core/path.h"
 #include "clr/core/strings.h"
+#include "clr/eval/checkpoint.h"
 
 namespace clr::eval {
 
@@ -248,7 +249,18 @@ std::vector<CompareRow> compare_methods(const RunConfig& base, const data::Seque
     if (std::find(variants.begin(), variants.end(), c.run.method) == variants.end()) c.train.parallel_tasks = 1;
     log::info("compare: method ", i + 1, "/", o.methods.size(), " '", c.run.method, "' -> ", c.run.out);
     std::optional<Results> previous = o.reuse ? reusable_run(c, seq) : std::nullopt;
-    runs.push_back(previous ? *previous : run(c, seq));
+    bool restart = o.restart;
+    if (o.reuse && !previous && !restart) {
+      // --reuse runs again what was made otherwise (a stopped run of the same
+      // configuration goes on instead).
+      try {
+        const auto checkpoint = read_run_checkpoint(c.run.out);
+        restart = checkpoint && !configuration_difference(checkpoint->config_json, settings::Json(c).dump()).empty();
+      } catch (const FormatError&) {
+        restart = true;
+      }
+    }
+    runs.push_back(previous ? *previous : run(c, seq, restart));
     dirs.push_back(o.methods[i]);
     const auto rows = compare_rows(runs, dirs);
     write_file_atomic(o.out + "/compare.json", compare_json(rows, shown_json));

@@ -114,16 +114,21 @@ std::string results_json(const Results& r) {
       {"seed", r.seed},
       {"complete", r.complete},
   };
+  if (!r.run_id.empty()) j["run_id"] = r.run_id;
   if (!r.config_json.empty()) j["config"] = json::parse(r.config_json);
   return j.dump(2) + "\n";
 }
 
 Results read_results(const std::string& path) {
-  using json = nlohmann::json;
   CLR_CHECK(file_exists(path), NotFoundError, "results file '", path, "' does not exist");
+  return parse_results(read_file(path), path);
+}
+
+Results parse_results(const std::string& text, const std::string& path) {
+  using json = nlohmann::json;
   json j;
   try {
-    j = json::parse(read_file(path));
+    j = json::parse(text);
   } catch (const json::exception& e) {
     throw FormatError(detail::concat("'", path, "' is not JSON: ", e.what()));
   }
@@ -143,6 +148,7 @@ Results read_results(const std::string& path) {
     r.channels_last = j.value("channels_last", false);
     r.seed = j.value("seed", uint64_t{0});
     r.complete = j.value("complete", false);
+    r.run_id = j.value("run_id", std::string());
     const json& extra = j.at("extra_params_per_task");
     const json& bytes = j.at("stored_bytes_per_task");
     const json& seconds = j.at("train_seconds");

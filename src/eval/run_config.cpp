@@ -114,7 +114,7 @@ void RunOverrides::apply(RunConfig& c) const {
   if (ccll_init) m.ccll.init = *ccll_init;
 }
 
-Results run(const RunConfig& c, data::Sequence seq) {
+Results run(const RunConfig& c, data::Sequence seq, bool restart) {
   const c10::Device device = runtime::parse_device(c.run.device);
   torch::manual_seed(c.run.seed);
   if (c.backbone.weights.empty()) {
@@ -138,6 +138,7 @@ Results run(const RunConfig& c, data::Sequence seq) {
   o.backbone_small_stem = c.backbone.has_small_stem();
   o.device = device.str();
   o.config_json = settings::Json(c).dump();
+  o.restart = restart;
   return run_sequence(*method, std::move(seq), o);
 }
 

@@ -1,5 +1,6 @@
 #include "clr/eval/runner.h"
 
+#include <algorithm>
 #include <chrono>
 #include <climits>
 #include <cstdlib>
@@ -16,6 +17,8 @@
 #include "clr/core/runtime.h"
 #include "clr/core/safetensors.h"
 #include "clr/core/strings.h"
+#include "clr/core/tensor_map.h"
+#include "clr/eval/checkpoint.h"
 #include "clr/store/store.h"
 #include "clr/train/clr_method.h"
 #include "clr/train/parallel.h"
@@ -35,24 +38,62 @@ std::string absolute_path(const std::string& path) {
   return buf;
 }
 
-// A fresh adapter store in OUT/adapters for this run. What an earlier run left there
-// (a store, or the first runner's loose adapter files) is replaced; a directory
-// holding anything else is refused rather than deleted.
-store::Store fresh_store(const std::string& dir, const store::BackboneRef& ref) {
-  if (directory_exists(dir)) {
+// The run's adapter store, OUT/adapters, kept as it is: tasks already there are never
+// removed, and one that has the name of a task of this sequence is replaced (when the
+// new one is learned) only when this run or the run it was started over (`replaces`)
+// wrote it; any other is a conflict, reported before anything is trained.
+store::Store open_run_store(const std::string& dir, const store::BackboneRef& ref, const data::Sequence& sequence,
+                            const std::string& run_id, const std::string& replaces, const std::string& out_dir) {
+  if (directory_exists(dir) && !store::Store::exists(dir)) {
     for (const auto& name : list_directory(dir)) {
-      const bool ours = name == "manifest.json" || name == ".lock" || name == "tasks" ||
-                        starts_with(name, "manifest.json.tmp.") || ends_with(name, ".safetensors");
-      CLR_CHECK(ours, ConfigError, "'", dir, "' holds '", name, "', which is not part of an adapter store; move it "
-                "or choose another --out");
-    }
-    // Everything but the lock file, which another process may hold.
-    for (const auto& name : list_directory(dir)) {
-      if (name == ".lock") continue;
-      CLR_CHECK(remove_tree(dir + "/" + name), NotFoundError, "cannot remove the previous run's '", dir, "/", name, "'");
+      CLR_CHECK(name == ".lock" || name == "tasks", ConfigError, "'", dir, "' holds '", name,
+                "' but is not an adapter store; move it or choose another --out");
     }
   }
-  return store::Store::create(dir, ref);
+  store::Store st = store::Store::create(dir, ref);
+  std::vector<std::string> foreign;
+  for (const auto& t : sequence) {
+    if (st.find(t.name) == nullptr) continue;
+    std::string writer, why;
+    try {
+      const nlohmann::json m = nlohmann::json::parse(st.load(t.name).metrics_json);
+      writer = m.value("run_id", std::string());
+      // Written into this directory by a clr from before run ids: its earlier run.
+      if (writer.empty() && m.value("run", std::string()) == out_dir) continue;
+    } catch (const std::exception& e) {
+      why = e.what();
+    }
+    if (!writer.empty() && (writer == run_id || writer == replaces)) continue;
+    foreign.push_back(detail::concat("'", t.name, "'", why.empty() ? "" : " (unreadable: " + why + ")"));
+  }
+  CLR_CHECK(foreign.empty(), ConfigError, "adapter store '", dir, "' already holds ", join_first(foreign),
+            ", which this run did not write (imported, or learned by another run): remove ",
+            foreign.size() == 1 ? "it" : "them", " with `clr tasks rm ", dir, " NAME`, or choose another --out");
+  return st;
+}
+
+// Empty when a run checkpoint is of this very run (configuration, method and tasks);
+// otherwise what differs.
+std::string checkpoint_mismatch(const RunCheckpoint& c, const std::string& config_json, const std::string& identity,
+                                size_t tasks) {
+  const std::string config = configuration_difference(c.config_json, config_json);
+  if (!config.empty()) return config;
+  if (c.sequence_json != identity) {
+    const nlohmann::json a = nlohmann::json::parse(c.sequence_json), b = nlohmann::json::parse(identity);
+    if (a.size() != b.size()) return detail::concat("learns ", a.size(), " tasks, this one ", b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (a[i] != b[i]) {
+        return detail::concat("has another task ", i + 1, " (", a[i].value("name", "?"), ": ", a[i].value("train", 0),
+                              " / ", a[i].value("val", 0), " / ", a[i].value("test", 0), " images; now ",
+                              b[i].value("name", "?"), ": ", b[i].value("train", 0), " / ", b[i].value("val", 0),
+                              " / ", b[i].value("test", 0), ", or other files)");
+      }
+    }
+  }
+  if (c.tasks_done < 0 || static_cast<size_t>(c.tasks_done) > tasks) {
+    return detail::concat("claims ", c.tasks_done, " finished tasks of ", tasks);
+  }
+  return "";
 }
 
 void write_results(const Results& r, const std::string& out) {
@@ -82,6 +123,45 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
   }
   for (auto& t : sequence) data::complete_splits(t, o.split);
   data::validate_sequence(sequence);
+  const std::string identity = sequence_identity(sequence);
+
+  // What an earlier run left in OUT: a checkpoint of this very run is resumed (unless
+  // restart); any other is learned again, its stored tasks replaced one by one as the
+  // new ones are learned, never before.
+  std::optional<RunCheckpoint> previous;
+  std::string replaces;  // the run whose stored tasks this one may replace
+  if (!o.restart) {
+    previous = read_run_checkpoint(o.out_dir);
+  } else {
+    try {
+      previous = read_run_checkpoint(o.out_dir);
+    } catch (const FormatError& e) {
+      log::warn("restart: ignoring a damaged checkpoint: ", e.what());
+    }
+  }
+  if (previous) {
+    replaces = o.restart ? previous->run_id : previous->replaces;
+    const std::string why = checkpoint_mismatch(*previous, o.config_json, identity, sequence.size());
+    CLR_CHECK(o.restart || why.empty(), ConfigError, "'", o.out_dir, "' holds a run (", previous->tasks_done, " of its ",
+              "tasks learned) that ", why, ": give --restart to learn this one there instead (the tasks it stored are "
+              "replaced only as the new ones are learned) or choose another --out");
+    if (o.restart) previous.reset();
+  } else if (file_exists(o.out_dir + "/results.json")) {
+    try {
+      const Results old = read_results(o.out_dir + "/results.json");
+      replaces = old.run_id;
+      if (!o.restart) {
+        log::warn("'", o.out_dir, "' holds an earlier ", old.method, " run with ", old.accuracy.size(), " of ",
+                  old.tasks.size(), " tasks and no checkpoint to go on from (", old.method,
+                  " cannot resume, or an older clr made it): learning from task 1 again");
+      }
+    } catch (const Error& e) {
+      log::warn("'", o.out_dir, "/results.json' is not readable (", e.what(), "); learning from task 1");
+    }
+  }
+  CLR_CHECK(!previous || method.resumable(), ConfigError, "'", o.out_dir, "' holds a checkpoint, but ", method.name(),
+            " cannot resume; give --restart");
+
   make_directories(o.out_dir);
   log::set_file(o.out_dir + "/log.txt");
   struct CloseLog {
@@ -89,6 +169,15 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
   } close_log;
 
   Results r;
+  size_t first_task = 0;
+  if (previous) {
+    r = parse_results(previous->results_json, checkpoint_dir(o.out_dir) + "/run.safetensors (results)");
+    first_task = static_cast<size_t>(previous->tasks_done);
+    CLR_CHECK(r.tasks.size() == first_task && r.accuracy.size() == first_task, FormatError, "the checkpoint in '",
+              checkpoint_dir(o.out_dir), "' holds results of ", r.accuracy.size(), " tasks for ", first_task,
+              " finished ones; give --restart");
+    for (auto& row : r.accuracy) row.resize(sequence.size());
+  }
   r.method = method.name();
   r.variant = method.name();
   r.backbone_arch = o.backbone_arch;
@@ -100,10 +189,11 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
   r.channels_last = numerics.channels_last;
   r.seed = o.train.seed;
   r.config_json = o.config_json;
+  r.run_id = previous ? previous->run_id : new_run_id();
+  r.complete = false;
   log::info("run: ", sequence.size(), " tasks, method ", r.variant, ", backbone ", r.backbone_arch, " (",
             r.backbone_source, ", ", r.backbone_fingerprint.substr(0, 19), "...), device ", r.device, " (", r.precision,
-            numerics.channels_last ? ", channels-last" : "", "), out ",
-            o.out_dir);
+            numerics.channels_last ? ", channels-last" : "", "), out ", o.out_dir, " (run ", r.run_id, ")");
 
   std::unique_ptr<store::Store> adapters;
   if (!variant.empty()) {
@@ -113,34 +203,102 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
     ref.fingerprint = r.backbone_fingerprint;
     ref.params = r.backbone_params;
     ref.source = absolute_path(o.backbone_source);
-    adapters = std::make_unique<store::Store>(fresh_store(o.out_dir + "/adapters", ref));
+    adapters = std::make_unique<store::Store>(
+        open_run_store(o.out_dir + "/adapters", ref, sequence, r.run_id, replaces, o.out_dir));
   } else {
     make_directories(o.out_dir + "/task_states");
   }
+  if (method.resumable() && !previous) {
+    // From now on a stopped run goes on from here (its first task's epochs included).
+    write_run_checkpoint(o.out_dir, {r.run_id, replaces, o.config_json, identity, 0, results_json(r), {}});
+    remove_task_checkpoint(o.out_dir);
+  }
 
-  // Tasks learned together (train.parallel_tasks, CLR variants): their training and
-  // validation splits and what train_parallel gave each, kept until the task's turn.
-  std::map<size_t, data::PreparedSplit> early_train, early_val;
-  std::map<size_t, std::pair<TensorMap, train::TaskTrainReport>> learned;
   auto describe_task = [&](size_t t) {
     const data::TaskData& task = sequence[t];
     log::info("task ", t + 1, "/", sequence.size(), " '", task.name, "': ", task.classes.size(), " classes, ",
               task.train.size(), " train / ", task.val.size(), " val / ", task.test.size(), " test images");
   };
+  auto info_of = [&](size_t t) {
+    return train::TaskInfo{static_cast<int64_t>(t), sequence[t].name, static_cast<int64_t>(sequence[t].classes.size())};
+  };
+  // Task t's state into the store, with its results (r.tasks[t], r.accuracy[t][t]).
+  auto store_task = [&](size_t t) {
+    const TaskRecord& rec = r.tasks[t];
+    store::Adapter a;
+    a.task = sequence[t].name;
+    a.variant = variant;
+    a.kernel_size = method.store_kernel_size();
+    a.classes = sequence[t].classes;
+    a.preprocess.resize = o.prepare.size;
+    a.preprocess.crop = o.train.crop;
+    a.backbone = adapters->backbone();
+    a.training_json = o.config_json.empty() ? "{}" : o.config_json;
+    a.metrics_json = nlohmann::json{{"test_accuracy", *r.accuracy[t][t]},
+                                    {"best_val_accuracy", rec.best_val_accuracy},
+                                    {"epochs", rec.epochs},
+                                    {"best_epoch", rec.best_epoch},
+                                    {"train_images", rec.train_images},
+                                    {"test_images", rec.test_images},
+                                    {"task_index", t},
+                                    {"run", o.out_dir},
+                                    {"run_id", r.run_id}}
+                         .dump();
+    a.tensors = method.task_state(static_cast<int64_t>(t));
+    const store::TaskEntry e = adapters->put(std::move(a), /*replace=*/true);
+    r.tasks[t].adapter_file = "adapters/" + e.file;
+  };
 
   std::vector<data::PreparedSplit> tests;
-  int64_t method_bytes_before = 0;
-  for (size_t t = 0; t < sequence.size(); ++t) {
+  if (previous) {
+    std::vector<train::TaskInfo> done;
+    std::vector<std::string> names;
+    for (size_t t = 0; t < first_task; ++t) {
+      done.push_back(info_of(t));
+      names.push_back("'" + sequence[t].name + "'");
+    }
+    method.resume(done, previous->method);
+    previous->method.clear();
+    if (first_task == sequence.size()) {
+      log::info("resuming run ", r.run_id, " in ", o.out_dir, ": all ", first_task, " tasks were learned already");
+    } else if (first_task == 0) {
+      log::info("resuming run ", r.run_id, " in ", o.out_dir, ": no task finished yet; going on with task 1 '",
+                sequence[0].name, "'");
+    } else {
+      log::info("resuming run ", r.run_id, " in ", o.out_dir, ": ", first_task, " learned task",
+                first_task == 1 ? "" : "s", " kept (", join_first(names), "); going on with task ", first_task + 1,
+                " '", sequence[first_task].name, "'");
+    }
+    // The test splits of learned tasks, for the evaluations after every later task;
+    // a learned task the store lost since (`clr tasks rm`) is stored again.
+    for (size_t t = 0; t < first_task; ++t) {
+      if (first_task < sequence.size()) {
+        tests.push_back(data::prepare_split(sequence[t].test, sequence[t].origin + " (test)", o.prepare));
+      }
+      if (adapters && adapters->find(sequence[t].name) == nullptr) {
+        log::warn("task '", sequence[t].name, "' is missing from ", adapters->dir(), ": storing it again");
+        store_task(t);
+      }
+    }
+  }
+  const int64_t method_bytes_start = previous ? total_bytes(method.method_state()) : 0;
+  int64_t method_bytes_before = method_bytes_start;
+
+  // Tasks learned together (train.parallel_tasks, CLR variants): their training and
+  // validation splits and what train_parallel gave each, kept until the task's turn.
+  std::map<size_t, data::PreparedSplit> early_train, early_val;
+  std::map<size_t, std::pair<TensorMap, train::TaskTrainReport>> learned;
+  for (size_t t = first_task; t < sequence.size(); ++t) {
     const data::TaskData& task = sequence[t];
     const size_t chunk_end = std::min(sequence.size(), t + parallel);
-    if (parallel > 1 && t % parallel == 0 && chunk_end - t > 1) {
+    if (parallel > 1 && learned.count(t) == 0 && chunk_end - t > 1) {
       std::vector<train::ParallelTask> chunk;
       for (size_t u = t; u < chunk_end; ++u) {
         describe_task(u);
         early_train[u] = data::prepare_split(sequence[u].train, sequence[u].origin + " (train)", o.prepare);
         early_val[u] = data::prepare_split(sequence[u].val, sequence[u].origin + " (val)", o.prepare);
         train::ParallelTask p;
-        p.info = {static_cast<int64_t>(u), sequence[u].name, static_cast<int64_t>(sequence[u].classes.size())};
+        p.info = info_of(u);
         p.train = &early_train[u];
         p.val = &early_val[u];
         torch::manual_seed(o.train.seed * 1000003ull + u);  // the head this task would start from alone
@@ -167,7 +325,7 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
     log::info("  decoded and resized ", decoded, " images in ", decode, " s (", decode > 0 ? decoded / decode : 0,
               " img/s)");
 
-    train::TaskInfo info{static_cast<int64_t>(t), task.name, static_cast<int64_t>(task.classes.size())};
+    const train::TaskInfo info = info_of(t);
     train::TaskTrainReport rep;
     if (early) {
       rep = learned.at(t).second;
@@ -176,7 +334,33 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
     } else {
       torch::manual_seed(o.train.seed * 1000003ull + t);
       method.begin_task(info);
-      rep = train::train_task(method, info, train, val, o.train);
+      train::TaskResume hooks;
+      std::optional<train::TaskProgress> progress;
+      // The epoch checkpoint's cost is kept under kCheckpointShare of the task's
+      // training time: every epoch where epochs are long against the write (CLR's few
+      // kilobytes always), less often for a whole network on a small task, so that a
+      // stop loses at most the epoch in flight, or a few epochs that took no longer
+      // together than ~1/kCheckpointShare writes.
+      constexpr double kCheckpointShare = 0.05;
+      double write_seconds = 0, last_write = 0;
+      if (method.resumable()) {
+        if (previous && t == first_task) {
+          try {
+            progress = read_task_checkpoint(o.out_dir, r.run_id, static_cast<int64_t>(t));
+          } catch (const FormatError& e) {
+            log::warn("task '", task.name, "' starts again from its first epoch: ", e.what());
+          }
+        }
+        hooks.from = progress ? &*progress : nullptr;
+        hooks.on_epoch_end = [&](const train::TaskProgress& p) {
+          if (write_seconds + last_write > kCheckpointShare * p.report.train_seconds) return;
+          const auto w0 = std::chrono::steady_clock::now();
+          write_task_checkpoint(o.out_dir, r.run_id, static_cast<int64_t>(t), p);
+          last_write = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+          write_seconds += last_write;
+        };
+      }
+      rep = train::train_task(method, info, train, val, o.train, hooks);
     }
     train::TaskEnd end;
     end.train = &train;
@@ -221,27 +405,7 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
     r.accuracy.push_back(row);
 
     if (adapters) {
-      store::Adapter a;
-      a.task = task.name;
-      a.variant = variant;
-      a.kernel_size = method.store_kernel_size();
-      a.classes = task.classes;
-      a.preprocess.resize = o.prepare.size;
-      a.preprocess.crop = o.train.crop;
-      a.backbone = adapters->backbone();
-      a.training_json = o.config_json.empty() ? "{}" : o.config_json;
-      a.metrics_json = nlohmann::json{{"test_accuracy", *row[t]},
-                                      {"best_val_accuracy", rep.best_val_accuracy},
-                                      {"epochs", rep.epochs_run},
-                                      {"best_epoch", rep.best_epoch},
-                                      {"train_images", train.size()},
-                                      {"test_images", tests.back().size()},
-                                      {"task_index", t},
-                                      {"run", o.out_dir}}
-                           .dump();
-      a.tensors = method.task_state(static_cast<int64_t>(t));
-      const store::TaskEntry e = adapters->put(std::move(a), /*replace=*/true);
-      r.tasks[t].adapter_file = "adapters/" + e.file;
+      store_task(t);
     } else {
       // Replay trains old heads: their saved states are rewritten with the new ones.
       for (size_t j = method.changes_old_task_states() ? 0 : t; j <= t; ++j) {
@@ -261,7 +425,14 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
     log::info("  task ", t + 1, " done: ", rep.epochs_run, " epochs (best ", rep.best_epoch, ", val ",
               100 * rep.best_val_accuracy, "%), test ", 100 * *row[t], "%, ", rep.images_per_second,
               " train img/s; average accuracy so far ", 100 * average_accuracy(r.accuracy), "%");
+    r.complete = t + 1 == sequence.size();
     write_results(r, o.out_dir);
+    if (method.resumable()) {
+      // Only now is the task part of what a resumed run starts from.
+      write_run_checkpoint(o.out_dir, {r.run_id, replaces, o.config_json, identity, static_cast<int64_t>(t + 1),
+                                       results_json(r), method.checkpoint()});
+      remove_task_checkpoint(o.out_dir);
+    }
   }
   r.complete = true;
   write_results(r, o.out_dir);

@@ -64,6 +64,20 @@ TensorMap ClrMethod::task_state(int64_t task) const { return states_.state(task)
 
 int64_t ClrMethod::extra_params(int64_t task) const { return states_.trainable(task); }
 
+TensorMap ClrMethod::checkpoint() const {
+  TensorMap out;
+  for (int64_t t = 0; t < states_.size(); ++t) {
+    for (const auto& [k, v] : states_.state(t)) out.emplace(detail::concat("task.", t, ".", k), v);
+  }
+  return out;
+}
+
+void ClrMethod::resume(const std::vector<TaskInfo>& done, const TensorMap& state) {
+  CLR_ASSERT(states_.size() == 0 && current_ < 0, "resume into a method that has learned nothing");
+  const auto parts = split_task_keys(state, static_cast<int64_t>(done.size()));
+  for (size_t t = 0; t < done.size(); ++t) add_learned_task(done[t], parts[t]);
+}
+
 void ClrMethod::set_training(bool on) { net_->train(on); }
 
 c10::Device ClrMethod::device() const { return net_->device(); }

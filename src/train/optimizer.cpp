@@ -91,6 +91,44 @@ void Optimizer::step() {
   }
 }
 
+TensorMap Optimizer::state() const {
+  TensorMap out;
+  auto keep = [&](const char* name, size_t i, const at::Tensor& t) {
+    if (t.defined()) out[detail::concat(name, ".", i)] = t.detach().to(torch::kCPU).clone();
+  };
+  for (size_t i = 0; i < params_.size(); ++i) {
+    keep("exp_avg", i, exp_avg_[i]);
+    keep("exp_avg_sq", i, exp_avg_sq_[i]);
+    keep("momentum", i, momentum_[i]);
+  }
+  out["steps"] = torch::tensor(std::vector<int64_t>(steps_.begin(), steps_.end()), torch::kLong);
+  return out;
+}
+
+void Optimizer::load_state(const TensorMap& state) {
+  const auto steps = state.find("steps");
+  CLR_CHECK(steps != state.end() && steps->second.dim() == 1 &&
+                steps->second.size(0) == static_cast<int64_t>(params_.size()),
+            ConfigError, "the optimiser state is for another set of tensors (expected ", params_.size(), " step counts)");
+  const at::Tensor counts = steps->second.to(torch::kLong).contiguous();
+  auto take = [&](const char* name, size_t i, at::Tensor& slot) {
+    const auto it = state.find(detail::concat(name, ".", i));
+    if (it == state.end()) {
+      slot = at::Tensor();
+      return;
+    }
+    CLR_CHECK(it->second.sizes() == params_[i].sizes(), ConfigError, "optimiser state '", it->first, "' is ",
+              describe(it->second), ", its tensor ", describe(params_[i]));
+    slot = it->second.to(params_[i].options()).clone();
+  };
+  for (size_t i = 0; i < params_.size(); ++i) {
+    steps_[i] = counts[static_cast<int64_t>(i)].item<int64_t>();
+    take("exp_avg", i, exp_avg_[i]);
+    take("exp_avg_sq", i, exp_avg_sq_[i]);
+    take("momentum", i, momentum_[i]);
+  }
+}
+
 at::Tensor add_norm_penalty(const std::vector<at::Tensor>& params, double penalty) {
   CLR_ASSERT(!params.empty(), "the norm penalty needs tensors");
   torch::NoGradGuard no_grad;
@@ -156,5 +194,20 @@ void LossScaler::update() {
 }
 
 double LossScaler::current_scale() const { return enabled_ ? scale_.item<double>() : 1.0; }
+
+TensorMap LossScaler::state() const {
+  if (!enabled_) return {};
+  return {{"scale", scale_.to(torch::kCPU).clone()}, {"growth_tracker", growth_tracker_.to(torch::kCPU).clone()}};
+}
+
+void LossScaler::load_state(const TensorMap& state) {
+  if (!enabled_) return;
+  const auto scale = state.find("scale");
+  const auto tracker = state.find("growth_tracker");
+  CLR_CHECK(scale != state.end() && tracker != state.end(), ConfigError,
+            "the checkpoint holds no loss-scaler state for an fp16 run");
+  scale_.copy_(scale->second);
+  growth_tracker_.copy_(tracker->second);
+}
 
 }  // namespace clr::train

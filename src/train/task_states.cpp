@@ -36,4 +36,23 @@ int64_t TaskStates::trainable(int64_t task) const {
   return trainable_[static_cast<size_t>(task)];
 }
 
+std::vector<TensorMap> split_task_keys(const TensorMap& state, int64_t tasks) {
+  std::vector<TensorMap> out(static_cast<size_t>(tasks));
+  for (const auto& [key, value] : state) {
+    const size_t dot = key.find('.', 5);
+    int64_t index = -1;
+    if (key.rfind("task.", 0) == 0 && dot != std::string::npos && dot > 5 &&
+        key.find_first_not_of("0123456789", 5) == dot && dot - 5 < 10) {
+      index = std::stoll(key.substr(5, dot - 5));
+    }
+    CLR_CHECK(index >= 0 && index < tasks, ConfigError, "checkpoint tensor '", key, "' is not 'task.<0..", tasks - 1,
+              ">.<name>'");
+    out[static_cast<size_t>(index)].emplace(key.substr(dot + 1), value);
+  }
+  for (int64_t t = 0; t < tasks; ++t) {
+    CLR_CHECK(!out[static_cast<size_t>(t)].empty(), ConfigError, "the checkpoint holds no state for task ", t + 1);
+  }
+  return out;
+}
+
 }  // namespace clr::train

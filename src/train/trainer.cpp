@@ -4,7 +4,9 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <mutex>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include "clr/core/error.h"
@@ -160,8 +162,33 @@ bool record_validation(TaskTrainReport& report, int64_t& since_best, double val_
   return true;
 }
 
+void to_json(settings::Json& j, const TaskTrainReport& r) {
+  j = settings::Json{{"epochs_run", r.epochs_run},
+                     {"best_epoch", r.best_epoch},
+                     {"best_val_accuracy", r.best_val_accuracy},
+                     {"train_seconds", r.train_seconds},
+                     {"images_per_second", r.images_per_second},
+                     {"epoch_loss", r.epoch_loss},
+                     {"epoch_seconds", r.epoch_seconds},
+                     {"epoch_val_accuracy", r.epoch_val_accuracy},
+                     {"skipped_steps", r.skipped_steps}};
+}
+
+void from_json(const settings::Json& j, TaskTrainReport& r) {
+  j.at("epochs_run").get_to(r.epochs_run);
+  j.at("best_epoch").get_to(r.best_epoch);
+  j.at("best_val_accuracy").get_to(r.best_val_accuracy);
+  j.at("train_seconds").get_to(r.train_seconds);
+  j.at("images_per_second").get_to(r.images_per_second);
+  r.epoch_loss.clear();
+  for (const auto& v : j.at("epoch_loss")) r.epoch_loss.push_back(v.is_null() ? std::nan("") : v.get<double>());
+  j.at("epoch_seconds").get_to(r.epoch_seconds);
+  j.at("epoch_val_accuracy").get_to(r.epoch_val_accuracy);
+  j.at("skipped_steps").get_to(r.skipped_steps);
+}
+
 TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::PreparedSplit& train,
-                           const data::PreparedSplit& val, const TrainConfig& config) {
+                           const data::PreparedSplit& val, const TrainConfig& config, const TaskResume& resume) {
   config.validate();
   CLR_CHECK(train.size() > 0, ConfigError, "task '", task.name, "' has no training images left");
   const std::vector<at::Tensor> params = method.trainable_parameters();
@@ -174,7 +201,27 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
   report.best_val_accuracy = -1;
   TensorMap best;
   int64_t since_best = 0;
-  for (int64_t epoch = 0; epoch < config.epochs; ++epoch) {
+  int64_t first_epoch = 0;
+  at::Generator cpu_rng = at::detail::getDefaultCPUGenerator();
+  if (resume.from != nullptr) {
+    const TaskProgress& p = *resume.from;
+    CLR_CHECK(p.next_epoch > 0 && p.next_epoch < config.epochs, ConfigError, "task '", task.name,
+              "' cannot go on from epoch ", p.next_epoch + 1, " of ", config.epochs);
+    method.restore(p.current);
+    opt.load_state(p.optimizer);
+    scaler.load_state(p.scaler);
+    if (p.rng.defined()) {
+      std::lock_guard<std::mutex> lock(cpu_rng.mutex());
+      cpu_rng.set_state(p.rng);
+    }
+    report = p.report;
+    best = p.best;
+    since_best = p.since_best;
+    first_epoch = p.next_epoch;
+    log::info("task '", task.name, "': going on from epoch ", first_epoch + 1, " (best so far: epoch ",
+              report.best_epoch, ", val ", 100 * report.best_val_accuracy, "%)");
+  }
+  for (int64_t epoch = first_epoch; epoch < config.epochs; ++epoch) {
     opt.set_lr(lr_at(config, epoch));
     method.begin_epoch(epoch, config.epochs);
     method.set_training(true);
@@ -234,6 +281,21 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
     progress.finish(status);
     if (record_validation(report, since_best, val_acc, epoch, config, task.name, [&] { best = method.snapshot(); })) {
       break;
+    }
+    if (resume.on_epoch_end && epoch + 1 < config.epochs) {
+      TaskProgress p;
+      p.next_epoch = epoch + 1;
+      p.since_best = since_best;
+      p.report = report;
+      p.current = method.snapshot();
+      p.best = best;
+      p.optimizer = opt.state();
+      p.scaler = scaler.state();
+      {
+        std::lock_guard<std::mutex> lock(cpu_rng.mutex());
+        p.rng = cpu_rng.get_state();
+      }
+      resume.on_epoch_end(p);
     }
   }
   method.restore(best);

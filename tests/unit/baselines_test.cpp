@@ -464,5 +464,58 @@ TEST(Baselines, UnknownMethodNamesTheKnownOnes) {
   }
 }
 
+// Method::checkpoint / resume (a stopped run going on, eval/checkpoint.h): a method built
+// afresh and given the checkpoint of one that learned two tasks predicts every task as
+// that one does, bit for bit, and checkpoints the same tensors; the methods that keep
+// more than their checkpoint say they cannot resume.
+TEST(Resume, ACheckpointPutsAResumableMethodBackExactly) {
+  for (const std::string name : {"sgd", "sgd-ll", "linear", "clr", "residual"}) {
+    SCOPED_TRACE(name);
+    test::TempDir out("resume-" + name);
+    train::MethodOptions mo;
+    mo.max_classes = 5;
+    torch::manual_seed(0);
+    models::ResNet backbone = models::make_resnet("resnet18", 0, true);
+    auto method = train::make_method(name, backbone, 11689512, mo);
+    ASSERT_TRUE(method->resumable());
+    eval::RunOptions o;
+    o.train.epochs = 2;
+    o.train.batch_size = 8;
+    o.prepare.size = 8;
+    o.out_dir = out.path();
+    o.backbone_arch = "resnet18";
+    o.device = "cpu";
+    Progress::set_enabled(false);
+    data::Sequence seq = shapes_sequence(2);
+    std::vector<train::TaskInfo> done;
+    for (size_t t = 0; t < seq.size(); ++t) {
+      done.push_back({static_cast<int64_t>(t), seq[t].name, static_cast<int64_t>(seq[t].classes.size())});
+    }
+    eval::run_sequence(*method, seq, o);
+    const TensorMap saved = method->checkpoint();
+
+    torch::manual_seed(0);
+    auto again = train::make_method(name, models::make_resnet("resnet18", 0, true), 11689512, mo);
+    again->resume(done, saved);
+    EXPECT_EQ(fingerprint(again->checkpoint()), fingerprint(saved));
+    const at::Tensor x = torch::randn({6, 3, 8, 8});
+    method->set_training(false);
+    again->set_training(false);
+    torch::NoGradGuard no_grad;
+    for (int64_t t = 0; t < 2; ++t) {
+      EXPECT_TRUE(test::bit_identical(method->predict(t, x), again->predict(t, x))) << "task " << t;
+      EXPECT_EQ(fingerprint(method->task_state(t)), fingerprint(again->task_state(t))) << "task " << t;
+    }
+    EXPECT_EQ(method->extra_params(1), again->extra_params(1));
+  }
+  for (const std::string name : {"ewc", "si", "lwf", "er", "derpp", "psp", "separate", "confit", "supsup", "efts",
+                                 "ccll"}) {
+    train::MethodOptions mo;
+    mo.max_classes = 5;
+    EXPECT_FALSE(train::make_method(name, models::make_resnet("resnet18", 0, true), 11689512, mo)->resumable())
+        << name;
+  }
+}
+
 }  // namespace
 }  // namespace clr

@@ -37,8 +37,10 @@ class AtomicFile {
 
   void write(const void* data, size_t size);
   void write(const std::string& s) { write(s.data(), s.size()); }
-  // Flushes, fsyncs, renames over the target and fsyncs the directory.
-  void commit();
+  // Flushes, fsyncs, renames over the target and fsyncs the directory. Not `durable`:
+  // no fsync, so a killed process still leaves the old file or the new one, but a
+  // crash of the machine may leave a damaged one (for files a reader can do without).
+  void commit(bool durable = true);
 
   const std::string& path() const { return path_; }
 
@@ -95,6 +97,9 @@ bool directory_exists(const std::string& path);
 // Whole-file helpers. read_file throws NotFoundError / FormatError naming the path.
 std::string read_file(const std::string& path);
 void write_file_atomic(const std::string& path, const std::string& contents);
+// The same without fsync (AtomicFile::commit(false)): for large files written often
+// that a reader can do without (the checkpoint of the epoch in flight).
+void write_file_replacing(const std::string& path, const std::string& contents);
 // A plain write (create or truncate, no temporary, no fsync), for the many files of a
 // tree that a StagedDirectory moves into place as a whole; same error kinds.
 void write_file(const std::string& path, const std::string& contents);

@@ -42,6 +42,8 @@ struct CompareOptions {
   std::string out;                   // OUT/<method>/ per run, OUT/compare.json, OUT/compare.csv
   // Keep a finished run already in OUT/<method>/ (reusable_run) instead of running it again.
   bool reuse = false;
+  // Start every run over instead of resuming one stopped in OUT/<method>/ (runner.h).
+  bool restart = false;
 };
 
 // Learns `sequence` with every method in turn from the same configuration (`base`,

@@ -60,6 +60,7 @@ struct Results {
   std::vector<TaskRecord> tasks;
   AccuracyMatrix accuracy;
   std::string config_json;      // the effective configuration, as JSON text
+  std::string run_id;           // the run's identity across resumes (eval/checkpoint.h)
   bool complete = false;        // false while the run is in progress
 };
 
@@ -68,6 +69,8 @@ std::string results_json(const Results& r);
 // Reads a results.json written by results_json (FormatError naming the file and the
 // field when it is not one; NotFoundError when it does not exist).
 Results read_results(const std::string& path);
+// The same from the text of one; `origin` names it in errors.
+Results parse_results(const std::string& text, const std::string& origin);
 // results.csv text: one row per (after_task, task) with accuracy.
 std::string results_csv(const Results& r);
 // The accuracy matrix as an aligned text table (for stdout).

@@ -67,7 +67,8 @@ struct RunOverrides {
 };
 
 // Learns `sequence` with config.run.method from a freshly loaded backbone, writing
-// config.run.out (runner.h). `config` must be finalized.
-Results run(const RunConfig& config, data::Sequence sequence);
+// config.run.out (runner.h): a run of the same configuration stopped there is resumed,
+// unless `restart`. `config` must be finalized.
+Results run(const RunConfig& config, data::Sequence sequence, bool restart = false);
 
 }  // namespace clr::eval

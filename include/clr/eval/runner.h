@@ -26,12 +26,19 @@ struct RunOptions {
   bool backbone_small_stem = false;
   std::string device;
   std::string config_json;      // the effective configuration, stored in results.json
+  // A run of this configuration stopped in out_dir is resumed (eval/checkpoint.h) unless
+  // this is set; with it, the run starts over there (and may replace what the earlier
+  // run stored, task by task, as each new one is learned).
+  bool restart = false;
 };
 
 // Runs the whole sequence. The sequence is completed (missing val carved, test
 // checked) and validated before any training: problems are reported all at once.
 // results.json is rewritten after every task ("complete": false until the end), so
-// a run that dies leaves the rows it finished.
+// a run that dies leaves the rows it finished; a resumable method also checkpoints
+// after every epoch and task, and the same call on the same out_dir goes on from there.
+// Tasks in OUT/adapters that another run wrote are never removed: one with the name
+// of a task of this sequence is a ConfigError before any training.
 Results run_sequence(train::Method& method, data::Sequence sequence, const RunOptions& options);
 
 }  // namespace clr::eval

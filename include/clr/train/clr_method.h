@@ -35,6 +35,10 @@ class ClrMethod : public Method {
   int64_t store_kernel_size() const override { return net_->options().kernel_size(); }
   void set_training(bool on) override;
   c10::Device device() const override;
+  // Every finished task's state, as `task.<i>.<key>`.
+  bool resumable() const override { return true; }
+  TensorMap checkpoint() const override;
+  void resume(const std::vector<TaskInfo>& done, const TensorMap& state) override;
 
   adapters::ReprogrammedNet& net() { return net_; }
   // Appends a task learned elsewhere (train_parallel) as the next one, as begin_task,

@@ -14,6 +14,8 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
+#include "clr/core/tensor_map.h"
+
 namespace clr::train {
 
 struct OptimizerOptions {
@@ -34,6 +36,13 @@ class Optimizer {
   void step();
   void set_lr(double lr) { options_.lr = lr; }
   double lr() const { return options_.lr; }
+  // What the next steps depend on (a resumed run's checkpoint): per tensor i, Adam's
+  // `exp_avg.i` / `exp_avg_sq.i` or SGD's `momentum.i` once it has stepped, and
+  // `steps` (int64, one count per tensor). CPU copies.
+  TensorMap state() const;
+  // Puts a state() of an optimiser over the same tensors back (ConfigError when the
+  // tensor count or a shape differs).
+  void load_state(const TensorMap& state);
 
  private:
   std::vector<at::Tensor> params_;
@@ -59,6 +68,9 @@ class LossScaler {
   // After every step, taken or skipped.
   void update();
   double current_scale() const;
+  // `scale` and `growth_tracker` (empty when disabled); load_state puts them back.
+  TensorMap state() const;
+  void load_state(const TensorMap& state);
 
  private:
   bool enabled_;

@@ -28,4 +28,9 @@ class TaskStates {
   std::vector<int64_t> trainable_;
 };
 
+// A checkpoint's `task.<i>.<key>` tensors (i = 0..tasks-1) as one map per task, keys
+// without the prefix. ConfigError for a key of another form or index, or a task with
+// no tensors.
+std::vector<TensorMap> split_task_keys(const TensorMap& state, int64_t tasks);
+
 }  // namespace clr::train

@@ -10,6 +10,7 @@
 #include <c10/core/ScalarType.h>
 
 #include "clr/core/settings.h"
+#include "clr/core/tensor_map.h"
 #include "clr/data/loader.h"
 #include "clr/train/method.h"
 #include "clr/train/optimizer.h"
@@ -84,10 +85,35 @@ struct TaskTrainReport {
   int64_t skipped_steps = 0;       // fp16: steps skipped for inf/NaN gradients
 };
 
+void to_json(settings::Json& j, const TaskTrainReport& r);
+void from_json(const settings::Json& j, TaskTrainReport& r);
+
+// A task's training as it stands after an epoch: what a stopped run needs to go on
+// from the next epoch exactly as if it had not stopped (a resumable method's state is
+// its snapshot; the loader's batches depend only on the seed, task and epoch).
+struct TaskProgress {
+  int64_t next_epoch = 0;  // 0-based
+  int64_t since_best = 0;  // epochs without a validation gain
+  TaskTrainReport report;
+  TensorMap current;       // Method::snapshot() now
+  TensorMap best;          // Method::snapshot() at the best epoch so far
+  TensorMap optimizer;     // Optimizer::state()
+  TensorMap scaler;        // LossScaler::state() (fp16)
+  at::Tensor rng;          // the default CPU generator's state
+};
+
+// Checkpointing hooks of train_task: `from` continues a task from its progress (the
+// method's begin_task already called, as for a fresh start); `on_epoch_end` receives
+// the progress after every epoch that another follows.
+struct TaskResume {
+  const TaskProgress* from = nullptr;
+  std::function<void(const TaskProgress&)> on_epoch_end;
+};
+
 // Learns the method's current task (begin_task already called) on `train`,
 // selecting by accuracy on `val`; restores the best state. Progress on stderr.
 TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::PreparedSplit& train,
-                           const data::PreparedSplit& val, const TrainConfig& config);
+                           const data::PreparedSplit& val, const TrainConfig& config, const TaskResume& resume = {});
 
 // `x` in the memory layout `numerics` asks for.
 at::Tensor in_layout(const at::Tensor& x, const Numerics& numerics);

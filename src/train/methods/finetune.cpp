@@ -1,11 +1,14 @@
 #include "clr/train/methods/finetune.h"
 
+#include <typeinfo>
+
 #include <torch/torch.h>
 
 #include "clr/core/error.h"
 #include "clr/core/hash.h"
 #include "clr/data/loader.h"
 #include "clr/models/registry.h"
+#include "clr/train/task_states.h"
 
 namespace clr::train {
 
@@ -144,6 +147,55 @@ int64_t FinetuneMethod::extra_params(int64_t task) const {
   const int64_t f = backbone_->feature_dim();
   if (kind_ == FinetuneKind::kSgdLastLayer) return task == 0 ? f * max_classes_ + max_classes_ : 0;
   return f * classes_[static_cast<size_t>(task)] + classes_[static_cast<size_t>(task)];
+}
+
+bool FinetuneMethod::resumable() const { return typeid(*this) == typeid(FinetuneMethod); }
+
+TensorMap FinetuneMethod::checkpoint() const {
+  TensorMap out;
+  if (kind_ == FinetuneKind::kSgd) {
+    for (const auto& [k, v] : models::state_dict(*backbone_)) out.emplace("backbone." + k, v.detach().to(at::kCPU).clone());
+  }
+  for (size_t i = 0; i < heads_.size(); ++i) {
+    for (const auto& [k, v] : models::state_dict(*heads_[i])) {
+      out.emplace(detail::concat("task.", i, ".head.", k), v.detach().to(at::kCPU).clone());
+    }
+  }
+  return out;
+}
+
+void FinetuneMethod::resume(const std::vector<TaskInfo>& done, const TensorMap& state) {
+  CLR_ASSERT(classes_.empty() && current_ < 0, "resume into a method that has learned nothing");
+  torch::NoGradGuard no_grad;
+  TensorMap heads;
+  const TensorMap backbone = models::state_dict(*backbone_);
+  for (const auto& [k, v] : state) {
+    if (k.rfind("backbone.", 0) != 0) {
+      heads.emplace(k, v);
+      continue;
+    }
+    const auto it = backbone.find(k.substr(9));
+    CLR_CHECK(kind_ == FinetuneKind::kSgd && it != backbone.end() && it->second.sizes() == v.sizes(), ConfigError,
+              "checkpoint tensor '", k, "' ", describe(v), " is not one of this ", name(), " backbone's");
+    it->second.copy_(v);
+  }
+  const int64_t n_heads = kind_ == FinetuneKind::kSgdLastLayer ? std::min<int64_t>(1, done.size()) : done.size();
+  const std::vector<TensorMap> parts = split_task_keys(heads, n_heads);
+  for (size_t i = 0; i < done.size(); ++i) {
+    classes_.push_back(done[i].num_classes);
+    if (static_cast<int64_t>(i) >= n_heads) continue;
+    const TensorMap& h = parts[i];
+    CLR_CHECK(h.count("head.weight") && h.count("head.bias"), ConfigError, "the checkpoint's head of task ", i + 1,
+              " is incomplete");
+    const at::Tensor& w = h.at("head.weight");
+    CLR_CHECK(w.dim() == 2 && w.size(1) == backbone_->feature_dim(), ConfigError, "the checkpoint's head of task ",
+              i + 1, " is ", describe(w), " for ", backbone_->feature_dim(), " features");
+    torch::nn::Linear head(backbone_->feature_dim(), w.size(0));
+    head->to(device());
+    head->weight.copy_(w);
+    head->bias.copy_(h.at("head.bias"));
+    heads_.push_back(head);
+  }
 }
 
 void FinetuneMethod::set_training(bool on) {

@@ -49,6 +49,12 @@ class FinetuneMethod : public Method {
   std::string store_variant() const override { return kind_ == FinetuneKind::kLinear ? "linear" : ""; }
   void set_training(bool on) override;
   c10::Device device() const override;
+  // sgd, linear and sgd-ll themselves (`backbone.<key>` for sgd, every head as
+  // `task.<i>.head.<key>`); a method derived from this one keeps more across tasks or
+  // steps, so it is resumable only where it says so itself.
+  bool resumable() const override;
+  TensorMap checkpoint() const override;
+  void resume(const std::vector<TaskInfo>& done, const TensorMap& state) override;
 
   models::ResNet backbone() const { return backbone_; }
 

@@ -1,0 +1,201 @@
+#include "clr/eval/checkpoint.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "clr/core/error.h"
+#include "clr/core/file_io.h"
+#include "clr/core/hash.h"
+#include "clr/core/safetensors.h"
+
+namespace clr::eval {
+namespace {
+
+using json = nlohmann::json;
+
+std::string run_file(const std::string& out) { return checkpoint_dir(out) + "/run.safetensors"; }
+std::string task_file(const std::string& out) { return checkpoint_dir(out) + "/task.safetensors"; }
+
+// A split's content as far as a run sees it: its paths (or its count, preloaded) and labels.
+std::string split_digest(const data::Split& s) {
+  std::string bytes;
+  for (const auto& p : s.paths) bytes += p + '\n';
+  for (int64_t l : s.labels) bytes += std::to_string(l) + ',';
+  return sha256_hex(bytes).substr(0, 16);
+}
+
+// Tensors under `prefix.` of `from`, without it.
+TensorMap with_prefix(const TensorMap& from, const std::string& prefix) {
+  TensorMap out;
+  for (const auto& [k, v] : from) {
+    if (k.size() > prefix.size() && k.compare(0, prefix.size() + 1, prefix + ".") == 0) {
+      out.emplace(k.substr(prefix.size() + 1), v);
+    }
+  }
+  return out;
+}
+
+void add_prefixed(TensorMap& to, const std::string& prefix, const TensorMap& from) {
+  for (const auto& [k, v] : from) to.emplace(prefix + "." + k, v);
+}
+
+const std::string& meta(const Metadata& m, const std::string& key, const std::string& file) {
+  const auto it = m.find(key);
+  CLR_CHECK(it != m.end(), FormatError, "checkpoint '", file, "' has no '", key, "' in its metadata");
+  return it->second;
+}
+
+int64_t meta_int(const Metadata& m, const std::string& key, const std::string& file) {
+  const std::string& v = meta(m, key, file);
+  try {
+    size_t used = 0;
+    const long long n = std::stoll(v, &used);
+    if (used == v.size() && n >= 0) return n;
+  } catch (const std::exception&) {
+  }
+  throw FormatError(detail::concat("checkpoint '", file, "': '", key, "' is '", v, "', not a count"));
+}
+
+// The stored configuration as far as it decides the results: the output directory and
+// how many tasks are learned at once (the same results either way) aside.
+json result_config(const std::string& config_json) {
+  if (config_json.empty()) return json::object();
+  json j = json::parse(config_json);
+  if (j.contains("run")) j["run"].erase("out");
+  if (j.contains("train")) j["train"].erase("parallel_tasks");
+  return j;
+}
+
+std::string dotted(std::string pointer) {  // "/train/epochs" -> "train.epochs"
+  if (!pointer.empty() && pointer[0] == '/') pointer.erase(0, 1);
+  std::replace(pointer.begin(), pointer.end(), '/', '.');
+  return pointer;
+}
+
+}  // namespace
+
+std::string configuration_difference(const std::string& was_json, const std::string& now_json) {
+  const json was = result_config(was_json).flatten();
+  const json now = result_config(now_json).flatten();
+  if (was == now) return "";
+  for (const auto& [k, v] : now.items()) {
+    if (!was.contains(k)) return detail::concat("has no setting ", dotted(k));
+    if (was.at(k) != v) return detail::concat("was made with ", dotted(k), " = ", was.at(k).dump(), ", not ", v.dump());
+  }
+  for (const auto& [k, v] : was.items()) {
+    if (!now.contains(k)) return detail::concat("was made with a setting ", dotted(k), " this one lacks");
+  }
+  return "";
+}
+
+std::string checkpoint_dir(const std::string& out) { return out + "/checkpoint"; }
+
+std::string new_run_id() {
+  std::random_device rd;
+  const uint64_t v = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+std::string sequence_identity(const data::Sequence& sequence) {
+  json tasks = json::array();
+  for (const auto& t : sequence) {
+    tasks.push_back({{"name", t.name},
+                     {"classes", t.classes},
+                     {"train", t.train.size()},
+                     {"val", t.val.size()},
+                     {"test", t.test.size()},
+                     {"digest", split_digest(t.train) + split_digest(t.val) + split_digest(t.test)}});
+  }
+  return tasks.dump();
+}
+
+void write_run_checkpoint(const std::string& out, const RunCheckpoint& c) {
+  make_directories(checkpoint_dir(out));
+  write_safetensors(run_file(out), c.method,
+                    {{"format", kCheckpointFormat},
+                     {"kind", "run"},
+                     {"run_id", c.run_id},
+                     {"replaces", c.replaces},
+                     {"config", c.config_json},
+                     {"sequence", c.sequence_json},
+                     {"tasks_done", std::to_string(c.tasks_done)},
+                     {"results", c.results_json}});
+}
+
+std::optional<RunCheckpoint> read_run_checkpoint(const std::string& out) {
+  const std::string file = run_file(out);
+  if (!file_exists(file)) return std::nullopt;
+  SafetensorsFile f = read_safetensors(file);
+  CLR_CHECK(f.metadata.count("format") && f.metadata.at("format") == kCheckpointFormat &&
+                f.metadata.count("kind") && f.metadata.at("kind") == "run",
+            FormatError, "'", file, "' is not a clr run checkpoint (expected format ", kCheckpointFormat, ")");
+  RunCheckpoint c;
+  c.run_id = meta(f.metadata, "run_id", file);
+  c.replaces = f.metadata.count("replaces") ? f.metadata.at("replaces") : "";
+  c.config_json = meta(f.metadata, "config", file);
+  c.sequence_json = meta(f.metadata, "sequence", file);
+  c.tasks_done = meta_int(f.metadata, "tasks_done", file);
+  c.results_json = meta(f.metadata, "results", file);
+  c.method = std::move(f.tensors);
+  return c;
+}
+
+void write_task_checkpoint(const std::string& out, const std::string& run_id, int64_t task,
+                           const train::TaskProgress& p) {
+  TensorMap tensors;
+  add_prefixed(tensors, "current", p.current);
+  // Right after a gain the best state is the current one: stored once.
+  const bool best_is_current = p.since_best == 0 && p.report.best_epoch == p.next_epoch;
+  if (!best_is_current) add_prefixed(tensors, "best", p.best);
+  add_prefixed(tensors, "optimizer", p.optimizer);
+  add_prefixed(tensors, "scaler", p.scaler);
+  if (p.rng.defined()) tensors.emplace("rng", p.rng);
+  make_directories(checkpoint_dir(out));
+  // Rewritten after every epoch, so not fsync'ed: a machine crash may damage it, and
+  // the task then starts again from its first epoch (read_task_checkpoint).
+  write_file_replacing(task_file(out), encode_safetensors(tensors, {{"format", kCheckpointFormat},
+                                                                    {"kind", "task"},
+                                                                    {"run_id", run_id},
+                                                                    {"task", std::to_string(task)},
+                                                                    {"next_epoch", std::to_string(p.next_epoch)},
+                                                                    {"since_best", std::to_string(p.since_best)},
+                                                                    {"best_is_current", best_is_current ? "1" : "0"},
+                                                                    {"report", settings::Json(p.report).dump()}}));
+}
+
+std::optional<train::TaskProgress> read_task_checkpoint(const std::string& out, const std::string& run_id,
+                                                        int64_t task) {
+  const std::string file = task_file(out);
+  if (!file_exists(file)) return std::nullopt;
+  SafetensorsFile f = read_safetensors(file);
+  CLR_CHECK(f.metadata.count("format") && f.metadata.at("format") == kCheckpointFormat &&
+                f.metadata.count("kind") && f.metadata.at("kind") == "task",
+            FormatError, "'", file, "' is not a clr task checkpoint (expected format ", kCheckpointFormat, ")");
+  if (meta(f.metadata, "run_id", file) != run_id || meta_int(f.metadata, "task", file) != task) return std::nullopt;
+  train::TaskProgress p;
+  p.next_epoch = meta_int(f.metadata, "next_epoch", file);
+  p.since_best = meta_int(f.metadata, "since_best", file);
+  try {
+    p.report = settings::Json::parse(meta(f.metadata, "report", file)).get<train::TaskTrainReport>();
+  } catch (const json::exception& e) {
+    throw FormatError(detail::concat("checkpoint '", file, "': its training report is damaged: ", e.what()));
+  }
+  p.current = with_prefix(f.tensors, "current");
+  p.best = f.metadata.count("best_is_current") && f.metadata.at("best_is_current") == "1" ? p.current
+                                                                                         : with_prefix(f.tensors, "best");
+  p.optimizer = with_prefix(f.tensors, "optimizer");
+  p.scaler = with_prefix(f.tensors, "scaler");
+  if (f.tensors.count("rng")) p.rng = f.tensors.at("rng");
+  CLR_CHECK(!p.current.empty(), FormatError, "checkpoint '", file, "' holds no training state");
+  return p;
+}
+
+void remove_task_checkpoint(const std::string& out) { std::remove(task_file(out).c_str()); }
+
+}  // namespace clr::eval
