@@ -7,7 +7,13 @@ function(clr_target_warnings target)
     endif()
   endif()
   if(CLR_SANITIZE)
-    target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-omit-frame-pointer)
+    # UBSan's findings stop the program (a test or a fuzzer run must fail on them).
+    target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-sanitize-recover=undefined
+                                             -fno-omit-frame-pointer)
     target_link_options(${target} PRIVATE -fsanitize=address,undefined)
+  endif()
+  if(CLR_FUZZ)
+    # Coverage feedback for libFuzzer from every source of the project.
+    target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link)
   endif()
 endfunction()

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "clr/core/error.h"
+#include "clr/core/file_io.h"
 #include "clr/core/log.h"
 #include "clr/core/runtime.h"
 #include "clr/serve/engine.h"
@@ -34,27 +35,50 @@ void predict(const PredictArgs& a) {
   CLR_CHECK(a.batch >= 1, ConfigError, "--batch must be at least 1, got ", a.batch);
   CLR_CHECK(a.top_k >= 1, ConfigError, "--top-k must be at least 1, got ", a.top_k);
   serve::Engine engine(eo);
-  engine.predict_files(a.task, a.images, a.top_k, a.batch,
-                       [&](const std::string& path, const std::vector<serve::TopClass>& top) {
-                         nlohmann::ordered_json t = nlohmann::ordered_json::array();
-                         for (const auto& c : top) t.push_back({{"class", c.name}, {"index", c.index}, {"prob", c.prob}});
-                         std::cout << nlohmann::ordered_json{{"image", path}, {"task", a.task}, {"top", t}}.dump()
-                                   << "\n";
-                       });
-  std::cout << std::flush;
+  // A line for every image, in order: its top classes, or the error that kept it out.
+  // A failure makes the exit code after the last line (predict_files throws then).
+  struct Flush {
+    ~Flush() { std::cout << std::flush; }
+  } flush;
+  engine.predict_files(
+      a.task, a.images, a.top_k, a.batch,
+      [&](const std::string& path, const std::vector<serve::TopClass>& top, const std::string& error) {
+        nlohmann::ordered_json line{{"image", path}, {"task", a.task}};
+        if (!error.empty()) {
+          line["error"] = error;
+        } else {
+          nlohmann::ordered_json t = nlohmann::ordered_json::array();
+          for (const auto& c : top) t.push_back({{"class", c.name}, {"index", c.index}, {"prob", c.prob}});
+          line["top"] = t;
+        }
+        std::cout << line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+      });
 }
 
 struct ServeArgs {
   serve::EngineOptions engine;
   serve::HttpOptions http;
+  std::string admin_token_file;
+  std::string admin_token_in_argv;  // refused (see serve_forever)
   int threads = 0;
   double cache_mb = 256;
 };
 
 void serve_forever(ServeArgs a) {
   if (a.threads > 0) runtime::configure_threads(a.threads);
-  if (a.http.admin_token.empty()) {
-    if (const char* t = std::getenv("CLR_ADMIN_TOKEN")) a.http.admin_token = t;
+  CLR_CHECK(a.admin_token_in_argv.empty(), ConfigError, "--admin-token is not accepted: every user of this machine "
+            "sees a flag's value in the process list; put the token in a file for --admin-token-file, or in "
+            "$CLR_ADMIN_TOKEN");
+  // The admin token never comes from argv (any user sees it there with ps): a file's
+  // first line, or the environment.
+  if (!a.admin_token_file.empty()) {
+    std::string t = read_file(a.admin_token_file);
+    t = t.substr(0, t.find('\n'));
+    if (!t.empty() && t.back() == '\r') t.pop_back();
+    CLR_CHECK(!t.empty(), ConfigError, "--admin-token-file '", a.admin_token_file, "' holds no token on its first line");
+    a.http.admin_token = t;
+  } else if (const char* t = std::getenv("CLR_ADMIN_TOKEN")) {
+    a.http.admin_token = t;
   }
   CLR_CHECK(a.cache_mb > 0, ConfigError, "--cache-mb must be positive, got ", a.cache_mb);
   a.engine.cache_bytes = static_cast<int64_t>(a.cache_mb * 1048576.0);
@@ -139,10 +163,18 @@ void register_serve(CLI::App& app) {
   sub->add_option("--max-body-bytes", a->http.max_body_bytes, "Largest request body (more get 413)")->capture_default_str();
   sub->add_option("--max-pixels", a->http.max_pixels, "Largest image, by the pixels its header declares (more get 413)")
       ->capture_default_str();
+  sub->add_option("--max-decode-pixels", a->http.max_decode_pixels,
+                  "Pixels of all images decoded at once (by their headers); more wait, then get 503")
+      ->capture_default_str();
+  sub->add_option("--decode-wait-ms", a->http.decode_wait_ms,
+                  "How long a request waits for --max-decode-pixels before 503")
+      ->capture_default_str();
   sub->add_option("--top-k", a->http.default_top_k, "Classes per answer unless ?top_k= says")->capture_default_str();
   sub->add_option("--cache-mb", a->cache_mb, "Memory for prepared adapters (LRU)")->capture_default_str();
-  sub->add_option("--admin-token", a->http.admin_token,
-                  "Token POST /v1/admin/reload must bring (default: $CLR_ADMIN_TOKEN; none: open)");
+  sub->add_option("--admin-token-file", a->admin_token_file,
+                  "File whose first line is the token POST /v1/admin/reload must bring (default: $CLR_ADMIN_TOKEN; "
+                  "neither: open). Not a flag value: argv is visible to every user");
+  sub->add_option("--admin-token", a->admin_token_in_argv)->group("");  // only to say why it is refused
   sub->add_option("--watch-seconds", a->http.watch_seconds,
                   "Poll the store's manifest this often and serve new tasks (0: only on /v1/admin/reload)")
       ->capture_default_str();

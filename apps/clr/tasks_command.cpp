@@ -64,8 +64,9 @@ void tasks_rm(const std::string& dir, const std::vector<std::string>& names) {
 }
 
 void tasks_export(const std::string& dir, const std::string& name, const std::string& out) {
-  const int64_t bytes = store::export_adapter(store::Store::open(dir), name, out);
-  std::cout << out << ": task " << name << ", " << human_bytes(static_cast<double>(bytes)) << std::endl;
+  int64_t bytes = 0;
+  const std::string file = store::export_adapter(store::Store::open(dir), name, out, &bytes);
+  std::cout << file << ": task " << name << ", " << human_bytes(static_cast<double>(bytes)) << std::endl;
 }
 
 void tasks_import(const std::string& dir, const std::string& file, const std::string& rename, bool replace) {
@@ -116,7 +117,8 @@ void register_tasks(CLI::App& app) {
     CLI::App* sub = tasks->add_subcommand("export", "Copy a task's self-contained adapter file out of the store");
     add_store(sub);
     sub->add_option("task", *name, "Task name")->required();
-    sub->add_option("--out", *out, "The adapter file to write (.safetensors)")->required();
+    sub->add_option("--out", *out, "The adapter file to write (.safetensors), or a directory for <task>.safetensors")
+        ->required();
     register_action(sub, [dir, name, out] { tasks_export(*dir, *name, *out); });
   }
   {

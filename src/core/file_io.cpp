@@ -176,10 +176,21 @@ bool file_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
-std::string read_file(const std::string& path) {
+void require_file(const std::string& path, const std::string& what) {
   struct stat st {};
-  CLR_CHECK(::stat(path.c_str(), &st) == 0, NotFoundError, "file '", path, "' does not exist");
-  CLR_CHECK(S_ISREG(st.st_mode), NotFoundError, "'", path, "' is not a regular file");
+  CLR_CHECK(::stat(path.c_str(), &st) == 0, NotFoundError, what, " '", path, "' does not exist");
+  CLR_CHECK(!S_ISDIR(st.st_mode), NotFoundError, what, " '", path, "' is a directory, not a file");
+  CLR_CHECK(S_ISREG(st.st_mode), NotFoundError, what, " '", path, "' is not a regular file");
+}
+
+void require_directory(const std::string& path, const std::string& what) {
+  struct stat st {};
+  CLR_CHECK(::stat(path.c_str(), &st) == 0, NotFoundError, what, " '", path, "' does not exist");
+  CLR_CHECK(S_ISDIR(st.st_mode), NotFoundError, what, " '", path, "' is a file, not a directory");
+}
+
+std::string read_file(const std::string& path) {
+  require_file(path);
   std::ifstream in(path, std::ios::binary);
   CLR_CHECK(in.good(), NotFoundError, "cannot open '", path, "': ", std::strerror(errno));
   std::ostringstream ss;
@@ -208,7 +219,7 @@ void write_file(const std::string& path, const std::string& contents) {
 }
 
 std::string read_maybe_gzipped(const std::string& path) {
-  CLR_CHECK(file_exists(path), NotFoundError, "file '", path, "' does not exist");
+  require_file(path);
   gzFile f = gzopen(path.c_str(), "rb");  // reads plain files too
   CLR_CHECK(f != nullptr, NotFoundError, "cannot open '", path, "'");
   std::string out;

@@ -367,7 +367,7 @@ bool collect_tensors(Value& dict, TensorMap& out, std::vector<std::string>& non_
 }  // namespace
 
 TensorMap read_pytorch_state_dict(const std::string& path) {
-  CLR_CHECK(file_exists(path), NotFoundError, "file '", path, "' does not exist");
+  require_file(path);
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> archive;
   try {
     archive = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
@@ -408,7 +408,7 @@ TensorMap read_pytorch_state_dict(const std::string& path) {
 }
 
 WeightFormat detect_weight_format(const std::string& path) {
-  CLR_CHECK(file_exists(path), NotFoundError, "file '", path, "' does not exist");
+  require_file(path);
   std::ifstream in(path, std::ios::binary);
   unsigned char head[9] = {0};
   in.read(reinterpret_cast<char*>(head), 9);

@@ -1,9 +1,12 @@
 #include "clr/core/safetensors.h"
 
+#include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <cstring>
-#include <algorithm>
 #include <fstream>
+#include <tuple>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -115,6 +118,7 @@ SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& 
   SafetensorsFile out;
   out.metadata = parse_metadata(h.json, path);
   const uint64_t data_size = h.file_size - h.data_start;
+  std::vector<std::tuple<uint64_t, uint64_t, std::string>> ranges;  // [begin, end), tensor
   for (const auto& [name, info] : h.json.items()) {
     if (name == "__metadata__") continue;
     const std::string where = detail::concat("'", path, "', tensor '", name, "'");
@@ -145,27 +149,45 @@ SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& 
     } catch (const nlohmann::json::exception& e) {
       throw FormatError(detail::concat(where, ": malformed shape or data_offsets (", e.what(), ")"));
     }
-    int64_t numel = 1;
-    for (int64_t d : shape) numel *= d;
-    const uint64_t nbytes = static_cast<uint64_t>(numel) * c10::elementSize(type);
+    // The element count and size are checked for overflow before anything is
+    // allocated: a shape like [2^62 + 16, 4] must not wrap past the size check.
+    uint64_t nbytes = c10::elementSize(type);
+    bool overflow = false;
+    for (int64_t d : shape) overflow = overflow || __builtin_mul_overflow(nbytes, static_cast<uint64_t>(d), &nbytes);
+    CLR_CHECK(!overflow && nbytes <= static_cast<uint64_t>(INT64_MAX), FormatError, where, ": shape ",
+              info.at("shape").dump(), " of ", info.at("dtype").get<std::string>(),
+              " needs more bytes than a 64-bit size holds");
     CLR_CHECK(end >= begin && end - begin == nbytes, FormatError, where, ": data_offsets [", begin, ", ", end,
               "] hold ", end - begin, " bytes but dtype and shape need ", nbytes);
     CLR_CHECK(end <= data_size, FormatError, "'", path, "' is truncated: tensor '", name, "' ends at byte ",
               h.data_start + end, " but the file has ", h.file_size, " bytes");
+    ranges.push_back({begin, end, name});
     at::Tensor t = at::empty(shape, at::TensorOptions().dtype(type));
     if (nbytes > 0) std::memcpy(t.data_ptr(), bytes.data() + h.data_start + begin, nbytes);
     out.tensors.emplace(name, std::move(t));
   }
+  // The format's rule: the tensors tile the data buffer, no overlap and no hole.
+  std::sort(ranges.begin(), ranges.end());
+  uint64_t covered = 0;
+  for (const auto& [begin, end, name] : ranges) {
+    CLR_CHECK(begin >= covered, FormatError, "'", path, "': tensor '", name, "' (bytes ", begin, "-", end,
+              ") overlaps the tensor before it (which ends at ", covered, ")");
+    CLR_CHECK(begin == covered, FormatError, "'", path, "': bytes ", covered, "-", begin,
+              " of the data belong to no tensor (before tensor '", name, "')");
+    covered = end;
+  }
+  CLR_CHECK(covered == data_size, FormatError, "'", path, "': the last ", data_size - covered,
+            " bytes of the data belong to no tensor");
   return out;
 }
 
 SafetensorsFile read_safetensors(const std::string& path) {
-  CLR_CHECK(file_exists(path), NotFoundError, "file '", path, "' does not exist");
+  require_file(path);
   return decode_safetensors(read_file(path), path);
 }
 
 Metadata read_safetensors_metadata(const std::string& path) {
-  CLR_CHECK(file_exists(path), NotFoundError, "file '", path, "' does not exist");
+  require_file(path);
   std::ifstream in(path, std::ios::binary);
   return parse_metadata(read_header(in, path).json, path);
 }

@@ -39,7 +39,9 @@ Json to_json_value(const toml::node& n) {
 
 Json read_toml(const std::string& path) {
   struct stat st {};
-  CLR_CHECK(::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode), NotFoundError, "config file '", path, "' does not exist");
+  CLR_CHECK(::stat(path.c_str(), &st) == 0, NotFoundError, "config file '", path, "' does not exist");
+  CLR_CHECK(S_ISREG(st.st_mode), NotFoundError, "config file '", path, "' is ",
+            S_ISDIR(st.st_mode) ? "a directory, not a file" : "not a regular file");
   try {
     return to_json_value(toml::parse_file(path));
   } catch (const toml::parse_error& e) {

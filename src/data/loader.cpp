@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include "clr/core/error.h"
+#include "clr/core/strings.h"
 #include "clr/core/file_io.h"
 #include "clr/data/image.h"
 
@@ -45,7 +46,14 @@ void validate_sequence(const Sequence& sequence) {
   if (sequence.empty()) problems.push_back("the sequence has no tasks");
   std::set<std::string> seen;
   for (const auto& t : sequence) {
-    const std::string where = "task '" + t.name + "' (" + t.origin + ")";
+    const std::string where = "task '" + escape_bytes(t.name) + "' (" + escape_bytes(t.origin) + ")";
+    // Names go into results.json, the store's manifest and the adapters' metadata: text.
+    if (!valid_utf8(t.name)) problems.push_back(where + ": the task's name is not UTF-8 text (rename its folder)");
+    for (const auto& c : t.classes) {
+      if (!valid_utf8(c)) {
+        problems.push_back(where + ": class name '" + escape_bytes(c) + "' is not UTF-8 text (rename its folder)");
+      }
+    }
     if (!seen.insert(t.name).second) problems.push_back(where + ": a task of this name comes earlier");
     if (t.train.size() == 0) problems.push_back(where + ": no training images");
     if (t.classes.size() < 2) problems.push_back(detail::concat(where, ": ", t.classes.size(), " class(es), need >= 2"));

@@ -93,7 +93,7 @@ bool is_image_file(const std::string& name) {
 bool is_single_task_folder(const std::string& root) { return directory_exists(root + "/train"); }
 
 TaskData read_imagefolder_task(const std::string& dir, const std::string& name) {
-  CLR_CHECK(directory_exists(dir), NotFoundError, "task directory '", dir, "' does not exist");
+  require_directory(dir, "task directory");
   CLR_CHECK(directory_exists(dir + "/train"), ConfigError, "task '", name, "': '", dir,
             "' has no train/ directory; expected <task>/{train,val,test}/<class>/<image>");
   TaskData t;
@@ -111,7 +111,7 @@ TaskData read_imagefolder_task(const std::string& dir, const std::string& name) 
 }
 
 Sequence read_imagefolder_tasks(const std::string& root) {
-  CLR_CHECK(directory_exists(root), NotFoundError, "data root '", root, "' does not exist");
+  require_directory(root, "data root");
   if (is_single_task_folder(root)) {
     return {read_imagefolder_task(root, base_name(strip_trailing_slashes(root)))};
   }
@@ -215,7 +215,7 @@ struct Db {
   sqlite3* db = nullptr;
   std::string path;
   explicit Db(const std::string& p) : path(p) {
-    CLR_CHECK(file_exists(p), NotFoundError, "SKILL catalog '", p, "' does not exist");
+    require_file(p, "SKILL catalog");
     CLR_CHECK(sqlite3_open_v2(p.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK, FormatError,
               "cannot open SQLite catalog '", p, "': ", db ? sqlite3_errmsg(db) : "out of memory");
   }

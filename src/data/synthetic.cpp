@@ -138,7 +138,7 @@ TaskData make_glyph_task(const GlyphOptions& o) {
               "' needs fonts and characters");
     for (const auto& f : c.fonts) {
       if (fonts.count(f)) continue;
-      CLR_CHECK(file_exists(f), NotFoundError, "font '", f, "' does not exist (Debian: fonts-dejavu-core, fonts-dejavu-extra)");
+      require_file(f, "font (Debian: fonts-dejavu-core, fonts-dejavu-extra)");
       fonts[f] = std::make_shared<Font>(f);
     }
   }

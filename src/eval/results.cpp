@@ -120,7 +120,7 @@ std::string results_json(const Results& r) {
 }
 
 Results read_results(const std::string& path) {
-  CLR_CHECK(file_exists(path), NotFoundError, "results file '", path, "' does not exist");
+  require_file(path, "results file");
   return parse_results(read_file(path), path);
 }
 

@@ -100,6 +100,8 @@ void BackboneConfig::set_source(const std::string& file_or_arch) {
     weights = file_or_arch;
     return;
   }
+  CLR_CHECK(!directory_exists(file_or_arch), NotFoundError, "--backbone '", file_or_arch,
+            "' is a directory; give a weight file in it (.safetensors, .pth) or an architecture name");
   const auto names = architecture_names();
   CLR_CHECK(std::find(names.begin(), names.end(), file_or_arch) != names.end(), NotFoundError, "--backbone '",
             file_or_arch, "' is neither an existing weight file nor an architecture (", join_first(names), ")");
@@ -108,8 +110,7 @@ void BackboneConfig::set_source(const std::string& file_or_arch) {
 }
 
 void BackboneConfig::resolve() {
-  CLR_CHECK(weights.empty() || file_exists(weights), NotFoundError, "backbone weight file '", weights,
-            "' does not exist");
+  if (!weights.empty()) require_file(weights, "backbone weight file");
   if (!weights.empty() && detect_weight_format(weights) == WeightFormat::kSafetensors) {
     const Metadata md = read_safetensors_metadata(weights);
     if (const auto info = backbone_info(md, weights)) {

@@ -486,18 +486,51 @@ std::vector<std::vector<TopClass>> Engine::predict(const std::vector<std::string
 
 void Engine::predict_files(
     const std::string& task, const std::vector<std::string>& paths, int64_t top_k, int64_t batch,
-    const std::function<void(const std::string& path, const std::vector<TopClass>& top)>& each) {
+    const std::function<void(const std::string& path, const std::vector<TopClass>& top, const std::string& error)>&
+        each) {
   CLR_CHECK(this->task(task).has_value(), NotFoundError, "store '", impl_->options.store_dir, "' has no task '", task,
             "' (clr tasks list --store ", impl_->options.store_dir, ")");
   CLR_CHECK(batch >= 1, ConfigError, "batch must be at least 1, got ", batch);
   CLR_CHECK(top_k >= 1, ConfigError, "top_k must be at least 1, got ", top_k);
   const size_t step = static_cast<size_t>(batch);
+  size_t failed = 0;
+  std::exception_ptr first;
   for (size_t start = 0; start < paths.size(); start += step) {
     const size_t end = std::min(paths.size(), start + step);
     std::vector<at::Tensor> images;
-    for (size_t i = start; i < end; ++i) images.push_back(preprocess(task, data::read_image(paths[i])));
-    const auto top = predict(std::vector<std::string>(end - start, task), torch::stack(images), top_k);
-    for (size_t i = start; i < end; ++i) each(paths[i], top[i - start]);
+    std::vector<std::string> errors(end - start);
+    for (size_t i = start; i < end; ++i) {
+      try {
+        images.push_back(preprocess(task, data::read_image(paths[i])));
+        continue;
+      } catch (const FormatError& e) {
+        errors[i - start] = e.what();
+        if (!first) first = std::current_exception();
+      } catch (const NotFoundError& e) {
+        errors[i - start] = e.what();
+        if (!first) first = std::current_exception();
+      }
+      ++failed;
+    }
+    std::vector<std::vector<TopClass>> top;
+    if (!images.empty()) top = predict(std::vector<std::string>(images.size(), task), torch::stack(images), top_k);
+    size_t k = 0;
+    for (size_t i = start; i < end; ++i) {
+      if (errors[i - start].empty()) {
+        each(paths[i], top[k++], "");
+      } else {
+        each(paths[i], {}, errors[i - start]);
+      }
+    }
+  }
+  if (failed == 0) return;
+  const std::string count = detail::concat(failed, " of ", paths.size(), " images could not be classified; the first: ");
+  try {
+    std::rethrow_exception(first);
+  } catch (const NotFoundError& e) {
+    throw NotFoundError(count + e.what());
+  } catch (const FormatError& e) {
+    throw FormatError(count + e.what());
   }
 }
 

@@ -3,7 +3,11 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <mutex>
+#include <regex>
 #include <thread>
+
+#include <sys/socket.h>
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -24,6 +28,8 @@ void fields(V& v, HttpOptions& o) {
   v("http_threads", o.http_threads);
   v("max_body_bytes", o.max_body_bytes);
   v("max_pixels", o.max_pixels);
+  v("max_decode_pixels", o.max_decode_pixels);
+  v("decode_wait_ms", o.decode_wait_ms);
   v("top_k", o.default_top_k);
   v("watch_seconds", o.watch_seconds);
   v("batcher", o.batcher);
@@ -63,10 +69,46 @@ std::pair<int, std::string> status_of(ErrorKind kind) {
   return {500, "internal"};
 }
 
+// The methods a path of this server answers ("GET", "POST"; empty: no route).
+std::string methods_of(const std::string& path) {
+  static const std::regex get(R"(/healthz|/v1/tasks|/v1/tasks/[^/]+|/v1/stats)");
+  static const std::regex post(R"(/v1/tasks/[^/]+/predict|/v1/admin/reload)");
+  if (std::regex_match(path, get)) return "GET";
+  if (std::regex_match(path, post)) return "POST";
+  return "";
+}
+
 ordered_json task_line(const store::TaskEntry& e) {
   return {{"name", e.name}, {"classes", e.classes}, {"variant", e.variant}, {"input_size", e.input_size},
           {"bytes", e.bytes}, {"created", e.created}};
 }
+
+// The pixels being decoded at once, bounded (HttpOptions::max_decode_pixels).
+class DecodeBudget {
+ public:
+  explicit DecodeBudget(int64_t limit) : limit_(limit) {}
+  // Takes `pixels` of the budget, waiting up to `wait` for it; false when it did not
+  // come. Anything fits when nothing else is being decoded.
+  bool take(int64_t pixels, std::chrono::milliseconds wait) {
+    std::unique_lock<std::mutex> lock(mu_);
+    const bool got = cv_.wait_for(lock, wait, [&] { return used_ == 0 || used_ + pixels <= limit_; });
+    if (got) used_ += pixels;
+    return got;
+  }
+  void give(int64_t pixels) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      used_ -= pixels;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  const int64_t limit_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int64_t used_ = 0;
+};
 
 }  // namespace
 
@@ -84,10 +126,13 @@ struct HttpServer::Impl {
   std::condition_variable watch_cv;
   bool stopping = false;
 
-  Impl(Engine& e, HttpOptions o) : engine(e), options(std::move(o)) {}
+  std::unique_ptr<DecodeBudget> decoding;
+
+  Impl(Engine& e, HttpOptions o)
+      : engine(e), options(std::move(o)), decoding(std::make_unique<DecodeBudget>(options.max_decode_pixels)) {}
 
   void routes();
-  void predict(const httplib::Request& req, httplib::Response& res);
+  void predict(const httplib::Request& req, const std::string& body, httplib::Response& res);
   void watch();
 };
 
@@ -114,8 +159,33 @@ void HttpServer::Impl::routes() {
     const store::Adapter a = engine.describe(name);
     send_json(res, ordered_json::parse(store::adapter_json(a, &*entry)));
   });
-  http.Post(R"(/v1/tasks/([^/]+)/predict)",
-            [this](const httplib::Request& req, httplib::Response& res) { predict(req, res); });
+  // The body is read here rather than by httplib, which parses a form-urlencoded body
+  // (curl --data-binary's default Content-Type) and caps it at 8 KB: an image is bytes
+  // whatever the Content-Type says. From a multipart form (curl -F image=@x.png) the
+  // first part is the image. The --max-body-bytes limit holds either way.
+  http.Post(R"(/v1/tasks/([^/]+)/predict)", [this](const httplib::Request& req, httplib::Response& res,
+                                                   const httplib::ContentReader& read) {
+    std::string body;
+    if (req.is_multipart_form_data()) {
+      int parts = 0;
+      read(
+          [&](const httplib::MultipartFormData&) {
+            ++parts;
+            return true;
+          },
+           [&](const char* data, size_t n) {
+             if (parts == 1) body.append(data, n);
+             return true;
+           });
+    } else {
+      read([&](const char* data, size_t n) {
+        body.append(data, n);
+        return true;
+      });
+    }
+    if (res.status == 413) return;  // over the limit: the error handler answers
+    predict(req, body, res);
+  });
   http.Post("/v1/admin/reload", [this](const httplib::Request& req, httplib::Response& res) {
     if (!options.admin_token.empty() && req.get_header_value("Authorization") != "Bearer " + options.admin_token) {
       return send_error(res, 401, "unauthorized", "POST /v1/admin/reload needs 'Authorization: Bearer TOKEN'");
@@ -153,8 +223,18 @@ void HttpServer::Impl::routes() {
     ++http_errors;
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     try {
-      if (res.status == 404) {
+      const std::string allowed = res.status == 404 || res.status == 400 ? methods_of(req.path) : "";
+      if (!allowed.empty() && allowed.find(req.method) == std::string::npos) {
+        res.set_header("Allow", allowed);
+        send_error(res, 405, "method_not_allowed",
+                   detail::concat(req.method, " ", req.path, ": this path answers ", allowed));
+      } else if (res.status == 404) {
         send_error(res, 404, "not_found", "no route " + req.method + " " + req.path);
+      } else if (res.status == 414) {
+        send_error(res, 414, "uri_too_long",
+                   detail::concat("the request line is longer than ", CPPHTTPLIB_REQUEST_URI_MAX_LENGTH,
+                                  " bytes (", req.method.empty() ? "method unread" : req.method, " ",
+                                  req.path.empty() ? "path unread" : req.path.substr(0, 64) + "...", ")"));
       } else if (res.status == 413) {
         send_error(res, 413, "payload_too_large",
                    detail::concat("the body is larger than the limit of ", options.max_body_bytes, " bytes"));
@@ -182,7 +262,7 @@ void HttpServer::Impl::routes() {
   });
 }
 
-void HttpServer::Impl::predict(const httplib::Request& req, httplib::Response& res) {
+void HttpServer::Impl::predict(const httplib::Request& req, const std::string& body, httplib::Response& res) {
   const std::string name = req.matches[1];
   if (!engine.task(name)) return send_error(res, 404, "not_found", "no task '" + name + "'; GET /v1/tasks lists them");
   int64_t top_k = options.default_top_k;
@@ -191,21 +271,35 @@ void HttpServer::Impl::predict(const httplib::Request& req, httplib::Response& r
     char* end = nullptr;
     const long long k = std::strtoll(v.c_str(), &end, 10);
     if (v.empty() || *end != '\0' || k < 1 || k > 100000) {
-      return send_error(res, 400, "bad_request", "top_k must be a positive integer, got '" + v + "'");
+      return send_error(res, 400, "bad_request", "top_k must be an integer in [1, 100000], got '" + v + "'");
     }
     top_k = k;
   }
-  if (req.body.empty()) return send_error(res, 400, "bad_request", "empty body: POST the image's bytes");
+  if (body.empty()) return send_error(res, 400, "bad_request", "empty body: POST the image's bytes");
   // The header's size first, before anything is allocated for what it claims.
-  const auto wh = data::declared_size(req.body);
+  const auto wh = data::declared_size(body);
   if (options.max_pixels > 0 && wh && wh->first * wh->second > options.max_pixels) {
     return send_error(res, 413, "image_too_large",
                       detail::concat("image 'the request body' is ", wh->first, "x", wh->second,
                                      " pixels, more than the limit of ", options.max_pixels));
   }
+  // What the header declares, or for a header that says nothing readable the bytes
+  // themselves (the decoder will refuse it, or it is small).
+  const int64_t pixels = wh ? wh->first * wh->second : static_cast<int64_t>(body.size());
+  if (!decoding->take(pixels, std::chrono::milliseconds(options.decode_wait_ms))) {
+    res.set_header("Retry-After", "1");
+    return send_error(res, 503, "overloaded",
+                      detail::concat("images of ", options.max_decode_pixels, " pixels are being decoded already; "
+                                     "retry later"));
+  }
   at::Tensor decoded;
   try {
-    decoded = data::decode_image(req.body, "the request body");
+    struct Give {
+      DecodeBudget& b;
+      int64_t n;
+      ~Give() { b.give(n); }
+    } give{*decoding, pixels};
+    decoded = data::decode_image(body, "the request body");
   } catch (const FormatError& e) {
     return send_error(res, 400, "bad_image", e.what());
   }
@@ -255,6 +349,11 @@ HttpServer::HttpServer(Engine& engine, HttpOptions options) : impl_(std::make_un
             m.options.max_body_bytes);
   CLR_CHECK(m.options.default_top_k >= 1, ConfigError, "--top-k must be at least 1, got ", m.options.default_top_k);
   CLR_CHECK(m.options.watch_seconds >= 0, ConfigError, "--watch-seconds must be >= 0, got ", m.options.watch_seconds);
+  CLR_CHECK(m.options.max_pixels >= 1, ConfigError, "--max-pixels must be positive, got ", m.options.max_pixels);
+  CLR_CHECK(m.options.max_decode_pixels >= 1, ConfigError, "--max-decode-pixels must be positive, got ",
+            m.options.max_decode_pixels);
+  CLR_CHECK(m.options.decode_wait_ms >= 0, ConfigError, "--decode-wait-ms must be >= 0, got ",
+            m.options.decode_wait_ms);
   m.batcher = std::make_unique<Batcher>(engine, m.options.batcher);
   const int threads = m.options.http_threads;
   m.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
@@ -262,6 +361,12 @@ HttpServer::HttpServer(Engine& engine, HttpOptions options) : impl_(std::make_un
   m.http.set_keep_alive_max_count(100000);
   m.http.set_read_timeout(10);
   m.http.set_write_timeout(10);
+  // httplib's default adds SO_REUSEPORT, with which a second server binds the same port
+  // and the two answer in turn; SO_REUSEADDR alone still allows a quick restart.
+  m.http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const void*>(&yes), sizeof yes);
+  });
   m.routes();
 }
 

@@ -210,7 +210,7 @@ Adapter decode_adapter(const std::string& bytes, const std::string& origin) {
 }
 
 Adapter read_adapter_file(const std::string& path) {
-  CLR_CHECK(file_exists(path), NotFoundError, "adapter file '", path, "' does not exist");
+  require_file(path, "adapter file");
   return decode_adapter(read_file(path), path);
 }
 

@@ -85,7 +85,7 @@ bool is_file_of(const std::string& file, const std::string& task) {
 bool Store::exists(const std::string& dir) { return file_exists(dir + "/manifest.json"); }
 
 Store Store::open(const std::string& dir) {
-  CLR_CHECK(directory_exists(dir), NotFoundError, "store directory '", dir, "' does not exist");
+  require_directory(dir, "store directory");
   CLR_CHECK(exists(dir), NotFoundError, "'", dir, "' is not an adapter store: it has no manifest.json (clr run writes "
             "one under OUT/adapters; clr tasks import FILE --store DIR starts one)");
   Store s(dir);
@@ -308,12 +308,14 @@ TaskEntry import_adapter(const std::string& dir, const std::string& file, const 
   return s.put(std::move(a), replace);
 }
 
-int64_t export_adapter(const Store& store, const std::string& name, const std::string& out) {
+std::string export_adapter(const Store& store, const std::string& name, const std::string& out, int64_t* bytes_out) {
   CLR_CHECK(!out.empty(), ConfigError, "no file to export task '", name, "' to");
   const std::string bytes = store.load_bytes(name);  // the file's checksum is verified
   decode_adapter(bytes, store.dir() + "/" + store.find(name)->file);  // and its tensors'
-  write_file_atomic(out, bytes);
-  return static_cast<int64_t>(bytes.size());
+  const std::string file = directory_exists(out) ? out + "/" + name + ".safetensors" : out;
+  write_file_atomic(file, bytes);
+  if (bytes_out != nullptr) *bytes_out = static_cast<int64_t>(bytes.size());
+  return file;
 }
 
 std::string store_json(const Store& store, int indent) {

@@ -110,8 +110,12 @@ TEST(Cli, ExitCodesAreTheDocumentedOnes) {
   expect(run("run " + dir.path() + " --val-fraction 1"), 2, "data.val_fraction");
   expect(run("compare " + dir.path() + " --methods clr,nope --out " + dir.file("c")), 2, "unknown method 'nope'");
   expect(run("pretrain " + dir.path() + " --out x.safetensors --mode byol"), 2, "--mode must be supervised or simclr");
+  expect(run("serve --store " + dir.path() + " --admin-token s3cret"), 2, "--admin-token is not accepted");
+  expect(run("serve --store " + dir.path() + " --admin-token-file " + write("empty-token", "\n")), 2,
+         "holds no token on its first line");
   // 3: something named does not exist.
   expect(run("run " + dir.file("absent.toml")), 3, "absent.toml");
+  expect(run("inspect " + dir.path()), 3, "is a directory, not a file");
   expect(run("run " + dir.path() + " --backbone " + dir.file("absent.safetensors")), 3, "absent.safetensors");
   expect(run("params --arch vgg16"), 3, "vgg16");
   // 4: a file that is not what its format promises.

@@ -286,6 +286,22 @@ TEST(Run, BadInputsAreReportedClearly) {
   EXPECT_EQ(r.code, 3) << r.out;
   r = clr_cmd("run " + test_data("seq") + " --backbone not-an-arch");
   EXPECT_EQ(r.code, 3) << r.out;
+  // A class folder whose name is not UTF-8 (issue 15, row 9): refused with the others'
+  // problems before any training, its bytes shown escaped.
+  const std::string root = out.file("latin1");
+  const std::string task = test_data("seq/alpha");
+  const std::string copy = "mkdir -p '" + root + "/t' && cp -r '" + task + "/train' '" + task + "/test' '" + root +
+                           "/t/' && mv '" + root + "/t/train/class0' $'" + root + "/t/train/caf\\xe9' && mv '" + root +
+                           "/t/test/class0' $'" + root + "/t/test/caf\\xe9'";
+  ASSERT_EQ(std::system(("bash -c \"" + copy + "\"").c_str()), 0) << copy;
+  r = clr_cmd("run " + root + kQuick + " --out " + out.file("latin1-run"));
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("class name 'caf\\xE9' is not UTF-8 text"), std::string::npos) << r.out;
+  EXPECT_FALSE(file_exists(out.file("latin1-run/results.json")));
+  // A directory where a file belongs says so.
+  r = clr_cmd("run " + test_data("seq") + " --backbone " + out.path() + " --out " + out.file("dir-run"));
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_NE(r.out.find("is a directory; give a weight file in it"), std::string::npos) << r.out;
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <future>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -161,6 +162,88 @@ TEST(Serve, ErrorsAreJsonWithTheRightStatus) {
   const std::string wide = data::encode_png(torch::full({40, 40, 3}, 7, torch::kByte));  // 1600 px, a few bytes
   expect_error(s.client().Post("/v1/tasks/t0/predict", wide, "image/png"), 413, "image_too_large");
   const auto after = s.client().Post("/v1/tasks/t0/predict", img, "image/png");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->status, 200);
+}
+
+// Issue 15, rows 3 and 5: the body is the image whatever the Content-Type says (curl
+// --data-binary sends form-urlencoded, which httplib alone capped at 8 KB), or the first
+// part of a multipart form; a second server on a port in use does not start.
+TEST(Serve, AnyContentTypeCarriesTheImageAndAPortInUseIsRefused) {
+  test::TempDir dir("serve");
+  const test::TestStore ts = test::make_test_store(dir.path(), "clr", 1, kSize, 23);
+  serve::HttpOptions o;
+  o.watch_seconds = 0;
+  Served s(ts.store, o);
+  const std::string img = png_of(3, 64);  // noise: tens of kilobytes
+  ASSERT_GT(img.size(), 8192u);
+  const auto as_png = s.client().Post("/v1/tasks/t0/predict", img, "image/png");
+  ASSERT_TRUE(as_png);
+  ASSERT_EQ(as_png->status, 200) << as_png->body;
+  for (const char* type : {"application/x-www-form-urlencoded", "application/octet-stream", "text/plain"}) {
+    const auto r = s.client().Post("/v1/tasks/t0/predict", img, type);
+    ASSERT_TRUE(r) << type;
+    EXPECT_EQ(r->status, 200) << type << ": " << r->body;
+    EXPECT_EQ(r->body, as_png->body) << type;
+  }
+  httplib::MultipartFormDataItems form = {{"image", img, "x.png", "image/png"}, {"note", "ignored", "", ""}};
+  const auto multi = s.client().Post("/v1/tasks/t0/predict", form);
+  ASSERT_TRUE(multi);
+  EXPECT_EQ(multi->status, 200) << multi->body;
+  EXPECT_EQ(multi->body, as_png->body);
+
+  // A wrong method is 405 with the methods the path answers (row 15).
+  auto wrong = s.client().Post("/healthz", std::string("x"), "text/plain");
+  expect_error(wrong, 405, "method_not_allowed");
+  EXPECT_EQ(wrong->get_header_value("Allow"), "GET");
+  wrong = s.client().Get("/v1/tasks/t0/predict");
+  expect_error(wrong, 405, "method_not_allowed");
+  EXPECT_EQ(wrong->get_header_value("Allow"), "POST");
+  const auto big_k = s.client().Post("/v1/tasks/t0/predict?top_k=1000000", img, "image/png");
+  expect_error(big_k, 400, "bad_request");
+  EXPECT_NE(big_k->body.find("[1, 100000]"), std::string::npos) << big_k->body;
+
+  serve::EngineOptions eo;
+  eo.store_dir = ts.store;
+  serve::Engine engine(eo);
+  serve::HttpOptions same;
+  same.host = "127.0.0.1";
+  same.port = s.port();
+  serve::HttpServer second(engine, same);
+  const std::string msg = test::message_of<ConfigError>([&] { second.bind(); });
+  EXPECT_NE(msg.find("in use"), std::string::npos) << msg;
+}
+
+// Issue 15, row 7: small files declaring large images are decoded only as far as
+// --max-decode-pixels allows at once; the rest wait, then get 503, and the server goes on.
+TEST(Serve, DecodesAtOnceAreBoundedByTheirDeclaredPixels) {
+  test::TempDir dir("serve");
+  const test::TestStore ts = test::make_test_store(dir.path(), "clr", 1, kSize, 24);
+  serve::HttpOptions o;
+  o.watch_seconds = 0;
+  o.max_decode_pixels = 1;  // one image at a time
+  o.decode_wait_ms = 0;     // and no waiting
+  Served s(ts.store, o);
+  const std::string big = data::encode_png(torch::full({1200, 1200, 3}, 9, torch::kByte));  // small file, 1.44 MP
+  std::vector<std::future<int>> answers;
+  for (int i = 0; i < 32; ++i) {
+    answers.push_back(std::async(std::launch::async, [&] {
+      httplib::Client c("127.0.0.1", s.port());
+      c.set_read_timeout(60);
+      const auto r = c.Post("/v1/tasks/t0/predict", big, "image/png");
+      return r ? r->status : -1;
+    }));
+  }
+  int ok = 0, busy = 0;
+  for (auto& a : answers) {
+    const int status = a.get();
+    ok += status == 200;
+    busy += status == 503;
+    EXPECT_TRUE(status == 200 || status == 503) << status;
+  }
+  EXPECT_GE(ok, 1);
+  EXPECT_GE(busy, 1) << "32 decodes at once never overlapped";
+  const auto after = s.client().Post("/v1/tasks/t0/predict", big, "image/png");
   ASSERT_TRUE(after);
   EXPECT_EQ(after->status, 200);
 }

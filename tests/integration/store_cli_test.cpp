@@ -105,6 +105,30 @@ TEST(StoreCli, RunWritesAStoreThatPredictAndTasksUse) {
 
   // Errors: unknown task, missing store, corrupt file.
   EXPECT_EQ(test::run_clr("predict --store " + store + " --task nope " + images_of_first(test_data("seq"))).code, 3);
+  // A bad image among good ones (issue 15, row 14): a line for each, in order, the bad
+  // one with its error, and the exit code of the failure after the last line.
+  {
+    const std::string good = test_images(test_data("seq/alpha")).front().first;
+    const std::string bad = out.file("not-an-image.png");
+    write_file_atomic(bad, "this is not a PNG");
+    const std::string task = tasks[0]["name"].get<std::string>();
+    r = test::run_clr("predict --top-k 1 --store " + store + " --task " + task + " " + good + " " + bad + " " + good +
+                      " " + out.file("missing.png"));
+    EXPECT_EQ(r.code, 4) << r.out;
+    std::vector<json> lines;
+    std::istringstream in(r.out);
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && line[0] == '{') lines.push_back(json::parse(line));  // not the summary on stderr
+    }
+    EXPECT_NE(r.out.find("2 of 4 images could not be classified"), std::string::npos) << r.out;
+    ASSERT_EQ(lines.size(), 4u) << r.out;
+    EXPECT_EQ(lines[0]["image"], good);
+    EXPECT_TRUE(lines[0].contains("top"));
+    EXPECT_EQ(lines[1]["image"], bad);
+    EXPECT_NE(lines[1]["error"].get<std::string>().find("not-an-image.png"), std::string::npos) << r.out;
+    EXPECT_EQ(lines[2]["top"], lines[0]["top"]);
+    EXPECT_TRUE(lines[3].contains("error"));
+  }
   EXPECT_EQ(test::run_clr("tasks list --store " + out.file("missing")).code, 3);
   {
     const std::string victim = store + "/" + tasks[2]["adapter"].get<std::string>().substr(std::string("adapters/").size());

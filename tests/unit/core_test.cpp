@@ -171,6 +171,39 @@ TEST_F(SafetensorsTest, MalformedHeadersAreFormatErrors) {
   EXPECT_NE(msg.find("need 8"), std::string::npos) << msg;
 }
 
+// Issue 15, rows 10 and 11: offsets that overlap or leave a hole, and a shape whose
+// byte count wraps past 64 bits, are refused before any tensor is allocated.
+TEST_F(SafetensorsTest, OverlapsHolesAndWrappingShapesAreFormatErrors) {
+  auto with_header = [&](const std::string& json, size_t data_bytes) {
+    std::string out(8, '\0');
+    for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((json.size() >> (8 * i)) & 0xff);
+    return out + json + std::string(data_bytes, '\0');
+  };
+  const std::string path = dir.file("tiles.safetensors");
+  write_file_atomic(path, with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                                      R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+                                      12));
+  std::string msg = message_of<FormatError>([&] { read_safetensors(path); });
+  EXPECT_NE(msg.find("'b' (bytes 4-12) overlaps"), std::string::npos) << msg;
+  write_file_atomic(path, with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                                      R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+                                      12));
+  msg = message_of<FormatError>([&] { read_safetensors(path); });
+  EXPECT_NE(msg.find("bytes 4-8 of the data belong to no tensor"), std::string::npos) << msg;
+  write_file_atomic(path, with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 10));
+  msg = message_of<FormatError>([&] { read_safetensors(path); });
+  EXPECT_NE(msg.find("the last 6 bytes"), std::string::npos) << msg;
+  // [2^62 + 16, 4] of F32: 2^66 + 256 bytes, which wraps to 256 in 64 bits.
+  write_file_atomic(path, with_header(R"({"a":{"dtype":"F32","shape":[4611686018427387920,4],)"
+                                      R"("data_offsets":[0,256]}})",
+                                      256));
+  msg = message_of<FormatError>([&] { read_safetensors(path); });
+  EXPECT_NE(msg.find("more bytes than a 64-bit size holds"), std::string::npos) << msg;
+  // Tensors of zero elements take no bytes anywhere.
+  write_file_atomic(path, encode_safetensors({{"a", torch::ones({0})}, {"b", torch::ones({2})}, {"c", torch::ones({0, 3})}}));
+  EXPECT_EQ(read_safetensors(path).tensors.size(), 3u);
+}
+
 TEST_F(SafetensorsTest, MissingFileIsNotFound) {
   const std::string msg = message_of<NotFoundError>([&] { read_safetensors(dir.file("nope.safetensors")); });
   EXPECT_NE(msg.find("nope.safetensors"), std::string::npos);

@@ -104,6 +104,11 @@ void write_file_replacing(const std::string& path, const std::string& contents);
 // tree that a StagedDirectory moves into place as a whole; same error kinds.
 void write_file(const std::string& path, const std::string& contents);
 bool file_exists(const std::string& path);
+// NotFoundError unless `path` is a regular file, saying what it is instead: "<what>
+// 'PATH' does not exist", "... is a directory, not a file", "... is not a regular file".
+void require_file(const std::string& path, const std::string& what = "file");
+// The same for a directory ("... is a file, not a directory").
+void require_directory(const std::string& path, const std::string& what = "directory");
 
 // gzip: a file's bytes, decompressed when it is gzipped (plain files are read as they
 // are); NotFoundError for a missing file, FormatError for corrupt gzip data.

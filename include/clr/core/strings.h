@@ -1,5 +1,5 @@
 // Small string helpers shared by every layer: ASCII lower case, prefix / suffix
-// tests, byte counts for people and big-endian integers in byte strings. Header-only; no locale is consulted (bytes outside ASCII are kept as they are).
+// tests, byte counts for people, big-endian integers in byte strings, UTF-8 checks. Header-only; no locale is consulted (bytes outside ASCII are kept as they are).
 #pragma once
 
 #include <cctype>
@@ -40,6 +40,55 @@ inline uint32_t read_be32(const std::string& bytes, size_t at) {
   uint32_t v = 0;
   for (size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(bytes[at + i]);
   return v;
+}
+
+// True when `s` is well-formed UTF-8 (no stray continuation bytes, overlong forms,
+// surrogates or code points past U+10FFFF): what JSON text and safetensors metadata need.
+inline bool valid_utf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<uint8_t>(s[i]);
+    size_t n = 0;
+    uint32_t cp = 0, min = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      n = 1, cp = c & 0x1F, min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2, cp = c & 0x0F, min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3, cp = c & 0x07, min = 0x10000;
+    } else {
+      return false;
+    }
+    for (size_t k = 1; k <= n; ++k) {
+      if (i + k >= s.size()) return false;
+      const auto d = static_cast<uint8_t>(s[i + k]);
+      if ((d & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (d & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+// `s` with every byte that is not printable ASCII written as \xNN, for messages about
+// names that may not be text.
+inline std::string escape_bytes(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    const auto c = static_cast<uint8_t>(ch);
+    if (c >= 0x20 && c < 0x7F && c != '\\') {
+      out += ch;
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02X", c);
+      out += buf;
+    }
+  }
+  return out;
 }
 
 }  // namespace clr

@@ -81,11 +81,15 @@ class Engine {
                                              int64_t top_k);
   // `clr predict`: classifies image files with one task, `batch` files per forward
   // pass (read, decoded and preprocessed as the task was trained). `each` gets every
-  // file's path and top classes, in order, as soon as its batch is done, so a long
-  // list streams. NotFoundError for an unknown task (before any file is read),
-  // ConfigError for batch < 1 or top_k < 1, the decoder's error for a bad image.
+  // file's path and either its top classes or, for a file that could not be read or
+  // decoded, the error's message (`top` empty), in order, as soon as its batch is done,
+  // so a long list streams and a bad file fails alone. After the last file, when any
+  // failed, throws an error of the first failure's kind (FormatError, NotFoundError)
+  // counting them. NotFoundError for an unknown task (before any file is read),
+  // ConfigError for batch < 1 or top_k < 1.
   void predict_files(const std::string& task, const std::vector<std::string>& paths, int64_t top_k, int64_t batch,
-                     const std::function<void(const std::string& path, const std::vector<TopClass>& top)>& each);
+                     const std::function<void(const std::string& path, const std::vector<TopClass>& top,
+                                              const std::string& error)>& each);
 
   // Re-reads the store's manifest; returns the number of tasks.
   size_t reload();

@@ -31,14 +31,21 @@ struct HttpOptions {
   int http_threads = 64;                    // connections served at once (one thread each)
   int64_t max_body_bytes = 16ll << 20;      // larger bodies get 413
   int64_t max_pixels = 40'000'000;          // larger images (by their header) get 413
+  // Pixels (by their headers) of all the images being decoded at once: a request that
+  // would pass it waits (up to decode_wait_ms, then 503), so a few small files that
+  // declare huge images cannot take gigabytes together. One image alone always fits.
+  int64_t max_decode_pixels = 40'000'000;
+  int64_t decode_wait_ms = 10'000;
   int64_t default_top_k = 5;
   std::string admin_token;                  // empty: /v1/admin/reload needs no token
   double watch_seconds = 1.0;               // poll the manifest this often (0: never)
   BatcherOptions batcher;
 };
-// Keys host, port, http_threads, max_body_bytes, max_pixels, top_k, watch_seconds and
-// batcher. The admin token is a secret: it is never written, and read only from the
-// flag or $CLR_ADMIN_TOKEN, so it cannot end up in a printed or stored configuration.
+// Keys host, port, http_threads, max_body_bytes, max_pixels, max_decode_pixels,
+// decode_wait_ms, top_k, watch_seconds and batcher. The admin token is a secret: it is
+// never written, and `clr serve` reads it only from a file (--admin-token-file) or
+// $CLR_ADMIN_TOKEN, so it can end up neither in a printed or stored configuration nor in
+// the process list.
 void to_json(settings::Json& j, const HttpOptions& o);
 void from_json(const settings::Json& j, HttpOptions& o);
 

@@ -101,8 +101,10 @@ class Store {
 TaskEntry import_adapter(const std::string& dir, const std::string& file, const std::string& name = "",
                          bool replace = false);
 // `clr tasks export`: writes task `name`'s verified, self-contained file to `out`
-// (atomically); returns its size in bytes.
-int64_t export_adapter(const Store& store, const std::string& name, const std::string& out);
+// (atomically), or to OUT/<name>.safetensors when `out` is a directory; returns the
+// file written and puts its size in bytes into `bytes`.
+std::string export_adapter(const Store& store, const std::string& name, const std::string& out,
+                           int64_t* bytes = nullptr);
 // The store as JSON (`clr tasks list --json`): the directory, the backbone and one
 // object per task (name, variant, classes, input_size, bytes, sha256, created).
 std::string store_json(const Store& store, int indent = -1);
