@@ -3,7 +3,9 @@
 # with apt, then configures and builds it (Release) in ./build.
 #
 #   bash scripts/setup.sh           install + build
-#   bash scripts/setup.sh --test    install + build + run the whole test suite (ctest)
+#   bash scripts/setup.sh --test    install + build + run the whole test suite (ctest), then the
+#                                   unit tests under ASan/UBSan and a short run of every fuzz
+#                                   target (scripts/sanitize.sh)
 #
 # Environment: BUILD_DIR (default build), CLR_CMAKE_ARGS (extra cmake arguments),
 # CLR_SKIP_APT=1 (do not touch packages: for machines set up otherwise).
@@ -22,6 +24,7 @@ PACKAGES=(
   dataset-fashion-mnist                    # IDX data for tests and the default sequence
   fonts-dejavu-core fonts-dejavu-extra     # glyph tasks of the default sequence
   libgtest-dev libgmock-dev                # tests
+  clang libclang-rt-14-dev                 # tests under ASan/UBSan and libFuzzer (scripts/sanitize.sh)
   # The benchmark suite (clr data build, docs/SUITE.md): image assets and fonts, and
   # rsvg-convert to render the SVG ones.
   librsvg2-bin openclipart-svg gnome-cards-data kdegames-mahjongg-data-kf5 kgeography-data
@@ -65,4 +68,5 @@ cmake --build "$BUILD_DIR"
 
 if [ "$run_tests" = 1 ]; then
   ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)"
+  bash scripts/sanitize.sh
 fi

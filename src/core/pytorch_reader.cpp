@@ -376,12 +376,13 @@ TensorMap read_pytorch_state_dict(const std::string& path) {
                                      "); files from torch.save before PyTorch 1.6 must be re-saved with a newer "
                                      "torch.save"));
   }
-  CLR_CHECK(archive->hasRecord("data.pkl"), FormatError, "'", path,
-            "' is a zip archive without data.pkl; expected a torch.save checkpoint");
-  auto [ptr, size] = archive->getRecord("data.pkl");
-  std::string pkl(static_cast<const char*>(ptr.get()), size);
   ValuePtr root;
   try {
+    // Every read of the archive can meet damaged zip records: LibTorch's errors become ours.
+    CLR_CHECK(archive->hasRecord("data.pkl"), FormatError, "'", path,
+              "' is a zip archive without data.pkl; expected a torch.save checkpoint");
+    auto [ptr, size] = archive->getRecord("data.pkl");
+    std::string pkl(static_cast<const char*>(ptr.get()), size);
     root = Unpickler(path, *archive, std::move(pkl)).run();
   } catch (const c10::Error& e) {
     throw FormatError(detail::concat("'", path, "': corrupt archive (", e.what_without_backtrace(), ")"));

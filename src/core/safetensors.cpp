@@ -119,7 +119,9 @@ SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& 
   out.metadata = parse_metadata(h.json, path);
   const uint64_t data_size = h.file_size - h.data_start;
   std::vector<std::tuple<uint64_t, uint64_t, std::string>> ranges;  // [begin, end), tensor
-  for (const auto& [name, info] : h.json.items()) {
+  for (const auto& item : h.json.items()) {
+    const std::string& name = item.key();
+    const nlohmann::json& info = item.value();  // not a structured binding: the lambda below uses it
     if (name == "__metadata__") continue;
     const std::string where = detail::concat("'", path, "', tensor '", name, "'");
     CLR_CHECK(info.is_object() && info.contains("dtype") && info.contains("shape") &&

@@ -1,5 +1,6 @@
 #include "clr/data/image.h"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <string>
@@ -49,9 +50,50 @@ at::Tensor from_buffer(const uint8_t* data, int w, int h) {
 
 }  // namespace
 
+namespace {
+
+// stb_image (Debian's 2022-09-08) builds a JPEG Huffman table of at most 256 codes
+// without checking that a DHT segment's 16 counts add up to no more: a file whose counts
+// exceed it writes past the table (found by clr_fuzz, fuzz/README.md). Such files are
+// refused here, before stb sees them; a count that runs past its segment too.
+std::string jpeg_huffman_problem(const std::string& b) {
+  const size_t n = b.size();
+  if (n < 4 || static_cast<uint8_t>(b[0]) != 0xFF) return "";  // stb takes fill bytes before the SOI too
+  auto at = [&](size_t p) -> size_t { return p < n ? static_cast<uint8_t>(b[p]) : 0; };  // stb reads 0 past the end
+  // Walked as stb walks it: bytes that are not a marker (entropy-coded data, junk) are
+  // skipped one by one; a marker with a length is skipped whole, a DHT checked first.
+  size_t i = 0;
+  while (i + 1 < n) {
+    const size_t m = at(i + 1);
+    if (at(i) != 0xFF || m == 0xFF) {
+      ++i;
+      continue;
+    }
+    if (m == 0x00 || m == 0x01 || m == 0xD8 || (m >= 0xD0 && m <= 0xD7)) {  // stuffing, TEM, SOI, RSTn
+      i += 2;
+      continue;
+    }
+    if (m == 0xD9) return "";  // EOI
+    const size_t end = i + 2 + ((at(i + 2) << 8) | at(i + 3));  // as declared, maybe past the file
+    if (m == 0xC4) {
+      for (size_t p = i + 4; p < end && p < n;) {
+        size_t codes = 0;
+        for (size_t k = 1; k <= 16; ++k) codes += at(p + k);
+        if (codes > 256) return detail::concat("a Huffman table declares ", codes, " codes (at most 256)");
+        p += 17 + codes;
+      }
+    }
+    i = end;
+  }
+  return "";
+}
+
+}  // namespace
+
 std::optional<std::pair<int64_t, int64_t>> declared_size(const std::string& bytes) {
   const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
   int w = 0, h = 0, c = 0;
+  if (!jpeg_huffman_problem(bytes).empty()) return std::nullopt;  // stb's header reader would meet it too
   const bool known = !bytes.empty() && (is_webp(bytes) ? WebPGetInfo(data, bytes.size(), &w, &h) != 0
                                                        : bytes.size() <= static_cast<size_t>(INT32_MAX) &&
                                                              stbi_info_from_memory(data, static_cast<int>(bytes.size()),
@@ -59,6 +101,7 @@ std::optional<std::pair<int64_t, int64_t>> declared_size(const std::string& byte
   if (!known) return std::nullopt;
   return std::make_pair(static_cast<int64_t>(w), static_cast<int64_t>(h));
 }
+
 
 at::Tensor decode_image(const std::string& bytes, const std::string& origin) {
   CLR_CHECK(!bytes.empty(), FormatError, "image '", origin, "' is empty (0 bytes)");
@@ -72,6 +115,8 @@ at::Tensor decode_image(const std::string& bytes, const std::string& origin) {
     return t;
   }
   CLR_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX), FormatError, "image '", origin, "' is too large");
+  const std::string jpeg_problem = jpeg_huffman_problem(bytes);
+  CLR_CHECK(jpeg_problem.empty(), FormatError, "cannot decode image '", origin, "': corrupt JPEG: ", jpeg_problem);
   int w = 0, h = 0, channels = 0;
   stbi_uc* rgb = stbi_load_from_memory(data, static_cast<int>(bytes.size()), &w, &h, &channels, 3);
   CLR_CHECK(rgb != nullptr, FormatError, "cannot decode image '", origin, "': ", stbi_failure_reason(),

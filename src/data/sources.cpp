@@ -71,10 +71,15 @@ std::vector<int64_t> idx_dims(const std::string& b, const std::string& path, siz
   CLR_CHECK(rank == expected_rank, FormatError, "'", path, "': IDX rank ", rank, ", expected ", expected_rank);
   CLR_CHECK(b.size() >= 4 + 4 * rank, FormatError, "'", path, "' is truncated (header)");
   std::vector<int64_t> dims;
-  int64_t total = 1;
+  uint64_t total = 1;  // dimensions are 32-bit; their product is checked before it can wrap
   for (size_t i = 0; i < rank; ++i) {
     dims.push_back(read_be32(b, 4 + 4 * i));
-    total *= dims.back();
+    CLR_CHECK(!__builtin_mul_overflow(total, static_cast<uint64_t>(dims.back()), &total) && total <= (1ull << 40),
+              FormatError, "'", path, "': IDX dimensions ", join_first([&] {
+                std::vector<std::string> d;
+                for (int64_t x : dims) d.push_back(std::to_string(x));
+                return d;
+              }()), " promise more than 2^40 bytes");
   }
   CLR_CHECK(b.size() == 4 + 4 * rank + static_cast<size_t>(total), FormatError, "'", path, "' holds ",
             b.size() - 4 - 4 * rank, " data bytes, its header promises ", total, " (truncated?)");
@@ -169,7 +174,7 @@ at::Tensor read_idx_images(const std::string& path) {
   const std::string b = read_maybe_gzipped(path);
   const auto dims = idx_dims(b, path, 3);
   at::Tensor t = torch::empty({dims[0], dims[1], dims[2], 1}, torch::kUInt8);
-  std::memcpy(t.data_ptr(), b.data() + 16, static_cast<size_t>(t.numel()));
+  if (t.numel() > 0) std::memcpy(t.data_ptr(), b.data() + 16, static_cast<size_t>(t.numel()));
   return t;
 }
 

@@ -95,7 +95,8 @@ TaskData generate(const std::string& name, const std::string& origin, int64_t cl
   t.origin = origin;
   const std::pair<Split*, int64_t> splits[] = {{&t.train, n_train}, {&t.val, n_val}, {&t.test, n_test}};
   for (int si = 0; si < 3; ++si) {
-    auto [split, per_class] = splits[si];
+    Split* split = splits[si].first;
+    const int64_t per_class = splits[si].second;  // not a structured binding: the lambda below uses it
     if (per_class <= 0) continue;
     std::vector<at::Tensor> images(static_cast<size_t>(classes * per_class));
     at::parallel_for(0, classes, 1, [&](int64_t lo, int64_t hi) {

@@ -5,6 +5,7 @@
 #include "clr/core/error.h"
 #include "clr/core/file_io.h"
 #include "clr/core/safetensors.h"
+#include "clr/core/tensor_io.h"
 #include "clr/data/image.h"
 #include "clr/data/loader.h"
 #include "clr/data/sources.h"
@@ -39,6 +40,42 @@ TEST(Image, CorruptAndNonImageFilesAreFormatErrorsNamingTheFile) {
   m = message_of<FormatError>([] { data::read_image(test_data("images/notes.png")); });
   EXPECT_NE(m.find("notes.png"), std::string::npos) << m;
   EXPECT_THROW(data::read_image(test_data("images/missing.png")), NotFoundError);
+}
+
+// What clr_fuzz found (fuzz/README.md), kept as files of its corpus: each is refused with
+// a FormatError naming the input, and nothing else escapes.
+TEST(FuzzFindings, StayFormatErrors) {
+  const std::string corpus = std::string(CLR_SOURCE_DIR) + "/fuzz/corpus/";
+  int checked = 0;
+  for (const char* target : {"image", "idx", "pth", "weights"}) {
+    for (const auto& name : list_directory(corpus + target)) {
+      if (name.rfind("regress-", 0) != 0) continue;
+      const std::string path = corpus + target + "/" + name;
+      SCOPED_TRACE(path);
+      const std::string t = target;
+      std::string m;
+      if (t == "image") {
+        EXPECT_FALSE(data::declared_size(read_file(path)).has_value());
+        m = message_of<FormatError>([&] { data::read_image(path); });
+      } else if (t == "idx") {
+        try {
+          data::read_idx_images(path);  // an IDX file of no images is one
+        } catch (const FormatError& e) {
+          m = e.what();
+        }
+        if (m.empty()) m = message_of<FormatError>([&] { data::read_idx_labels(path); });
+      } else {
+        m = message_of<FormatError>([&] { load_tensor_file(path); });
+      }
+      EXPECT_NE(m.find(name), std::string::npos) << m;
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 6);
+  // The JPEG one: a Huffman table of more than 256 codes, which stb_image would write past.
+  const std::string m = message_of<FormatError>(
+      [&] { data::read_image(corpus + "image/regress-a40a508e8f0b"); });
+  EXPECT_NE(m.find("Huffman table declares"), std::string::npos) << m;
 }
 
 TEST(Image, ResizeMatchesPilBilinear) {
