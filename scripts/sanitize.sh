@@ -19,5 +19,8 @@ cmake --build "$BUILD" --target clr_fuzz clr_unit_tests clr_cli
 # it keeps allocations until exit.
 export ASAN_OPTIONS=detect_leaks=0:detect_container_overflow=0:allocator_may_return_null=1
 export UBSAN_OPTIONS=print_stacktrace=1
-ctest --test-dir "$BUILD" -L unit --output-on-failure -j "$(nproc)" --timeout 1800
+# Every unit test but two that check numerical equivalences over whole-network sgd runs
+# (~200 s each here, ~10 minutes each under ASan); the code they run is run by the others.
+ctest --test-dir "$BUILD" -L unit --output-on-failure -j "$(nproc)" --timeout 1800 \
+  -E '^Baselines\.(ZeroWeightIsSgdBitForBit|SgdForgetsAConflictingSecondTask)$'
 bash fuzz/run_all.sh "$BUILD" "$RUNS" "$SECONDS_EACH"

@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include "clr/core/json_numbers.h"
 #include "clr/core/error.h"
 #include "clr/core/file_io.h"
 
@@ -55,6 +56,7 @@ Header parse_header(const std::string& prefix, uint64_t file_size, const std::st
             " bytes but the file has only ", h.file_size, " bytes");
   try {
     h.json = nlohmann::json::parse(prefix.begin() + 8, prefix.begin() + static_cast<std::ptrdiff_t>(8 + n));
+    check_json_numbers(h.json, path);
   } catch (const nlohmann::json::exception& e) {
     throw FormatError(detail::concat("'", path, "' has a header that is not valid JSON: ", e.what()));
   }
@@ -146,6 +148,8 @@ SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& 
       }
       const auto& off = info.at("data_offsets");
       CLR_CHECK(off.is_array() && off.size() == 2, FormatError, where, ": data_offsets must be [begin, end]");
+      CLR_CHECK(off[0].is_number_unsigned() && off[1].is_number_unsigned(), FormatError, where,
+                ": data_offsets must be two non-negative integers, got ", off.dump());
       begin = off[0].get<uint64_t>();
       end = off[1].get<uint64_t>();
     } catch (const nlohmann::json::exception& e) {

@@ -114,7 +114,9 @@ void from_json(const settings::Json& j, DataConfig& c) {
 }
 
 void DataConfig::validate() const {
-  CLR_CHECK(size >= 1, ConfigError, "data.size must be at least 1, got ", size);
+  // The decoded cache holds size x size x 3 bytes per image: a side past 4096 (48 MiB an
+  // image) is a typo, and would overflow LibTorch's size arithmetic long before that.
+  CLR_CHECK(size >= 1 && size <= 4096, ConfigError, "data.size must be in [1, 4096] pixels, got ", size);
   CLR_CHECK(val_fraction >= 0 && val_fraction < 1, ConfigError, "data.val_fraction must be in [0, 1), got ",
             val_fraction);
 }

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "clr/core/json_numbers.h"
 #include "clr/core/error.h"
 #include "clr/core/file_io.h"
 #include "clr/core/hash.h"
@@ -77,6 +78,7 @@ Bundle read_bundle(const std::string& dir) {
   Bundle b;
   try {
     b.index = nlohmann::json::parse(read_maybe_gzipped(path));
+    check_json_numbers(b.index, path);
   } catch (const nlohmann::json::exception& e) {
     throw FormatError(detail::concat("'", path, "' is not JSON: ", e.what()));
   }

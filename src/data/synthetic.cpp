@@ -118,8 +118,8 @@ TaskData generate(const std::string& name, const std::string& origin, int64_t cl
 }  // namespace
 
 TaskData make_shapes_task(const ShapesOptions& o) {
-  CLR_CHECK(o.classes >= 2 && o.size >= 8 && o.train_per_class >= 1, ConfigError,
-            "shapes: need >= 2 classes, size >= 8 and >= 1 training image per class");
+  CLR_CHECK(o.classes >= 2 && o.size >= 8 && o.size <= 4096 && o.train_per_class >= 1, ConfigError,
+            "shapes: need >= 2 classes, a size in [8, 4096] and >= 1 training image per class");
   TaskData t = generate("shapes", detail::concat("procedural shapes (", o.classes, " classes, seed ", o.seed, ")"),
                         o.classes, o.train_per_class, o.val_per_class, o.test_per_class, o.size, o.seed,
                         [&](int64_t c, std::mt19937_64& rng) {

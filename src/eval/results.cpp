@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "clr/core/json_numbers.h"
 #include "clr/core/error.h"
 #include "clr/core/file_io.h"
 
@@ -129,6 +130,7 @@ Results parse_results(const std::string& text, const std::string& path) {
   json j;
   try {
     j = json::parse(text);
+    check_json_numbers(j, path);
   } catch (const json::exception& e) {
     throw FormatError(detail::concat("'", path, "' is not JSON: ", e.what()));
   }
@@ -146,7 +148,7 @@ Results parse_results(const std::string& text, const std::string& path) {
     r.device = j.at("device").get<std::string>();
     r.precision = j.value("precision", std::string("fp32"));  // written since 2026-12-07; fp32 before
     r.channels_last = j.value("channels_last", false);
-    r.seed = j.value("seed", uint64_t{0});
+    r.seed = j.contains("seed") && j.at("seed").is_number_unsigned() ? j.at("seed").get<uint64_t>() : 0;
     r.complete = j.value("complete", false);
     r.run_id = j.value("run_id", std::string());
     const json& extra = j.at("extra_params_per_task");

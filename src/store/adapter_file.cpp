@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "clr/core/json_numbers.h"
 #include "clr/core/error.h"
 #include "clr/core/file_io.h"
 #include "clr/core/hash.h"
@@ -43,7 +44,9 @@ int64_t meta_int(const Metadata& md, const char* key, const std::string& where) 
 
 json meta_json(const Metadata& md, const char* key, const std::string& where) {
   try {
-    return json::parse(meta(md, key, where));
+    json j = json::parse(meta(md, key, where));
+    check_json_numbers(j, where);
+    return j;
   } catch (const json::exception& e) {
     throw FormatError(detail::concat(where, ": metadata \"", key, "\" is not JSON (", e.what(), ")"));
   }

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "clr/core/json_numbers.h"
 #include "clr/core/error.h"
 #include "clr/core/file_io.h"
 #include "clr/core/hash.h"
@@ -118,6 +119,7 @@ void Store::read_manifest() {
   json j;
   try {
     j = json::parse(text);
+    check_json_numbers(j, path);
   } catch (const json::exception& e) {
     throw FormatError(detail::concat("store manifest '", path, "' is not valid JSON: ", e.what()));
   }

@@ -46,7 +46,8 @@ void PretrainConfig::validate() const {
             "'");
   CLR_CHECK(!out.empty(), ConfigError, "--out FILE is required");
   models::find_architecture(arch);
-  CLR_CHECK(!size || *size >= 1, ConfigError, "--size must be at least 1, got ", size.value_or(0));
+  CLR_CHECK(!size || (*size >= 1 && *size <= 4096), ConfigError, "--size must be in [1, 4096] pixels, got ",
+            size.value_or(0));
   if (mode == "simclr") {
     CLR_CHECK(batch >= 2, ConfigError, "--mode simclr needs --batch >= 2 (each image's partner view is found "
                                        "among the batch's other views), got ", batch);

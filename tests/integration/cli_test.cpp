@@ -101,6 +101,9 @@ TEST(Cli, ExitCodesAreTheDocumentedOnes) {
   expect(run("run " + write("type.toml", "[train]\nepochs = \"ten\"\n")), 2, "train.epochs has the wrong type");
   expect(run("run " + write("syntax.toml", "[train\n")), 2, "is not valid TOML");
   expect(run("run " + dir.path() + " --epochs 0"), 2, "train.epochs must be >= 1");
+  // Sizes that would overflow LibTorch's allocation arithmetic (issue 15, row 10).
+  expect(run("run " + dir.path() + " --size 100000"), 2, "data.size must be in [1, 4096] pixels, got 100000");
+  expect(run("run " + write("huge.toml", "[data]\nsize = 99999999999999999\n")), 2, "data.size must be in [1, 4096]");
   expect(run("--threads 0 params --arch resnet18"), 2, "must be a positive integer (capped at the hardware's threads), got '0'");
   expect(run("serve --store " + dir.path() + " --port 70000"), 2, "not in range 0 to 65535");
   expect(run("frobnicate"), 2, "unknown command 'frobnicate'; `clr --help` lists the commands");
