@@ -220,7 +220,7 @@ TEST_F(Cuda, Bf16AutocastChannelsLastStepStaysCloseToFp32) {
   };
   adapters::ReprogrammedNet a = make(), b = make();
   torch::manual_seed(6);
-  const at::Tensor x = torch::randn({32, 3, 32, 32}, torch::kCUDA), y = torch::randint(0, 10, {32}, torch::kCUDA);
+  const at::Tensor x = torch::randn({32, 3, 32, 32}, torch::kCUDA), y = torch::randint(0, 10, {32}, torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA));
   a->train();
   b->train();
   const at::Tensor loss32 = torch::nn::functional::cross_entropy(a->forward(x), y);
