@@ -15,7 +15,7 @@ FUZZ="$BUILD/fuzz/clr_fuzz"
 [ -x "$FUZZ" ] || { echo "no $FUZZ: configure with clang, -DCLR_FUZZ=ON -DCLR_SANITIZE=ON and build clr_fuzz" >&2; exit 2; }
 mkdir -p "$WORK/artifacts"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:suppressions=$PWD/fuzz/ubsan.supp}
 echo "clr_fuzz: $(git rev-parse --short HEAD 2>/dev/null), $(nproc) cores, $RUNS runs or ${SECONDS_EACH} s per target"
 printf '%-22s %12s %7s %8s %8s\n' target executions seconds corpus crashes
 failed=0

@@ -18,7 +18,7 @@ cmake --build "$BUILD" --target clr_fuzz clr_unit_tests clr_cli
 # LibTorch itself is not instrumented: its containers cannot be checked for overflow, and
 # it keeps allocations until exit.
 export ASAN_OPTIONS=detect_leaks=0:detect_container_overflow=0:allocator_may_return_null=1
-export UBSAN_OPTIONS=print_stacktrace=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:suppressions=$PWD/fuzz/ubsan.supp
 # Every unit test but two that check numerical equivalences over whole-network sgd runs
 # (~200 s each here, ~10 minutes each under ASan); the code they run is run by the others.
 ctest --test-dir "$BUILD" -L unit --output-on-failure -j "$(nproc)" --timeout 1800 \

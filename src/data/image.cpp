@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -110,9 +111,9 @@ at::Tensor decode_image(const std::string& bytes, const std::string& origin) {
     int w = 0, h = 0;
     uint8_t* rgb = WebPDecodeRGB(data, bytes.size(), &w, &h);
     CLR_CHECK(rgb != nullptr, FormatError, "cannot decode image '", origin, "': corrupt or unsupported WebP");
-    at::Tensor t = from_buffer(rgb, w, h);
-    WebPFree(rgb);
-    return t;
+    std::unique_ptr<uint8_t, void (*)(void*)> owned(rgb, WebPFree);
+    CLR_CHECK(w > 0 && h > 0, FormatError, "image '", origin, "' has no pixels (", w, "x", h, ")");
+    return from_buffer(rgb, w, h);
   }
   CLR_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX), FormatError, "image '", origin, "' is too large");
   const std::string jpeg_problem = jpeg_huffman_problem(bytes);
@@ -121,9 +122,11 @@ at::Tensor decode_image(const std::string& bytes, const std::string& origin) {
   stbi_uc* rgb = stbi_load_from_memory(data, static_cast<int>(bytes.size()), &w, &h, &channels, 3);
   CLR_CHECK(rgb != nullptr, FormatError, "cannot decode image '", origin, "': ", stbi_failure_reason(),
             " (supported: JPEG, PNG, BMP, GIF, WebP)");
-  at::Tensor t = from_buffer(rgb, w, h);
-  stbi_image_free(rgb);
-  return t;
+  std::unique_ptr<stbi_uc, void (*)(void*)> owned(rgb, stbi_image_free);
+  // A decoder may hand back an image of no pixels (a GIF of width 0 does): copying it
+  // would pass a null destination to memcpy (found by clr_fuzz).
+  CLR_CHECK(w > 0 && h > 0, FormatError, "image '", origin, "' has no pixels (", w, "x", h, ")");
+  return from_buffer(rgb, w, h);
 }
 
 std::string encode_png(const at::Tensor& hwc) {
