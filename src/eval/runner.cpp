@@ -352,10 +352,11 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
           }
         }
         hooks.from = progress ? &*progress : nullptr;
-        hooks.on_epoch_end = [&](const train::TaskProgress& p) {
-          if (write_seconds + last_write > kCheckpointShare * p.report.train_seconds) return;
-          const auto w0 = std::chrono::steady_clock::now();
-          write_task_checkpoint(o.out_dir, r.run_id, static_cast<int64_t>(t), p);
+        hooks.on_epoch_end = [&](const train::TaskTrainReport& so_far,
+                                 const std::function<train::TaskProgress()>& progress) {
+          if (write_seconds + last_write > kCheckpointShare * so_far.train_seconds) return;
+          const auto w0 = std::chrono::steady_clock::now();  // the copy out counts with the write
+          write_task_checkpoint(o.out_dir, r.run_id, static_cast<int64_t>(t), progress());
           last_write = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
           write_seconds += last_write;
         };

@@ -283,19 +283,20 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
       break;
     }
     if (resume.on_epoch_end && epoch + 1 < config.epochs) {
-      TaskProgress p;
-      p.next_epoch = epoch + 1;
-      p.since_best = since_best;
-      p.report = report;
-      p.current = method.snapshot();
-      p.best = best;
-      p.optimizer = opt.state();
-      p.scaler = scaler.state();
-      {
+      // Copied out only if the hook keeps it (a whole network and its Adam moments for sgd).
+      resume.on_epoch_end(report, [&] {
+        TaskProgress p;
+        p.next_epoch = epoch + 1;
+        p.since_best = since_best;
+        p.report = report;
+        p.current = method.snapshot();
+        p.best = best;
+        p.optimizer = opt.state();
+        p.scaler = scaler.state();
         std::lock_guard<std::mutex> lock(cpu_rng.mutex());
         p.rng = cpu_rng.get_state();
-      }
-      resume.on_epoch_end(p);
+        return p;
+      });
     }
   }
   method.restore(best);

@@ -103,11 +103,12 @@ struct TaskProgress {
 };
 
 // Checkpointing hooks of train_task: `from` continues a task from its progress (the
-// method's begin_task already called, as for a fresh start); `on_epoch_end` receives
-// the progress after every epoch that another follows.
+// method's begin_task already called, as for a fresh start); `on_epoch_end` is called
+// after every epoch that another follows, with the report so far and a function that
+// copies the progress out (called only by a hook that keeps it).
 struct TaskResume {
   const TaskProgress* from = nullptr;
-  std::function<void(const TaskProgress&)> on_epoch_end;
+  std::function<void(const TaskTrainReport& report, const std::function<TaskProgress()>& progress)> on_epoch_end;
 };
 
 // Learns the method's current task (begin_task already called) on `train`,
