@@ -76,6 +76,17 @@ std::string dotted(std::string pointer) {  // "/train/epochs" -> "train.epochs"
   return pointer;
 }
 
+// A checkpoint file of `kind` ("run", "task"): FormatError for anything else.
+SafetensorsFile read_checkpoint_file(const std::string& file, const std::string& kind) {
+  SafetensorsFile f = read_safetensors(file);
+  const auto is = [&](const char* key, const std::string& value) {
+    return f.metadata.count(key) && f.metadata.at(key) == value;
+  };
+  CLR_CHECK(is("format", kCheckpointFormat) && is("kind", kind), FormatError, "'", file, "' is not a clr ", kind,
+            " checkpoint (expected format ", kCheckpointFormat, ")");
+  return f;
+}
+
 }  // namespace
 
 std::string configuration_difference(const std::string& was_json, const std::string& now_json) {
@@ -131,10 +142,7 @@ void write_run_checkpoint(const std::string& out, const RunCheckpoint& c) {
 std::optional<RunCheckpoint> read_run_checkpoint(const std::string& out) {
   const std::string file = run_file(out);
   if (!file_exists(file)) return std::nullopt;
-  SafetensorsFile f = read_safetensors(file);
-  CLR_CHECK(f.metadata.count("format") && f.metadata.at("format") == kCheckpointFormat &&
-                f.metadata.count("kind") && f.metadata.at("kind") == "run",
-            FormatError, "'", file, "' is not a clr run checkpoint (expected format ", kCheckpointFormat, ")");
+  SafetensorsFile f = read_checkpoint_file(file, "run");
   RunCheckpoint c;
   c.run_id = meta(f.metadata, "run_id", file);
   c.replaces = f.metadata.count("replaces") ? f.metadata.at("replaces") : "";
@@ -173,10 +181,7 @@ std::optional<train::TaskProgress> read_task_checkpoint(const std::string& out, 
                                                         int64_t task) {
   const std::string file = task_file(out);
   if (!file_exists(file)) return std::nullopt;
-  SafetensorsFile f = read_safetensors(file);
-  CLR_CHECK(f.metadata.count("format") && f.metadata.at("format") == kCheckpointFormat &&
-                f.metadata.count("kind") && f.metadata.at("kind") == "task",
-            FormatError, "'", file, "' is not a clr task checkpoint (expected format ", kCheckpointFormat, ")");
+  SafetensorsFile f = read_checkpoint_file(file, "task");
   if (meta(f.metadata, "run_id", file) != run_id || meta_int(f.metadata, "task", file) != task) return std::nullopt;
   train::TaskProgress p;
   p.next_epoch = meta_int(f.metadata, "next_epoch", file);

@@ -6,6 +6,8 @@
 #include <mutex>
 #include <regex>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <sys/socket.h>
 
@@ -69,13 +71,30 @@ std::pair<int, std::string> status_of(ErrorKind kind) {
   return {500, "internal"};
 }
 
+// Every route of the server: what routes() registers and what methods_of() answers 405 from.
+constexpr const char* kHealthz = "/healthz";
+constexpr const char* kTasks = "/v1/tasks";
+constexpr const char* kTask = R"(/v1/tasks/([^/]+))";
+constexpr const char* kPredict = R"(/v1/tasks/([^/]+)/predict)";
+constexpr const char* kReload = "/v1/admin/reload";
+constexpr const char* kStats = "/v1/stats";
+constexpr std::pair<const char*, const char*> kRoutes[] = {{"GET", kHealthz},  {"GET", kTasks},    {"GET", kTask},
+                                                           {"POST", kPredict}, {"POST", kReload}, {"GET", kStats}};
+
 // The methods a path of this server answers ("GET", "POST"; empty: no route).
 std::string methods_of(const std::string& path) {
-  static const std::regex get(R"(/healthz|/v1/tasks|/v1/tasks/[^/]+|/v1/stats)");
-  static const std::regex post(R"(/v1/tasks/[^/]+/predict|/v1/admin/reload)");
-  if (std::regex_match(path, get)) return "GET";
-  if (std::regex_match(path, post)) return "POST";
-  return "";
+  static const std::vector<std::pair<std::string, std::regex>> routes = [] {
+    std::vector<std::pair<std::string, std::regex>> r;
+    for (const auto& [method, pattern] : kRoutes) r.emplace_back(method, std::regex(pattern));
+    return r;
+  }();
+  std::string out;
+  for (const auto& [method, pattern] : routes) {
+    if (std::regex_match(path, pattern) && out.find(method) == std::string::npos) {
+      out += (out.empty() ? "" : ", ") + method;
+    }
+  }
+  return out;
 }
 
 ordered_json task_line(const store::TaskEntry& e) {
@@ -137,7 +156,7 @@ struct HttpServer::Impl {
 };
 
 void HttpServer::Impl::routes() {
-  http.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+  http.Get(kHealthz, [this](const httplib::Request&, httplib::Response& res) {
     const BatcherStats b = batcher->stats();
     const double up = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     send_json(res, {{"status", "ok"},
@@ -147,12 +166,12 @@ void HttpServer::Impl::routes() {
                     {"queue", b.queued},
                     {"uptime_seconds", up}});
   });
-  http.Get("/v1/tasks", [this](const httplib::Request&, httplib::Response& res) {
+  http.Get(kTasks, [this](const httplib::Request&, httplib::Response& res) {
     ordered_json tasks = ordered_json::array();
     for (const auto& e : engine.tasks()) tasks.push_back(task_line(e));
     send_json(res, {{"tasks", tasks}});
   });
-  http.Get(R"(/v1/tasks/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+  http.Get(kTask, [this](const httplib::Request& req, httplib::Response& res) {
     const std::string name = req.matches[1];
     const auto entry = engine.task(name);
     if (!entry) return send_error(res, 404, "not_found", "no task '" + name + "'; GET /v1/tasks lists them");
@@ -163,7 +182,7 @@ void HttpServer::Impl::routes() {
   // (curl --data-binary's default Content-Type) and caps it at 8 KB: an image is bytes
   // whatever the Content-Type says. From a multipart form (curl -F image=@x.png) the
   // first part is the image. The --max-body-bytes limit holds either way.
-  http.Post(R"(/v1/tasks/([^/]+)/predict)", [this](const httplib::Request& req, httplib::Response& res,
+  http.Post(kPredict, [this](const httplib::Request& req, httplib::Response& res,
                                                    const httplib::ContentReader& read) {
     std::string body;
     if (req.is_multipart_form_data()) {
@@ -186,7 +205,7 @@ void HttpServer::Impl::routes() {
     if (res.status == 413) return;  // over the limit: the error handler answers
     predict(req, body, res);
   });
-  http.Post("/v1/admin/reload", [this](const httplib::Request& req, httplib::Response& res) {
+  http.Post(kReload, [this](const httplib::Request& req, httplib::Response& res) {
     if (!options.admin_token.empty() && req.get_header_value("Authorization") != "Bearer " + options.admin_token) {
       return send_error(res, 401, "unauthorized", "POST /v1/admin/reload needs 'Authorization: Bearer TOKEN'");
     }
@@ -194,7 +213,7 @@ void HttpServer::Impl::routes() {
     ++reloads;
     send_json(res, {{"status", "reloaded"}, {"tasks", n}});
   });
-  http.Get("/v1/stats", [this](const httplib::Request&, httplib::Response& res) {
+  http.Get(kStats, [this](const httplib::Request&, httplib::Response& res) {
     const BatcherStats b = batcher->stats();
     const CacheStats c = engine.cache_stats();
     send_json(res, {{"requests", b.requests},
