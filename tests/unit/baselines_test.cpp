@@ -97,21 +97,27 @@ struct MethodRun {
   TensorMap method_state;
 };
 
+// The runner's options for the small CPU runs of these tests (no progress bars).
+eval::RunOptions small_run(const std::string& out, int64_t epochs, int64_t size = 8) {
+  eval::RunOptions o;
+  o.train.epochs = epochs;
+  o.train.batch_size = 8;
+  o.prepare.size = size;  // 8 x 8 by default: eleven runs of ResNet-18 stay cheap on 2 cores
+  o.out_dir = out;
+  o.backbone_arch = "resnet18";
+  o.device = "cpu";
+  Progress::set_enabled(false);
+  return o;
+}
+
 MethodRun run_method(const std::string& name, train::MethodOptions mo, data::Sequence seq, const std::string& out,
                int64_t epochs = 2, double lr = 1e-3, int64_t size = 8) {
   torch::manual_seed(0);
   models::ResNet backbone = models::make_resnet("resnet18", 0, true);
   for (const auto& t : seq) mo.max_classes = std::max<int64_t>(mo.max_classes, static_cast<int64_t>(t.classes.size()));
   auto method = train::make_method(name, backbone, 11689512, mo);
-  eval::RunOptions o;
-  o.train.epochs = epochs;
-  o.train.batch_size = 8;
+  eval::RunOptions o = small_run(out, epochs, size);
   o.train.lr = lr;
-  o.prepare.size = size;  // 8 x 8 by default: eleven runs of ResNet-18 stay cheap on 2 cores
-  o.out_dir = out;
-  o.backbone_arch = "resnet18";
-  o.device = "cpu";
-  Progress::set_enabled(false);
   MethodRun r;
   r.results = eval::run_sequence(*method, std::move(seq), o);
   r.backbone = fingerprint(models::state_dict(*backbone));
@@ -283,14 +289,7 @@ TEST(Baselines, DerppStoresTheFinalModelsLogits) {
   mo.replay.buffer = 40;
   mo.max_classes = 5;
   auto method = train::make_method("derpp", models::make_resnet("resnet18", 0, true), 11689512, mo);
-  eval::RunOptions o;
-  o.train.epochs = 1;
-  o.train.batch_size = 8;
-  o.prepare.size = 8;
-  o.out_dir = dir.path();
-  o.device = "cpu";
-  Progress::set_enabled(false);
-  eval::run_sequence(*method, shapes_sequence(2), o);
+  eval::run_sequence(*method, shapes_sequence(2), small_run(dir.path(), 1));
   const auto& replay = dynamic_cast<const train::ReplayMethod&>(*method);
   const at::Tensor tasks = replay.buffer().tasks();
   const at::Tensor last = tasks.eq(1).nonzero().squeeze(1);
@@ -478,20 +477,12 @@ TEST(Resume, ACheckpointPutsAResumableMethodBackExactly) {
     models::ResNet backbone = models::make_resnet("resnet18", 0, true);
     auto method = train::make_method(name, backbone, 11689512, mo);
     ASSERT_TRUE(method->resumable());
-    eval::RunOptions o;
-    o.train.epochs = 2;
-    o.train.batch_size = 8;
-    o.prepare.size = 8;
-    o.out_dir = out.path();
-    o.backbone_arch = "resnet18";
-    o.device = "cpu";
-    Progress::set_enabled(false);
     data::Sequence seq = shapes_sequence(2);
     std::vector<train::TaskInfo> done;
     for (size_t t = 0; t < seq.size(); ++t) {
       done.push_back({static_cast<int64_t>(t), seq[t].name, static_cast<int64_t>(seq[t].classes.size())});
     }
-    eval::run_sequence(*method, seq, o);
+    eval::run_sequence(*method, seq, small_run(out.path(), 2));
     const TensorMap saved = method->checkpoint();
 
     torch::manual_seed(0);

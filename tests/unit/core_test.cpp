@@ -97,6 +97,13 @@ TEST(Hash, FingerprintDependsOnValuesNamesAndShapesNotLayout) {
   EXPECT_NE(fingerprint({{"w", changed}}), base);
 }
 
+// A safetensors file of this header text and `data_bytes` zero bytes of data.
+std::string with_header(const std::string& json, size_t data_bytes) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((json.size() >> (8 * i)) & 0xff);
+  return out + json + std::string(data_bytes, '\0');
+}
+
 class SafetensorsTest : public ::testing::Test {
  protected:
   test::TempDir dir{"safetensors"};
@@ -156,11 +163,6 @@ TEST_F(SafetensorsTest, TruncatedFileIsAFormatErrorNamingFileAndTensor) {
 }
 
 TEST_F(SafetensorsTest, MalformedHeadersAreFormatErrors) {
-  auto with_header = [&](const std::string& json, size_t data_bytes) {
-    std::string out(8, '\0');
-    for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((json.size() >> (8 * i)) & 0xff);
-    return out + json + std::string(data_bytes, '\0');
-  };
   const std::string path = dir.file("bad.safetensors");
   write_file_atomic(path, with_header("{not json", 0));
   EXPECT_NE(message_of<FormatError>([&] { read_safetensors(path); }).find("not valid JSON"), std::string::npos);
@@ -174,11 +176,6 @@ TEST_F(SafetensorsTest, MalformedHeadersAreFormatErrors) {
 // Issue 15, rows 10 and 11: offsets that overlap or leave a hole, and a shape whose
 // byte count wraps past 64 bits, are refused before any tensor is allocated.
 TEST_F(SafetensorsTest, OverlapsHolesAndWrappingShapesAreFormatErrors) {
-  auto with_header = [&](const std::string& json, size_t data_bytes) {
-    std::string out(8, '\0');
-    for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((json.size() >> (8 * i)) & 0xff);
-    return out + json + std::string(data_bytes, '\0');
-  };
   const std::string path = dir.file("tiles.safetensors");
   write_file_atomic(path, with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                                       R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
