@@ -14,7 +14,8 @@
 namespace {
 
 // Exit codes: 0 success, 2 bad usage or configuration, 3 something not found,
-// 4 a malformed file, 5 incompatible inputs, 1 an internal error.
+// 4 a malformed file, 5 incompatible inputs, 1 an internal error, 130 stopped by
+// SIGINT or SIGTERM after a checkpoint (the same command goes on).
 int exit_code(clr::ErrorKind kind) {
   switch (kind) {
     case clr::ErrorKind::kConfig: return 2;
@@ -22,6 +23,7 @@ int exit_code(clr::ErrorKind kind) {
     case clr::ErrorKind::kFormat: return 4;
     case clr::ErrorKind::kIncompatible: return 5;
     case clr::ErrorKind::kInternal: return 1;
+    case clr::ErrorKind::kStopped: return 130;  // as a shell reports Ctrl-C
   }
   return 1;
 }

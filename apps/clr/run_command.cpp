@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include "clr/core/error.h"
+#include "clr/core/stop.h"
 #include "clr/data/config.h"
 #include "clr/eval/compare.h"
 #include "clr/eval/run_config.h"
@@ -173,15 +174,17 @@ void register_run(CLI::App& app) {
               "linear into the adapter store OUT/adapters (clr tasks, clr predict, clr serve), those of the\n"
               "other methods to OUT/task_states/ (and OUT/method_state.safetensors for methods with cross-task\n"
               "state: Fisher, path integrals, buffer).\n"
-              "Resuming: clr, clr-full, residual, linear, sgd and sgd-ll write OUT/checkpoint/ after every epoch\n"
-              "and task; the same command again (same configuration and tasks) goes on from there, losing at\n"
-              "most the epoch in flight, and ends with the results of a run never stopped. A run of another\n"
+              "Resuming: every method writes OUT/checkpoint/ after every epoch and task; the same command again\n"
+              "(same configuration and tasks) goes on from there, losing at most the epoch in flight, and ends\n"
+              "with the results of a run never stopped. Ctrl-C or SIGTERM stops at the end of the epoch, its\n"
+              "checkpoint written (exit 130); a second signal stops at once. A run of another\n"
               "configuration in OUT is an error unless --restart. Tasks already in OUT/adapters are never\n"
               "deleted: those of this run are replaced as they are learned again; one of the same name that\n"
               "another run wrote (or that was imported) is an error before any training.\n" +
               architectures_help());
   register_action(sub, [a] {
     const eval::RunConfig c = config_of(*a);
+    install_stop_handlers();
     const eval::Results r = eval::run(c, data::load_sequence(c.data), a->restart);
     std::cout << eval::format_matrix(r) << "results: " << c.run.out << "/results.json" << std::endl;
   });
@@ -210,6 +213,7 @@ void register_compare(CLI::App& app) {
   register_action(sub, [a, methods, o] {
     o->methods = train::parse_method_list(*methods);
     const eval::RunConfig base = config_of(*a);
+    install_stop_handlers();
     const auto rows = eval::compare_methods(base, data::load_sequence(base.data), *o);
     std::cout << eval::format_compare(rows) << "results: " << o->out << "/compare.json" << std::endl;
   });

@@ -9,6 +9,7 @@ const char* error_kind_name(ErrorKind kind) {
     case ErrorKind::kFormat: return "format error";
     case ErrorKind::kIncompatible: return "incompatible";
     case ErrorKind::kInternal: return "internal error";
+    case ErrorKind::kStopped: return "stopped";
   }
   return "error";
 }

@@ -19,6 +19,9 @@ using json = nlohmann::json;
 
 std::string run_file(const std::string& out) { return checkpoint_dir(out) + "/run.safetensors"; }
 std::string task_file(const std::string& out) { return checkpoint_dir(out) + "/task.safetensors"; }
+std::string part_file(const std::string& out, int64_t task) {
+  return detail::concat(checkpoint_dir(out), "/task-", task, ".safetensors");
+}
 
 // A split's content as far as a run sees it: its paths (or its count, preloaded) and labels.
 std::string split_digest(const data::Split& s) {
@@ -128,7 +131,39 @@ std::string sequence_identity(const data::Sequence& sequence) {
 
 void write_run_checkpoint(const std::string& out, const RunCheckpoint& c) {
   make_directories(checkpoint_dir(out));
-  write_safetensors(run_file(out), c.method,
+  // Each fixed task's tensors go to a file of their own, written once per run; the
+  // run file names how many there are and is written last.
+  std::vector<TensorMap> parts(static_cast<size_t>(c.fixed_tasks));
+  TensorMap rest;
+  for (const auto& [k, v] : c.method) {
+    const size_t dot = k.find('.', 5);
+    int64_t task = -1;
+    if (k.rfind("task.", 0) == 0 && dot != std::string::npos && dot > 5 && dot - 5 < 10 &&
+        k.find_first_not_of("0123456789", 5) == dot) {
+      task = std::stoll(k.substr(5, dot - 5));
+    }
+    if (task >= 0 && task < c.fixed_tasks) {
+      parts[static_cast<size_t>(task)].emplace(k.substr(dot + 1), v);
+    } else {
+      rest.emplace(k, v);
+    }
+  }
+  for (int64_t t = 0; t < c.fixed_tasks; ++t) {
+    const std::string file = part_file(out, t);
+    if (file_exists(file)) {
+      try {
+        const Metadata m = read_safetensors_metadata(file);
+        if (m.count("run_id") && m.at("run_id") == c.run_id && m.count("task") && m.at("task") == std::to_string(t)) {
+          continue;  // written by this run already
+        }
+      } catch (const Error&) {
+      }
+    }
+    write_safetensors(file, parts[static_cast<size_t>(t)],
+                      {{"format", kCheckpointFormat}, {"kind", "task-state"}, {"run_id", c.run_id},
+                       {"task", std::to_string(t)}});
+  }
+  write_safetensors(run_file(out), rest,
                     {{"format", kCheckpointFormat},
                      {"kind", "run"},
                      {"run_id", c.run_id},
@@ -136,6 +171,7 @@ void write_run_checkpoint(const std::string& out, const RunCheckpoint& c) {
                      {"config", c.config_json},
                      {"sequence", c.sequence_json},
                      {"tasks_done", std::to_string(c.tasks_done)},
+                     {"fixed_tasks", std::to_string(c.fixed_tasks)},
                      {"results", c.results_json}});
 }
 
@@ -150,7 +186,18 @@ std::optional<RunCheckpoint> read_run_checkpoint(const std::string& out) {
   c.sequence_json = meta(f.metadata, "sequence", file);
   c.tasks_done = meta_int(f.metadata, "tasks_done", file);
   c.results_json = meta(f.metadata, "results", file);
+  c.fixed_tasks = f.metadata.count("fixed_tasks") ? meta_int(f.metadata, "fixed_tasks", file) : 0;
+  CLR_CHECK(c.fixed_tasks <= c.tasks_done, FormatError, "checkpoint '", file, "' names ", c.fixed_tasks,
+            " task files for ", c.tasks_done, " learned tasks");
   c.method = std::move(f.tensors);
+  for (int64_t t = 0; t < c.fixed_tasks; ++t) {
+    const std::string part = part_file(out, t);
+    CLR_CHECK(file_exists(part), FormatError, "checkpoint '", file, "' needs '", part, "', which is missing");
+    SafetensorsFile p = read_checkpoint_file(part, "task-state");
+    CLR_CHECK(meta(p.metadata, "run_id", part) == c.run_id && meta_int(p.metadata, "task", part) == t, FormatError,
+              "'", part, "' is not task ", t + 1, " of run ", c.run_id);
+    for (auto& [k, v] : p.tensors) c.method.emplace(detail::concat("task.", t, ".", k), std::move(v));
+  }
   return c;
 }
 
@@ -163,6 +210,7 @@ void write_task_checkpoint(const std::string& out, const std::string& run_id, in
   if (!best_is_current) add_prefixed(tensors, "best", p.best);
   add_prefixed(tensors, "optimizer", p.optimizer);
   add_prefixed(tensors, "scaler", p.scaler);
+  add_prefixed(tensors, "steps", p.steps);
   if (p.rng.defined()) tensors.emplace("rng", p.rng);
   make_directories(checkpoint_dir(out));
   // Rewritten after every epoch, so not fsync'ed: a machine crash may damage it, and
@@ -196,6 +244,7 @@ std::optional<train::TaskProgress> read_task_checkpoint(const std::string& out, 
                                                                                          : with_prefix(f.tensors, "best");
   p.optimizer = with_prefix(f.tensors, "optimizer");
   p.scaler = with_prefix(f.tensors, "scaler");
+  p.steps = with_prefix(f.tensors, "steps");
   if (f.tensors.count("rng")) p.rng = f.tensors.at("rng");
   CLR_CHECK(!p.current.empty(), FormatError, "checkpoint '", file, "' holds no training state");
   return p;

@@ -354,11 +354,14 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
         hooks.from = progress ? &*progress : nullptr;
         hooks.on_epoch_end = [&](const train::TaskTrainReport& so_far,
                                  const std::function<train::TaskProgress()>& progress) {
-          if (write_seconds + last_write > kCheckpointShare * so_far.train_seconds) return;
+          const bool stop = o.stop && o.stop();
+          if (!stop && write_seconds + last_write > kCheckpointShare * so_far.train_seconds) return;
           const auto w0 = std::chrono::steady_clock::now();  // the copy out counts with the write
           write_task_checkpoint(o.out_dir, r.run_id, static_cast<int64_t>(t), progress());
           last_write = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
           write_seconds += last_write;
+          CLR_CHECK(!stop, StoppedError, "stopped after epoch ", so_far.epochs_run, " of task ", t + 1, " '",
+                    task.name, "' (", t, " of ", sequence.size(), " tasks learned); the same command goes on from there");
         };
       }
       rep = train::train_task(method, info, train, val, o.train, hooks);
@@ -430,10 +433,14 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
     write_results(r, o.out_dir);
     if (method.resumable()) {
       // Only now is the task part of what a resumed run starts from.
-      write_run_checkpoint(o.out_dir, {r.run_id, replaces, o.config_json, identity, static_cast<int64_t>(t + 1),
-                                       results_json(r), method.checkpoint()});
+      RunCheckpoint c{r.run_id, replaces, o.config_json, identity, static_cast<int64_t>(t + 1), results_json(r),
+                      method.checkpoint()};
+      c.fixed_tasks = method.changes_old_task_states() ? 0 : c.tasks_done;
+      write_run_checkpoint(o.out_dir, c);
       remove_task_checkpoint(o.out_dir);
     }
+    CLR_CHECK(r.complete || !o.stop || !o.stop(), StoppedError, "stopped after task ", t + 1, " '", task.name, "' (",
+              t + 1, " of ", sequence.size(), " tasks learned); the same command goes on from there");
   }
   r.complete = true;
   write_results(r, o.out_dir);

@@ -67,6 +67,7 @@ std::pair<int, std::string> status_of(ErrorKind kind) {
     case ErrorKind::kFormat: return {500, "store_error"};
     case ErrorKind::kIncompatible: return {500, "incompatible"};
     case ErrorKind::kInternal: return {500, "internal"};
+    case ErrorKind::kStopped: return {503, "stopped"};
   }
   return {500, "internal"};
 }

@@ -36,6 +36,29 @@ int64_t TaskStates::trainable(int64_t task) const {
   return trainable_[static_cast<size_t>(task)];
 }
 
+TensorMap TaskStates::checkpoint() const {
+  TensorMap out;
+  for (int64_t t = 0; t < size(); ++t) {
+    for (const auto& [k, v] : state(t)) out.emplace(detail::concat("task.", t, ".", k), v);
+  }
+  out.emplace("task_trainable", torch::tensor(trainable_, torch::kLong));
+  return out;
+}
+
+TensorMap TaskStates::resume(const TensorMap& checkpoint, int64_t tasks) {
+  TensorMap own, rest;
+  for (const auto& [k, v] : checkpoint) (k.rfind("task.", 0) == 0 ? own : rest).emplace(k, v);
+  const auto it = rest.find("task_trainable");
+  if (tasks == 0 && it == rest.end()) return rest;  // the run's first checkpoint: nothing learned yet
+  CLR_CHECK(it != rest.end() && it->second.numel() == tasks, ConfigError,
+            "the checkpoint has no trainable-value counts for its ", tasks, " tasks ('task_trainable')");
+  const at::Tensor counts = it->second.to(torch::kCPU, torch::kLong).contiguous();
+  rest.erase(it);
+  std::vector<TensorMap> parts = split_task_keys(own, tasks);
+  for (int64_t t = 0; t < tasks; ++t) add(std::move(parts[static_cast<size_t>(t)]), counts[t].item<int64_t>());
+  return rest;
+}
+
 std::vector<TensorMap> split_task_keys(const TensorMap& state, int64_t tasks) {
   std::vector<TensorMap> out(static_cast<size_t>(tasks));
   for (const auto& [key, value] : state) {

@@ -208,6 +208,7 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
     CLR_CHECK(p.next_epoch > 0 && p.next_epoch < config.epochs, ConfigError, "task '", task.name,
               "' cannot go on from epoch ", p.next_epoch + 1, " of ", config.epochs);
     method.restore(p.current);
+    method.load_step_state(p.steps);
     opt.load_state(p.optimizer);
     scaler.load_state(p.scaler);
     if (p.rng.defined()) {
@@ -293,6 +294,7 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
         p.best = best;
         p.optimizer = opt.state();
         p.scaler = scaler.state();
+        p.steps = method.step_state();
         std::lock_guard<std::mutex> lock(cpu_rng.mutex());
         p.rng = cpu_rng.get_state();
         return p;

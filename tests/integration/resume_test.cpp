@@ -89,6 +89,35 @@ TEST(Resume, RunsKilledAtRandomMomentsEndWithTheResultsOfAnUninterruptedOne) {
   }
 }
 
+// Ctrl-C (SIGINT) and SIGTERM stop `clr run` at the end of the epoch, its checkpoint
+// written: exit 130 and a line saying where it stopped; the same command then ends with
+// the results of a run never stopped. `er` also keeps a replay buffer and its random
+// draws across the stop.
+TEST(Resume, ASignalStopsAtTheEpochsEndAndTheRunGoesOn) {
+  test::TempDir out("resume-signal");
+  const std::string common = std::string(" ") + test_data("seq") + kSettings + " --method er";
+  const test::CliResult ref = test::run_clr("--threads 1 run" + common + " --out " + out.path() + "/ref");
+  ASSERT_EQ(ref.code, 0) << ref.out;
+  const std::string dir = out.path() + "/stopped";
+  int stops = 0;
+  for (const char* sig : {"INT", "TERM"}) {
+    const std::string cmd = std::string("timeout -s ") + sig + " 2 \"" + CLR_TEST_BINARY + "\" --threads 1 run" +
+                            common + " --out " + dir + " > " + out.path() + "/log.txt 2>&1";
+    const int status = std::system(cmd.c_str());
+    ASSERT_TRUE(WIFEXITED(status)) << sig;
+    const std::string log = read_file(out.path() + "/log.txt");
+    if (WEXITSTATUS(status) == 0) break;  // finished within the time (a fast machine)
+    EXPECT_EQ(WEXITSTATUS(status), 130) << sig << ": " << log;
+    EXPECT_NE(log.find("stopped after"), std::string::npos) << log;
+    EXPECT_NE(log.find("the same command goes on from there"), std::string::npos) << log;
+    ++stops;
+  }
+  EXPECT_GE(stops, 1);
+  const test::CliResult rest = test::run_clr("--threads 1 run" + common + " --out " + dir);
+  ASSERT_EQ(rest.code, 0) << rest.out;
+  expect_same_run(out.path() + "/ref", dir);
+}
+
 TEST(Resume, ARerunGoesOnOrSaysWhatDiffersAndNeverEmptiesTheStore) {
   test::TempDir out("resume-rerun");
   const std::string common = " " + test_data("seq") + kSettings + " --out " + out.path() + "/run";

@@ -463,32 +463,31 @@ TEST(Baselines, UnknownMethodNamesTheKnownOnes) {
   }
 }
 
-// Method::checkpoint / resume (a stopped run going on, eval/checkpoint.h): a method built
-// afresh and given the checkpoint of one that learned two tasks predicts every task as
-// that one does, bit for bit, and checkpoints the same tensors; the methods that keep
-// more than their checkpoint say they cannot resume.
-TEST(Resume, ACheckpointPutsAResumableMethodBackExactly) {
-  for (const std::string name : {"sgd", "sgd-ll", "linear", "clr", "residual"}) {
+// Method::checkpoint / resume (a stopped run going on, eval/checkpoint.h): every method,
+// built afresh and given the checkpoint of one that learned two tasks, predicts every
+// task as that one does, bit for bit, and holds the same state.
+TEST(Resume, ACheckpointPutsEveryMethodBackExactly) {
+  for (const std::string& name : train::method_names()) {
     SCOPED_TRACE(name);
     test::TempDir out("resume-" + name);
     train::MethodOptions mo;
     mo.max_classes = 5;
     torch::manual_seed(0);
-    models::ResNet backbone = models::make_resnet("resnet18", 0, true);
-    auto method = train::make_method(name, backbone, 11689512, mo);
+    auto method = train::make_method(name, models::make_resnet("resnet18", 0, true), 11689512, mo);
     ASSERT_TRUE(method->resumable());
     data::Sequence seq = shapes_sequence(2);
     std::vector<train::TaskInfo> done;
     for (size_t t = 0; t < seq.size(); ++t) {
       done.push_back({static_cast<int64_t>(t), seq[t].name, static_cast<int64_t>(seq[t].classes.size())});
     }
-    eval::run_sequence(*method, seq, small_run(out.path(), 2));
+    eval::run_sequence(*method, seq, small_run(out.path(), 1));
     const TensorMap saved = method->checkpoint();
 
     torch::manual_seed(0);
     auto again = train::make_method(name, models::make_resnet("resnet18", 0, true), 11689512, mo);
     again->resume(done, saved);
     EXPECT_EQ(fingerprint(again->checkpoint()), fingerprint(saved));
+    EXPECT_EQ(fingerprint(again->method_state()), fingerprint(method->method_state()));
     const at::Tensor x = torch::randn({6, 3, 8, 8});
     method->set_training(false);
     again->set_training(false);
@@ -496,15 +495,55 @@ TEST(Resume, ACheckpointPutsAResumableMethodBackExactly) {
     for (int64_t t = 0; t < 2; ++t) {
       EXPECT_TRUE(test::bit_identical(method->predict(t, x), again->predict(t, x))) << "task " << t;
       EXPECT_EQ(fingerprint(method->task_state(t)), fingerprint(again->task_state(t))) << "task " << t;
+      EXPECT_EQ(method->extra_params(t), again->extra_params(t)) << "task " << t;
     }
-    EXPECT_EQ(method->extra_params(1), again->extra_params(1));
   }
-  for (const std::string name : {"ewc", "si", "lwf", "er", "derpp", "psp", "separate", "confit", "supsup", "efts",
-                                 "ccll"}) {
+}
+
+// A run stopped (as Ctrl-C stops it) in the middle of its first task, then in the middle
+// of its second, and resumed each time by a new method object, as a new process would,
+// ends with the accuracies, chosen epochs and stored states of a run never stopped:
+// every method, the cross-task state (Fisher, buffer, path integrals, bases) and the
+// state within a task (SI's path integral, the buffer's draws) included.
+TEST(Resume, StoppedTwiceEveryMethodEndsAsIfNeverStopped) {
+  for (const std::string& name : train::method_names()) {
+    SCOPED_TRACE(name);
+    test::TempDir out("resume-stop-" + name);
     train::MethodOptions mo;
     mo.max_classes = 5;
-    EXPECT_FALSE(train::make_method(name, models::make_resnet("resnet18", 0, true), 11689512, mo)->resumable())
-        << name;
+    const auto run = [&](const std::string& dir, int stop_at_call, TensorMap* checkpoint) {
+      torch::manual_seed(0);
+      auto method = train::make_method(name, models::make_resnet("resnet18", 0, true), 11689512, mo);
+      eval::RunOptions o = small_run(dir, 2);
+      o.train.patience = 100;
+      int calls = 0;
+      o.stop = [&] { return ++calls == stop_at_call; };
+      try {
+        eval::run_sequence(*method, shapes_sequence(2), o);
+      } catch (const StoppedError&) {
+        return false;
+      }
+      *checkpoint = method->checkpoint();
+      return true;
+    };
+    TensorMap whole, resumed;
+    ASSERT_TRUE(run(out.path() + "/whole", 0, &whole));
+    // Asked after epoch 1 of task 1, task 1 and epoch 1 of task 2 (not after a task's
+    // last epoch, nor after the last task).
+    EXPECT_FALSE(run(out.path() + "/stopped", 1, &resumed));  // after epoch 1 of task 1
+    EXPECT_FALSE(run(out.path() + "/stopped", 2, &resumed));  // then after epoch 1 of task 2
+    ASSERT_TRUE(run(out.path() + "/stopped", 0, &resumed));
+    EXPECT_EQ(fingerprint(whole), fingerprint(resumed));
+    const eval::Results a = eval::read_results(out.path() + "/whole/results.json");
+    const eval::Results b = eval::read_results(out.path() + "/stopped/results.json");
+    EXPECT_TRUE(b.complete);
+    EXPECT_EQ(a.accuracy, b.accuracy);
+    ASSERT_EQ(a.tasks.size(), b.tasks.size());
+    for (size_t t = 0; t < a.tasks.size(); ++t) {
+      EXPECT_EQ(a.tasks[t].best_epoch, b.tasks[t].best_epoch) << t;
+      EXPECT_EQ(a.tasks[t].best_val_accuracy, b.tasks[t].best_val_accuracy) << t;
+      EXPECT_EQ(a.tasks[t].stored_bytes, b.tasks[t].stored_bytes) << t;
+    }
   }
 }
 

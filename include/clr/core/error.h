@@ -13,7 +13,7 @@
 
 namespace clr {
 
-enum class ErrorKind { kConfig, kNotFound, kFormat, kIncompatible, kInternal };
+enum class ErrorKind { kConfig, kNotFound, kFormat, kIncompatible, kInternal, kStopped };
 
 // Human-readable name of an error kind ("config error", ...).
 const char* error_kind_name(ErrorKind kind);
@@ -46,6 +46,11 @@ class FormatError : public Error {
 class IncompatibleError : public Error {
  public:
   explicit IncompatibleError(const std::string& m) : Error(ErrorKind::kIncompatible, m) {}
+};
+// Work stopped on request (a signal) after saving what it needs to go on.
+class StoppedError : public Error {
+ public:
+  explicit StoppedError(const std::string& m) : Error(ErrorKind::kStopped, m) {}
 };
 // A bug in clr itself.
 class InternalError : public Error {

@@ -4,6 +4,8 @@
 //   OUT/checkpoint/run.safetensors   after every finished task: the run's identity (its
 //                                    id, configuration and tasks), the results so far
 //                                    and the method's checkpoint() (Method::resumable)
+//   OUT/checkpoint/task-<i>.safetensors  task i's state in the method's checkpoint,
+//                                    written once (RunCheckpoint::fixed_tasks)
 //   OUT/checkpoint/task.safetensors  after every epoch of the task being learned: its
 //                                    train::TaskProgress (state now and at the best
 //                                    epoch, optimiser, schedule position, RNG)
@@ -33,6 +35,11 @@ struct RunCheckpoint {
   int64_t tasks_done = 0;
   std::string results_json;   // results.json after those tasks
   TensorMap method;           // Method::checkpoint() after those tasks
+  // The first tasks whose `task.<i>.` tensors never change again (all the learned ones
+  // unless Method::changes_old_task_states): each is written once, to
+  // OUT/checkpoint/task-<i>.safetensors, and the run file holds the rest, so that the
+  // writes of a run grow with its tasks, not with their square.
+  int64_t fixed_tasks = 0;
 };
 
 // Empty when two stored configurations (results.json's "config", as JSON text) give the

@@ -6,8 +6,10 @@
 // others write each task's state to OUT/task_states/.
 #pragma once
 
+#include <functional>
 #include <string>
 
+#include "clr/core/stop.h"
 #include "clr/data/dataset.h"
 #include "clr/data/loader.h"
 #include "clr/eval/results.h"
@@ -30,6 +32,10 @@ struct RunOptions {
   // this is set; with it, the run starts over there (and may replace what the earlier
   // run stored, task by task, as each new one is learned).
   bool restart = false;
+  // Asked after every epoch and every task, once their checkpoint is written (a stop
+  // request, Ctrl-C or SIGTERM, by default): true stops the run there with a
+  // StoppedError, and the same call goes on from that point.
+  std::function<bool()> stop = stop_requested;
 };
 
 // Runs the whole sequence. The sequence is completed (missing val carved, test

@@ -70,14 +70,22 @@ class Method {
   // The CLR kernel size of the stored states (clr variants).
   virtual int64_t store_kernel_size() const { return 3; }
   // Resuming a stopped run (eval/checkpoint.h). A resumable method's checkpoint() is
-  // everything it holds after its last finished task (every task's state and what it
-  // keeps across tasks), resume() puts one back into a method built as the stopped
-  // run's was, with `done` the tasks it had finished; and its snapshot() is all its
-  // training state within a task (nothing accumulates per step beside it), so that a
-  // task can go on from any epoch. The others learn a stopped run again from task 1.
+  // everything it holds after its last finished task (every task's state as
+  // `task.<i>.<key>`, and what it keeps across tasks), resume() puts one back into a
+  // method built as the stopped run's was, with `done` the tasks it had finished; and
+  // its snapshot() with its step_state() is all its training state within a task, so
+  // that a task can go on from any epoch. The others learn a stopped run again from
+  // task 1. The `task.<i>.` tensors of a task must not change after the task ends,
+  // unless changes_old_task_states() (the runner then writes them once).
   virtual bool resumable() const { return false; }
   virtual TensorMap checkpoint() const { return {}; }
   virtual void resume(const std::vector<TaskInfo>& done, const TensorMap& state);
+  // Training state within a task, beyond snapshot(), that steps change and that best-
+  // epoch selection must not rewind (SI's path integral, the replay buffer's random
+  // draws): kept with a task's epoch checkpoint and put back, after restore(), when a
+  // stopped task goes on.
+  virtual TensorMap step_state() const { return {}; }
+  virtual void load_step_state(const TensorMap& /*state*/) {}
   // Extra parameters this method holds for task `task` (trainable values, as the paper counts).
   virtual int64_t extra_params(int64_t task) const = 0;
   // Parameters of the shared backbone (the denominator of extra-parameter fractions).

@@ -21,6 +21,12 @@ class TaskStates {
   const TensorMap& state(int64_t task) const;
   int64_t trainable(int64_t task) const;
   int64_t size() const { return static_cast<int64_t>(states_.size()); }
+  // Every task's state as `task.<i>.<key>` and the trainable counts as
+  // `task_trainable` (int64 [tasks]): what resume() puts back.
+  TensorMap checkpoint() const;
+  // Appends the `tasks` task states of a checkpoint() and returns its other tensors.
+  // ConfigError for a missing task or count.
+  TensorMap resume(const TensorMap& checkpoint, int64_t tasks);
 
  private:
   void check(int64_t task) const;

@@ -99,6 +99,7 @@ struct TaskProgress {
   TensorMap best;          // Method::snapshot() at the best epoch so far
   TensorMap optimizer;     // Optimizer::state()
   TensorMap scaler;        // LossScaler::state() (fp16)
+  TensorMap steps;         // Method::step_state() now
   at::Tensor rng;          // the default CPU generator's state
 };
 

@@ -68,35 +68,37 @@ void CcllMethod::install(int64_t task) {
   installed_ = task;
 }
 
+void CcllMethod::make_sites() {
+  sites_.clear();
+  const int64_t k = options_.kernel;
+  for (const auto& site : backbone_->conv_sites()) {
+    const int64_t c = site.out_channels;
+    Site s;
+    s.spatial = torch::nn::Conv2d(torch::nn::Conv2dOptions(c, 1, k).padding(k / 2).bias(false));
+    s.spatial_bn = torch::nn::BatchNorm2d(1);
+    s.channel = torch::nn::Conv2d(torch::nn::Conv2dOptions(c, c, 1).groups(c).bias(false));
+    s.channel_bn = torch::nn::BatchNorm2d(c);
+    for (torch::nn::Module* m : {static_cast<torch::nn::Module*>(s.spatial.get()),
+                                 static_cast<torch::nn::Module*>(s.spatial_bn.get()),
+                                 static_cast<torch::nn::Module*>(s.channel.get()),
+                                 static_cast<torch::nn::Module*>(s.channel_bn.get())}) {
+      m->to(device());
+    }
+    if (options_.init == "identity") {  // y1 = y and a gate of 2 sigmoid(0) = 1 at the start
+      torch::NoGradGuard ng;
+      s.spatial_bn->weight.zero_();
+      s.channel_bn->weight.zero_();
+    }
+    sites_.push_back(s);
+  }
+}
+
 void CcllMethod::begin_task(const TaskInfo& task) {
   CLR_ASSERT(task.index == states_.size(), "tasks must be learned in order");
   current_ = task.index;
   installed_ = -1;
   calibrating_ = calibrates(task.index);
-  if (calibrating_) {  // a fresh set of calibration modules for every task
-    sites_.clear();
-    const int64_t k = options_.kernel;
-    for (const auto& site : backbone_->conv_sites()) {
-      const int64_t c = site.out_channels;
-      Site s;
-      s.spatial = torch::nn::Conv2d(torch::nn::Conv2dOptions(c, 1, k).padding(k / 2).bias(false));
-      s.spatial_bn = torch::nn::BatchNorm2d(1);
-      s.channel = torch::nn::Conv2d(torch::nn::Conv2dOptions(c, c, 1).groups(c).bias(false));
-      s.channel_bn = torch::nn::BatchNorm2d(c);
-      for (torch::nn::Module* m : {static_cast<torch::nn::Module*>(s.spatial.get()),
-                                   static_cast<torch::nn::Module*>(s.spatial_bn.get()),
-                                   static_cast<torch::nn::Module*>(s.channel.get()),
-                                   static_cast<torch::nn::Module*>(s.channel_bn.get())}) {
-        m->to(device());
-      }
-      if (options_.init == "identity") {  // y1 = y and a gate of 2 sigmoid(0) = 1 at the start
-        torch::NoGradGuard ng;
-        s.spatial_bn->weight.zero_();
-        s.channel_bn->weight.zero_();
-      }
-      sites_.push_back(s);
-    }
-  }
+  if (calibrating_) make_sites();  // a fresh set of calibration modules for every task
   head_ = torch::nn::Linear(backbone_->feature_dim(), task.num_classes);
   head_->to(device());
   for (auto& [k, v] : live_state()) {
@@ -169,6 +171,49 @@ void CcllMethod::end_task(const TaskEnd&) {
 TensorMap CcllMethod::task_state(int64_t task) const { return states_.state(task); }
 
 TensorMap CcllMethod::method_state() const { return base_; }
+
+TensorMap CcllMethod::checkpoint() const {
+  TensorMap s = states_.checkpoint();
+  for (const auto& [k, v] : base_) s.emplace(k, v);
+  return s;
+}
+
+void CcllMethod::resume(const std::vector<TaskInfo>& done, const TensorMap& state) {
+  CLR_ASSERT(states_.size() == 0 && current_ < 0, "resume into a method that has learned nothing");
+  TensorMap rest = states_.resume(state, static_cast<int64_t>(done.size()));
+  if (done.empty()) return;
+  if (options_.base == "first-task") {  // the base the first task learned, frozen since
+    torch::NoGradGuard ng;
+    for (auto& [k, v] : base_state()) {
+      const auto it = rest.find(k);
+      CLR_CHECK(it != rest.end() && it->second.sizes() == v.sizes(), ConfigError, "the checkpoint has no '", k, "' ",
+                describe(v));
+      v.copy_(it->second);
+      base_.emplace(k, it->second.to(at::kCPU).clone());
+      rest.erase(it);
+    }
+  }
+  CLR_CHECK(rest.empty(), ConfigError, "checkpoint tensor '", rest.empty() ? "" : rest.begin()->first,
+            "' is not one of ", name(), "'s");
+  make_sites();  // live modules for the calibrating tasks to be installed into
+  for (int64_t t = 0; t < states_.size(); ++t) {  // each state fits the live modules
+    const TensorMap& s = states_.state(t);
+    const auto w = s.find("head.weight");
+    CLR_CHECK(w != s.end() && w->second.dim() == 2, ConfigError, "the checkpoint's task ", t + 1, " has no head");
+    head_ = torch::nn::Linear(w->second.size(1), w->second.size(0));
+    head_->to(device());
+    calibrating_ = calibrates(t);
+    const TensorMap live = live_state();
+    CLR_CHECK(s.size() == live.size(), ConfigError, "the checkpoint's task ", t + 1, " has ", s.size(),
+              " tensors, not ", live.size());
+    for (const auto& [k, v] : live) {
+      const auto it = s.find(k);
+      CLR_CHECK(it != s.end() && it->second.sizes() == v.sizes(), ConfigError, "the checkpoint's task ", t + 1,
+                " has no '", k, "' ", describe(v));
+    }
+  }
+  installed_ = -1;
+}
 
 int64_t CcllMethod::extra_params(int64_t task) const { return states_.trainable(task); }
 

@@ -4,6 +4,7 @@
 
 #include "clr/core/error.h"
 #include "clr/models/registry.h"
+#include "clr/train/task_states.h"
 
 namespace clr::train {
 namespace {
@@ -173,6 +174,41 @@ int64_t ConfitMethod::extra_params(int64_t task) const {
   int64_t affine = 0;
   for (const auto& site : backbone_->conv_sites()) affine += 2 * site.out_channels;
   return FinetuneMethod::extra_params(task) + affine;
+}
+
+TensorMap ConfitMethod::checkpoint() const {
+  TensorMap s = FinetuneMethod::checkpoint();
+  for (size_t t = 0; t < states_.size(); ++t) {
+    for (const auto& [k, v] : states_[t]) s.emplace(detail::concat("task.", t, ".", k), v);
+  }
+  return s;
+}
+
+void ConfitMethod::resume(const std::vector<TaskInfo>& done, const TensorMap& state) {
+  std::vector<TensorMap> parts = split_task_keys(resume_finetune(done, state), static_cast<int64_t>(done.size()));
+  const auto& sites = backbone_->conv_sites();
+  const TensorMap live = live_norms();
+  for (size_t t = 0; t < parts.size(); ++t) {
+    CLR_CHECK(parts[t].size() == live.size() + sites.size(), ConfigError, "the checkpoint's state of task ", t + 1,
+              " has ", parts[t].size(), " tensors, not ", live.size() + sites.size());
+    for (const auto& [k, v] : live) {
+      const auto it = parts[t].find(k);
+      CLR_CHECK(it != parts[t].end() && it->second.sizes() == v.sizes(), ConfigError, "the checkpoint's state of task ",
+                t + 1, " has no '", k, "' ", describe(v));
+    }
+    for (size_t i = 0; i < sites.size(); ++i) {
+      const auto it = parts[t].find("input_mean." + sites[i].name);
+      CLR_CHECK(it != parts[t].end() && it->second.sizes() == input_mean_[i].sizes(), ConfigError,
+                "the checkpoint's state of task ", t + 1, " has no 'input_mean.", sites[i].name, "' ",
+                describe(input_mean_[i]));
+    }
+    states_.push_back(std::move(parts[t]));
+  }
+  if (!states_.empty()) {  // the trackers go on from where the last task left them
+    torch::NoGradGuard ng;
+    for (size_t i = 0; i < sites.size(); ++i) input_mean_[i].copy_(states_.back().at("input_mean." + sites[i].name));
+  }
+  ++weights_version_;
 }
 
 }  // namespace clr::train

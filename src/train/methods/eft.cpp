@@ -63,18 +63,24 @@ void EftMethod::install(int64_t task) {
   installed_ = task;
 }
 
+void EftMethod::make_transforms() {
+  spatial_.clear();
+  depth_.clear();
+  for (const auto& site : backbone_->conv_sites()) {
+    const int64_t c = site.out_channels;
+    torch::nn::Conv2d s(torch::nn::Conv2dOptions(c, c, 3).padding(1).groups(c / options_.spatial_group).bias(true));
+    torch::nn::Conv2d d(torch::nn::Conv2dOptions(c, c, 1).groups(c / options_.depth_group).bias(true));
+    s->to(device());
+    d->to(device());
+    spatial_.push_back(s);
+    depth_.push_back(d);
+  }
+}
+
 void EftMethod::begin_task(const TaskInfo& task) {
   CLR_ASSERT(task.index == states_.size(), "tasks must be learned in order");
   if (task.index == 0) {
-    for (const auto& site : backbone_->conv_sites()) {
-      const int64_t c = site.out_channels;
-      torch::nn::Conv2d s(torch::nn::Conv2dOptions(c, c, 3).padding(1).groups(c / options_.spatial_group).bias(true));
-      torch::nn::Conv2d d(torch::nn::Conv2dOptions(c, c, 1).groups(c / options_.depth_group).bias(true));
-      s->to(device());
-      d->to(device());
-      spatial_.push_back(s);
-      depth_.push_back(d);
-    }
+    make_transforms();
   } else {
     install(task.index - 1);  // the previous task's transformations and BatchNorm to start from
   }
@@ -153,6 +159,50 @@ void EftMethod::end_task(const TaskEnd&) {
 TensorMap EftMethod::task_state(int64_t task) const { return states_.state(task); }
 
 TensorMap EftMethod::method_state() const { return base_; }
+
+TensorMap EftMethod::checkpoint() const {
+  TensorMap s = states_.checkpoint();
+  for (const auto& [k, v] : base_) s.emplace(k, v);
+  return s;
+}
+
+void EftMethod::resume(const std::vector<TaskInfo>& done, const TensorMap& state) {
+  CLR_ASSERT(states_.size() == 0 && current_ < 0, "resume into a method that has learned nothing");
+  TensorMap rest = states_.resume(state, static_cast<int64_t>(done.size()));
+  if (done.empty()) return;
+  const auto& sites = backbone_->conv_sites();
+  if (options_.base == "first-task") {  // the base the first task learned, frozen since
+    torch::NoGradGuard ng;
+    for (size_t i = 0; i < sites.size(); ++i) {
+      const std::string key = "base." + sites[i].name + ".weight";
+      const auto it = rest.find(key);
+      CLR_CHECK(it != rest.end() && it->second.sizes() == base_weights_[i].sizes(), ConfigError,
+                "the checkpoint has no '", key, "' ", describe(base_weights_[i]));
+      base_weights_[i].copy_(it->second);
+      base_.emplace(key, it->second.to(at::kCPU).clone());
+      rest.erase(it);
+    }
+  }
+  CLR_CHECK(rest.empty(), ConfigError, "checkpoint tensor '", rest.empty() ? "" : rest.begin()->first,
+            "' is not one of ", name(), "'s");
+  make_transforms();
+  for (int64_t t = 0; t < states_.size(); ++t) {  // each state fits the live modules
+    const TensorMap& s = states_.state(t);
+    const auto w = s.find("head.weight");
+    CLR_CHECK(w != s.end() && w->second.dim() == 2, ConfigError, "the checkpoint's task ", t + 1, " has no head");
+    head_ = torch::nn::Linear(w->second.size(1), w->second.size(0));
+    head_->to(device());
+    const TensorMap live = live_state();
+    CLR_CHECK(s.size() == live.size(), ConfigError, "the checkpoint's task ", t + 1, " has ", s.size(),
+              " tensors, not ", live.size());
+    for (const auto& [k, v] : live) {
+      const auto it = s.find(k);
+      CLR_CHECK(it != s.end() && it->second.sizes() == v.sizes(), ConfigError, "the checkpoint's task ", t + 1,
+                " has no '", k, "' ", describe(v));
+    }
+  }
+  installed_ = -1;
+}
 
 int64_t EftMethod::extra_params(int64_t task) const { return states_.trainable(task); }
 

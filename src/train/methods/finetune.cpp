@@ -165,13 +165,24 @@ TensorMap FinetuneMethod::checkpoint() const {
 }
 
 void FinetuneMethod::resume(const std::vector<TaskInfo>& done, const TensorMap& state) {
+  const TensorMap rest = resume_finetune(done, state);
+  CLR_CHECK(rest.empty(), ConfigError, "checkpoint tensor '", rest.empty() ? "" : rest.begin()->first,
+            "' is not one of ", name(), "'s");
+}
+
+TensorMap FinetuneMethod::resume_finetune(const std::vector<TaskInfo>& done, const TensorMap& state) {
   CLR_ASSERT(classes_.empty() && current_ < 0, "resume into a method that has learned nothing");
   torch::NoGradGuard no_grad;
-  TensorMap heads;
+  TensorMap heads, rest;
   const TensorMap backbone = models::state_dict(*backbone_);
   for (const auto& [k, v] : state) {
-    if (k.rfind("backbone.", 0) != 0) {
+    const size_t dot = k.find('.', 5);
+    if (k.rfind("task.", 0) == 0 && dot != std::string::npos && k.compare(dot + 1, 5, "head.") == 0) {
       heads.emplace(k, v);
+      continue;
+    }
+    if (k.rfind("backbone.", 0) != 0) {
+      rest.emplace(k, v);
       continue;
     }
     const auto it = backbone.find(k.substr(9));
@@ -196,6 +207,7 @@ void FinetuneMethod::resume(const std::vector<TaskInfo>& done, const TensorMap& 
     head->bias.copy_(h.at("head.bias"));
     heads_.push_back(head);
   }
+  return rest;
 }
 
 void FinetuneMethod::set_training(bool on) {

@@ -22,10 +22,22 @@ PspMethod::PspMethod(models::ResNet backbone, int64_t backbone_params_with_fc, P
 
 void PspMethod::begin_task(const TaskInfo& task) {
   FinetuneMethod::begin_task(task);
+  add_contexts(task.index);
+}
+
+bool PspMethod::resumable() const { return true; }
+
+void PspMethod::resume(const std::vector<TaskInfo>& done, const TensorMap& state) {
+  FinetuneMethod::resume(done, state);
+  for (const TaskInfo& task : done) add_contexts(task.index);
+}
+
+void PspMethod::add_contexts(int64_t index) {
+  CLR_ASSERT(index == static_cast<int64_t>(contexts_.size()), "contexts are made in task order");
   // The task's contexts: from its own generator (seed, task), never from LibTorch's, so
   // that the run is `sgd`'s bit for bit when every context is all ones.
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(options_.seed * 1000003ull + static_cast<uint64_t>(task.index));
-  const bool ones = options_.context == "ones" || (options_.context == "first-ones" && task.index == 0);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(options_.seed * 1000003ull + static_cast<uint64_t>(index));
+  const bool ones = options_.context == "ones" || (options_.context == "first-ones" && index == 0);
   std::vector<at::Tensor> contexts;
   for (const auto& site : backbone_->conv_sites()) {
     const std::vector<int64_t> shape{1, site.in_channels, site.kernel, site.kernel};

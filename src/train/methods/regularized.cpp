@@ -55,6 +55,38 @@ TensorMap named_state(const std::vector<std::pair<std::string, at::Tensor>>& nam
 // A uniform double in [0, 1) from 53 random bits (the same on every platform).
 double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
 
+// The tensors `prefix.<name>` of `from` for every name of `names`, in that order, on
+// `device`, taken out of `from`; empty when `from` holds none of them. ConfigError for
+// a missing one or one of another shape.
+std::vector<at::Tensor> take_named(TensorMap& from, const std::vector<std::pair<std::string, at::Tensor>>& names,
+                                   const std::string& prefix, c10::Device device) {
+  std::vector<at::Tensor> out;
+  for (const auto& [name, like] : names) {
+    const auto it = from.find(prefix + "." + name);
+    if (it == from.end()) {
+      CLR_CHECK(out.empty(), ConfigError, "the checkpoint has no '", prefix, ".", name, "'");
+      continue;
+    }
+    CLR_CHECK(it->second.sizes() == like.sizes(), ConfigError, "checkpoint tensor '", it->first, "' is ",
+              describe(it->second), ", not of the shape of ", name, " ", describe(like));
+    out.push_back(it->second.to(device, at::kFloat).clone());
+    from.erase(it);
+  }
+  CLR_CHECK(out.empty() || out.size() == names.size(), ConfigError, "the checkpoint has no '", prefix, ".",
+            names.front().first, "'");
+  return out;
+}
+
+void check_all_taken(const TensorMap& rest, const std::string& method) {
+  CLR_CHECK(rest.empty(), ConfigError, "checkpoint tensor '", rest.empty() ? "" : rest.begin()->first,
+            "' is not one of ", method, "'s");
+}
+
+TensorMap merged(TensorMap a, const TensorMap& b) {
+  for (const auto& [k, v] : b) a.emplace(k, v);
+  return a;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- EWC / online EWC
@@ -157,6 +189,18 @@ TensorMap EwcMethod::method_state() const {
   return named_state(backbone_parameters(), {{"ewc.precision", &precision_}, {"ewc.centre", &centre_}});
 }
 
+TensorMap EwcMethod::checkpoint() const { return merged(FinetuneMethod::checkpoint(), method_state()); }
+
+void EwcMethod::resume(const std::vector<TaskInfo>& done, const TensorMap& state) {
+  TensorMap rest = resume_finetune(done, state);
+  const auto names = backbone_parameters();
+  precision_ = take_named(rest, names, "ewc.precision", device());
+  centre_ = take_named(rest, names, "ewc.centre", device());
+  CLR_CHECK(precision_.empty() == done.empty() && centre_.size() == precision_.size(), ConfigError,
+            "the checkpoint's EWC precision and centre do not match its ", done.size(), " learned tasks");
+  check_all_taken(rest, name());
+}
+
 // ---------------------------------------------------------------- SI
 
 void SiOptions::validate() const {
@@ -210,6 +254,30 @@ void SiMethod::end_task(const TaskEnd& end) {
 TensorMap SiMethod::method_state() const {
   if (omega_.empty()) return {};
   return named_state(backbone_parameters(), {{"si.omega", &omega_}, {"si.anchor", &anchor_}});
+}
+
+TensorMap SiMethod::checkpoint() const { return merged(FinetuneMethod::checkpoint(), method_state()); }
+
+void SiMethod::resume(const std::vector<TaskInfo>& done, const TensorMap& state) {
+  TensorMap rest = resume_finetune(done, state);
+  const auto names = backbone_parameters();
+  omega_ = take_named(rest, names, "si.omega", device());
+  anchor_ = take_named(rest, names, "si.anchor", device());
+  CLR_CHECK(omega_.empty() == done.empty() && anchor_.size() == omega_.size(), ConfigError,
+            "the checkpoint's SI importance and anchor do not match its ", done.size(), " learned tasks");
+  check_all_taken(rest, name());
+}
+
+TensorMap SiMethod::step_state() const {
+  if (path_.empty()) return {};
+  return named_state(backbone_parameters(), {{"si.path", &path_}});
+}
+
+void SiMethod::load_step_state(const TensorMap& state) {
+  TensorMap rest = state;
+  std::vector<at::Tensor> path = take_named(rest, backbone_parameters(), "si.path", device());
+  check_all_taken(rest, name());
+  if (!path.empty()) path_ = std::move(path);
 }
 
 // ---------------------------------------------------------------- LwF

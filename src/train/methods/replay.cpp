@@ -5,6 +5,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include <torch/torch.h>
 
@@ -97,6 +98,67 @@ TensorMap ReplayBuffer::state() const {
               {"buffer.seen", torch::tensor({seen_}, torch::kLong)}};
   if (logits_.defined()) s.emplace("buffer.logits", logits().clone());
   return s;
+}
+
+TensorMap ReplayBuffer::rng_state() const {
+  std::ostringstream os;
+  os << rng_;
+  const std::string text = os.str();
+  return {{"buffer.rng", torch::tensor(std::vector<uint8_t>(text.begin(), text.end()), torch::kUInt8)}};
+}
+
+void ReplayBuffer::load_rng_state(const TensorMap& state) {
+  const auto it = state.find("buffer.rng");
+  CLR_CHECK(it != state.end(), ConfigError, "the checkpoint has no replay buffer generator ('buffer.rng')");
+  const at::Tensor t = it->second.to(torch::kCPU).contiguous();
+  CLR_CHECK(t.scalar_type() == torch::kUInt8 && t.dim() == 1, ConfigError, "checkpoint tensor 'buffer.rng' is ",
+            describe(t), ", not the generator's text (uint8)");
+  std::istringstream is(std::string(reinterpret_cast<const char*>(t.data_ptr<uint8_t>()), t.numel()));
+  std::mt19937_64 rng;
+  is >> rng;
+  CLR_CHECK(!is.fail(), ConfigError, "checkpoint tensor 'buffer.rng' is not a generator's state");
+  rng_ = rng;
+}
+
+TensorMap ReplayBuffer::checkpoint() const {
+  TensorMap s = state();
+  s.merge(rng_state());
+  return s;
+}
+
+void ReplayBuffer::resume(const TensorMap& state) {
+  load_rng_state(state);
+  const auto get = [&](const char* key) {
+    const auto it = state.find(key);
+    return it == state.end() ? at::Tensor() : it->second.to(torch::kCPU);
+  };
+  const at::Tensor images = get("buffer.images"), labels = get("buffer.labels"), tasks = get("buffer.tasks"),
+                   seen = get("buffer.seen"), logits = get("buffer.logits");
+  images_ = labels_ = tasks_ = logits_ = at::Tensor();
+  filled_ = seen_ = 0;
+  if (!images.defined()) return;
+  const int64_t m = images.dim() == 4 ? images.size(0) : -1;
+  CLR_CHECK(m >= 1 && m <= capacity_ && images.scalar_type() == torch::kUInt8 && labels.defined() &&
+                tasks.defined() && seen.defined() && labels.sizes() == at::IntArrayRef{m} &&
+                tasks.sizes() == at::IntArrayRef{m} && seen.numel() == 1 &&
+                logits.defined() == (logit_width_ > 0) &&
+                (!logits.defined() || logits.sizes() == at::IntArrayRef({m, logit_width_})),
+            ConfigError, "the checkpoint's replay buffer (", describe(images), ") does not fit a buffer of ",
+            capacity_, " images", logit_width_ > 0 ? detail::concat(" with ", logit_width_, " logits each") : "");
+  seen_ = seen.to(torch::kLong).item<int64_t>();
+  CLR_CHECK(std::min(seen_, capacity_) == m, ConfigError, "the checkpoint's replay buffer holds ", m,
+            " images after ", seen_, " offered, not ", std::min(seen_, capacity_));
+  filled_ = m;
+  images_ = torch::zeros({capacity_, images.size(1), images.size(2), images.size(3)}, torch::kUInt8);
+  images_.narrow(0, 0, m).copy_(images);
+  labels_ = torch::zeros({capacity_}, torch::kLong);
+  labels_.narrow(0, 0, m).copy_(labels);
+  tasks_ = torch::zeros({capacity_}, torch::kLong);
+  tasks_.narrow(0, 0, m).copy_(tasks);
+  if (logit_width_ > 0) {
+    logits_ = torch::zeros({capacity_, logit_width_}, torch::kFloat);
+    logits_.narrow(0, 0, m).copy_(logits);
+  }
 }
 
 // ---------------------------------------------------------------- ER / DER++
@@ -283,11 +345,50 @@ void ReplayMethod::end_task(const TaskEnd& end) {
                         [&](const at::Tensor& x, const at::Tensor&) { out.push_back(logits(task, x).to(torch::kCPU)); });
     buffer_.set_logits(slots, torch::cat(out));
   }
-  device_images_ = buffer_.empty() ? at::Tensor() : buffer_.images().to(device());
-  device_logits_ = buffer_.empty() || !options_.derpp ? at::Tensor() : buffer_.logits().to(device());
+  upload_buffer();
   log::info("  ", name(), ": buffer holds ", buffer_.size(), "/", buffer_.capacity(), " images after ",
             buffer_.seen(), " offered");
   FinetuneMethod::end_task(end);
+}
+
+void ReplayMethod::upload_buffer() {
+  device_images_ = buffer_.empty() ? at::Tensor() : buffer_.images().to(device());
+  device_logits_ = buffer_.empty() || !options_.derpp ? at::Tensor() : buffer_.logits().to(device());
+}
+
+TensorMap ReplayMethod::checkpoint() const {
+  TensorMap s = FinetuneMethod::checkpoint();
+  s.merge(buffer_.checkpoint());
+  s.emplace("replay.batch", torch::tensor({batch_size_}, torch::kLong));
+  return s;
+}
+
+void ReplayMethod::resume(const std::vector<TaskInfo>& done, const TensorMap& state) {
+  if (done.empty() && state.empty()) return;  // the run's first checkpoint: nothing learned yet
+  TensorMap rest = resume_finetune(done, state);
+  load_step_state(rest);
+  buffer_.resume(rest);
+  for (const char* k : {"buffer.images", "buffer.labels", "buffer.tasks", "buffer.seen", "buffer.logits", "buffer.rng",
+                        "replay.batch"}) {
+    rest.erase(k);
+  }
+  CLR_CHECK(rest.empty(), ConfigError, "checkpoint tensor '", rest.empty() ? "" : rest.begin()->first,
+            "' is not one of ", name(), "'s");
+  upload_buffer();
+}
+
+TensorMap ReplayMethod::step_state() const {
+  TensorMap s = buffer_.rng_state();
+  s.emplace("replay.batch", torch::tensor({batch_size_}, torch::kLong));
+  return s;
+}
+
+void ReplayMethod::load_step_state(const TensorMap& state) {
+  buffer_.load_rng_state(state);
+  const auto it = state.find("replay.batch");
+  CLR_CHECK(it != state.end() && it->second.numel() == 1, ConfigError, "the checkpoint has no replay batch size");
+  batch_size_ = it->second.to(torch::kLong).item<int64_t>();
+  CLR_CHECK(batch_size_ >= 0, ConfigError, "the checkpoint's replay batch size is ", batch_size_);
 }
 
 }  // namespace clr::train

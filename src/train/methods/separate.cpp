@@ -4,6 +4,7 @@
 
 #include "clr/core/error.h"
 #include "clr/models/registry.h"
+#include "clr/train/task_states.h"
 
 namespace clr::train {
 
@@ -44,6 +45,36 @@ TensorMap SeparateMethod::task_state(int64_t task) const {
 
 int64_t SeparateMethod::extra_params(int64_t task) const {
   return models::parameter_count(*backbone_) + FinetuneMethod::extra_params(task);
+}
+
+TensorMap SeparateMethod::checkpoint() const {
+  TensorMap s = FinetuneMethod::checkpoint();
+  for (size_t t = 0; t < nets_.size(); ++t) {
+    for (const auto& [k, v] : models::state_dict(*nets_[t])) {
+      s.emplace(detail::concat("task.", t, ".backbone.", k), v.detach().to(at::kCPU).clone());
+    }
+  }
+  return s;
+}
+
+void SeparateMethod::resume(const std::vector<TaskInfo>& done, const TensorMap& state) {
+  const std::vector<TensorMap> parts = split_task_keys(resume_finetune(done, state), static_cast<int64_t>(done.size()));
+  torch::NoGradGuard ng;
+  for (size_t t = 0; t < parts.size(); ++t) {
+    models::ResNet net(std::dynamic_pointer_cast<models::ResNetImpl>(backbone_->clone()));
+    TensorMap own = models::state_dict(*net);
+    CLR_CHECK(parts[t].size() == own.size(), ConfigError, "the checkpoint's backbone of task ", t + 1, " has ",
+              parts[t].size(), " tensors, not ", own.size());
+    for (const auto& [k, v] : parts[t]) {
+      const auto it = k.rfind("backbone.", 0) == 0 ? own.find(k.substr(9)) : own.end();
+      CLR_CHECK(it != own.end() && it->second.sizes() == v.sizes(), ConfigError, "checkpoint tensor 'task.", t, ".",
+                k, "' ", describe(v), " is not one of a task's backbone");
+      it->second.copy_(v);
+    }
+    net->eval();
+    for (auto& p : net->parameters()) p.requires_grad_(false);
+    nets_.push_back(net);
+  }
 }
 
 void SeparateMethod::set_training(bool on) {

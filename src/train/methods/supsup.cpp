@@ -9,6 +9,7 @@
 #include "clr/core/error.h"
 #include "clr/core/hash.h"
 #include "clr/models/registry.h"
+#include "clr/train/task_states.h"
 
 namespace clr::train {
 
@@ -262,6 +263,51 @@ void SupsupMethod::set_training(bool on) {
   training_ = on;
   backbone_->eval();
   if (head_) head_->train(on);
+}
+
+TensorMap SupsupMethod::checkpoint() const {
+  TensorMap s;
+  for (size_t t = 0; t < tasks_.size(); ++t) {
+    for (const auto& [k, v] : task_state(static_cast<int64_t>(t))) s.emplace(detail::concat("task.", t, ".", k), v);
+  }
+  return s;
+}
+
+void SupsupMethod::resume(const std::vector<TaskInfo>& done, const TensorMap& state) {
+  CLR_ASSERT(tasks_.empty() && current_ < 0, "resume into a method that has learned nothing");
+  const std::vector<TensorMap> parts = split_task_keys(state, static_cast<int64_t>(done.size()));
+  const auto& sites = backbone_->conv_sites();
+  torch::NoGradGuard ng;
+  for (size_t t = 0; t < parts.size(); ++t) {
+    const TensorMap& p = parts[t];
+    const auto get = [&](const std::string& key, at::IntArrayRef shape) -> const at::Tensor& {
+      const auto it = p.find(key);
+      CLR_CHECK(it != p.end() && (shape.empty() || it->second.sizes() == shape), ConfigError,
+                "the checkpoint's state of task ", t + 1, " has no '", key, "'",
+                shape.empty() ? "" : detail::concat(" of shape ", shape));
+      return it->second;
+    };
+    TaskSlot slot;
+    for (size_t i = 0; i < sites.size(); ++i) {
+      const at::Tensor& w = weights_[i];
+      slot.masks.push_back(unpack_bits(get("mask." + sites[i].name, {}), w.numel()).view(w.sizes()).to(device()));
+      const std::vector<int64_t> channels{sites[i].out_channels};
+      slot.mean.push_back(get("bn." + sites[i].norm + ".running_mean", channels).to(w.options()));
+      slot.var.push_back(get("bn." + sites[i].norm + ".running_var", channels).to(w.options()));
+    }
+    const at::Tensor& hw = get("head.weight", {});
+    CLR_CHECK(hw.dim() == 2 && hw.size(1) == backbone_->feature_dim(), ConfigError, "the checkpoint's head of task ",
+              t + 1, " is ", describe(hw), " for ", backbone_->feature_dim(), " features");
+    slot.head = torch::nn::Linear(hw.size(1), hw.size(0));
+    slot.head->to(device());
+    slot.head->weight.copy_(hw);
+    slot.head->bias.copy_(get("head.bias", {hw.size(0)}));
+    for (auto& q : slot.head->parameters()) q.requires_grad_(false);
+    CLR_CHECK(p.size() == 3 * sites.size() + 2, ConfigError, "the checkpoint's state of task ", t + 1, " has ",
+              p.size(), " tensors, not ", 3 * sites.size() + 2);
+    tasks_.push_back(std::move(slot));
+  }
+  installed_ = -1;
 }
 
 }  // namespace clr::train

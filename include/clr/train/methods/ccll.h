@@ -56,6 +56,10 @@ class CcllMethod : public Method, private models::ConvHook {
   TensorMap method_state() const override;
   // The task's calibration modules (affine BatchNorm included) and head.
   int64_t extra_params(int64_t task) const override;
+  // Every task's state and the base (method_state()).
+  bool resumable() const override { return true; }
+  TensorMap checkpoint() const override;
+  void resume(const std::vector<TaskInfo>& done, const TensorMap& state) override;
   int64_t backbone_params() const override { return backbone_params_; }
   std::string backbone_fingerprint() const override { return fingerprint_; }
   void set_training(bool on) override;
@@ -79,6 +83,7 @@ class CcllMethod : public Method, private models::ConvHook {
   TensorMap live_state() const;  // the live calibration modules (when calibrating) and head
   TensorMap base_state() const;  // the base's convs and BatchNorm, on the device
   void install(int64_t task);
+  void make_sites();             // fresh calibration modules, per conv site
 
   CcllOptions options_;
   models::ResNet backbone_;

@@ -39,6 +39,11 @@ class ConfitMethod : public FinetuneMethod, private models::ConvHook {
   TensorMap task_state(int64_t task) const override;
   // The head plus the BatchNorm affine parameters the task keeps.
   int64_t extra_params(int64_t task) const override;
+  // FinetuneMethod's checkpoint and each task's BatchNorm and input means
+  // (`task.<i>.bn.*`, `task.<i>.input_mean.*`, as in task_state).
+  bool resumable() const override { return true; }
+  TensorMap checkpoint() const override;
+  void resume(const std::vector<TaskInfo>& done, const TensorMap& state) override;
 
   // Task `task`'s BatchNorm running means as the correction recomputes them through
   // the current weights for `size` x `size` images, by BatchNorm name.

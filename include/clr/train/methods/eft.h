@@ -53,6 +53,10 @@ class EftMethod : public Method, private models::ConvHook {
   // Transformations + BatchNorm affine + head of the task (90 C + 2 C per conv of C
   // outputs with the default groups).
   int64_t extra_params(int64_t task) const override;
+  // Every task's state and the base (method_state()).
+  bool resumable() const override { return true; }
+  TensorMap checkpoint() const override;
+  void resume(const std::vector<TaskInfo>& done, const TensorMap& state) override;
   int64_t backbone_params() const override { return backbone_params_; }
   std::string backbone_fingerprint() const override { return fingerprint_; }
   void set_training(bool on) override;
@@ -67,6 +71,7 @@ class EftMethod : public Method, private models::ConvHook {
   bool base_trains() const { return options_.base == "first-task" && current_ == 0; }
   TensorMap live_state() const;  // the live transformations, BatchNorm and head, on the device
   void install(int64_t task);
+  void make_transforms();        // fresh live transformations, per site
 
   EftOptions options_;
   models::ResNet backbone_;

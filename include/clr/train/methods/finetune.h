@@ -60,6 +60,10 @@ class FinetuneMethod : public Method {
 
  protected:
   const torch::nn::Linear& head_of(int64_t task) const;
+  // Puts back what FinetuneMethod::checkpoint() holds (`backbone.<key>` for sgd, the
+  // heads as `task.<i>.head.<key>`) and returns the checkpoint's other tensors, for a
+  // derived method's resume.
+  TensorMap resume_finetune(const std::vector<TaskInfo>& done, const TensorMap& state);
   // Logits of task `task` from backbone features (sgd-ll: its first K outputs).
   at::Tensor head_logits(int64_t task, const at::Tensor& features) const;
   at::Tensor logits(int64_t task, const at::Tensor& images);

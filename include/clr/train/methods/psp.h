@@ -37,12 +37,16 @@ class PspMethod : public FinetuneMethod, private models::ConvHook {
   TensorMap task_state(int64_t task) const override;
   // The head plus the context bits counted as 1/32 of a (float) parameter each.
   int64_t extra_params(int64_t task) const override;
+  // FinetuneMethod's checkpoint: each task's contexts come from (seed, task) again.
+  bool resumable() const override;
+  void resume(const std::vector<TaskInfo>& done, const TensorMap& state) override;
 
   // Task `task`'s context of site `site`, [1, C_in, k_h, k_w] of +-1 (float).
   const at::Tensor& context(int64_t task, size_t site) const;
 
  private:
   at::Tensor conv(size_t site, torch::nn::Conv2dImpl& conv, const at::Tensor& x) override;
+  void add_contexts(int64_t index);  // task `index`'s, appended
   template <class F>
   at::Tensor with_context(int64_t task, F&& f);
 

@@ -36,6 +36,10 @@ class EwcMethod : public FinetuneMethod {
   at::Tensor loss(const at::Tensor& images, const at::Tensor& labels) override;
   void end_task(const TaskEnd& end) override;
   TensorMap method_state() const override;
+  // FinetuneMethod's checkpoint and the precision and centre (method_state()).
+  bool resumable() const override { return true; }
+  TensorMap checkpoint() const override;
+  void resume(const std::vector<TaskInfo>& done, const TensorMap& state) override;
 
   // The diagonal Fisher of the backbone parameters on `split` under task `task`'s
   // head: per-sample squared gradients of log p(y|x), y drawn from the model's
@@ -68,6 +72,13 @@ class SiMethod : public FinetuneMethod {
   void after_step() override;
   void end_task(const TaskEnd& end) override;
   TensorMap method_state() const override;
+  // FinetuneMethod's checkpoint and Omega and the anchor (method_state()); within a
+  // task, the running path integral is its step state.
+  bool resumable() const override { return true; }
+  TensorMap checkpoint() const override;
+  void resume(const std::vector<TaskInfo>& done, const TensorMap& state) override;
+  TensorMap step_state() const override;
+  void load_step_state(const TensorMap& state) override;
 
  private:
   SiOptions options_;
@@ -95,6 +106,8 @@ class LwfMethod : public FinetuneMethod {
   void begin_task(const TaskInfo& task) override;
   at::Tensor loss(const at::Tensor& images, const at::Tensor& labels) override;
   void end_task(const TaskEnd& end) override;
+  // The teacher is the backbone as a task begins: FinetuneMethod's checkpoint is all.
+  bool resumable() const override { return true; }
 
  private:
   LwfOptions options_;

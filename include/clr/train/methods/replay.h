@@ -45,6 +45,13 @@ class ReplayBuffer {
   at::Tensor tasks() const;    // int64 [M]
   at::Tensor logits() const;   // float [M,W] (undefined without logits)
   TensorMap state() const;
+  // state() with the random generator's state ("buffer.rng"): what resume() puts back
+  // into a buffer of the same capacity and logit width.
+  TensorMap checkpoint() const;
+  void resume(const TensorMap& state);
+  // The random generator's state alone ("buffer.rng": its text, uint8).
+  TensorMap rng_state() const;
+  void load_rng_state(const TensorMap& state);
 
  private:
   int64_t capacity_;
@@ -79,6 +86,13 @@ class ReplayMethod : public FinetuneMethod {
   void end_task(const TaskEnd& end) override;
   bool changes_old_task_states() const override { return true; }
   TensorMap method_state() const override { return buffer_.state(); }
+  // FinetuneMethod's checkpoint, the buffer (with its generator) and the replay batch
+  // size; within a task, the generator and the batch size are its step state.
+  bool resumable() const override { return true; }
+  TensorMap checkpoint() const override;
+  void resume(const std::vector<TaskInfo>& done, const TensorMap& state) override;
+  TensorMap step_state() const override;
+  void load_step_state(const TensorMap& state) override;
 
   const ReplayBuffer& buffer() const { return buffer_; }
   // Tasks with at least one image in the buffer (their heads train), ascending.
@@ -90,6 +104,8 @@ class ReplayMethod : public FinetuneMethod {
   // Mean (or summed) cross-entropy of replayed samples, each through its own head.
   at::Tensor replay_cross_entropy(const at::Tensor& features, const std::vector<int64_t>& slots, bool sum) const;
 
+  // Copies the buffer's images (and stored logits) to the device.
+  void upload_buffer();
   // `slots` as an index tensor on the device.
   at::Tensor device_index(const std::vector<int64_t>& slots) const;
   // The replayed samples' logits under every head involved, in one product: logits

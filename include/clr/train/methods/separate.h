@@ -21,6 +21,10 @@ class SeparateMethod : public FinetuneMethod {
   TensorMap task_state(int64_t task) const override;
   int64_t extra_params(int64_t task) const override;
   void set_training(bool on) override;
+  // FinetuneMethod's checkpoint and each task's backbone (`task.<i>.backbone.<key>`).
+  bool resumable() const override { return true; }
+  TensorMap checkpoint() const override;
+  void resume(const std::vector<TaskInfo>& done, const TensorMap& state) override;
 
  private:
   TensorMap initial_;                // the pretrained backbone every task starts from

@@ -67,6 +67,11 @@ class SupsupMethod : public Method, private models::ConvHook {
   TensorMap task_state(int64_t task) const override;
   // The head's parameters plus the mask's bits counted as 1/32 of a (float) parameter each.
   int64_t extra_params(int64_t task) const override;
+  // Every task's state (task_state: masks, statistics, head); the network is made
+  // again from the seed (or the file), as the stopped run's was.
+  bool resumable() const override { return true; }
+  TensorMap checkpoint() const override;
+  void resume(const std::vector<TaskInfo>& done, const TensorMap& state) override;
   int64_t backbone_params() const override { return backbone_params_; }
   // Of the backbone as loaded (before the random weights replace it), so that a
   // comparison shows every method started from the same file.
