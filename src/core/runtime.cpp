@@ -1,6 +1,9 @@
 #include "clr/core/runtime.h"
 
 #include <cstdlib>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <ctime>
 #include <fstream>
 #include <string>
@@ -50,7 +53,21 @@ ThreadConfig resolve_threads(int requested) {
   return {hw, "hardware"};
 }
 
+void configure_allocator() {
+#if defined(__GLIBC__)
+  static const bool done = [] {
+    const char* keep = std::getenv("CLR_KEEP_FREED_MEMORY");
+    if (keep != nullptr && std::string(keep) == "0") return false;  // glibc's defaults (bench/, small hosts)
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    return true;
+  }();
+  (void)done;
+#endif
+}
+
 ThreadConfig configure_threads(int requested) {
+  configure_allocator();
   ThreadConfig cfg = resolve_threads(requested);
   at::set_num_threads(cfg.intra_op);
   log::debug("intra-op threads: ", cfg.intra_op, " (from ", cfg.source, ")");

@@ -145,6 +145,21 @@ at::Tensor add_norm_penalty(const std::vector<at::Tensor>& params, double penalt
   // d(penalty * ||p||)/dp = p * (penalty / ||p||), 0 for an all-zero p: autograd's
   // norm backward, with every tensor's factor spread over its elements in one go.
   const at::Tensor scale = torch::where(norms > 0, penalty / norms, torch::zeros_like(norms));
+  if (norms.device().is_cpu()) {
+    // On the CPU, tensor by tensor: the one-go product below makes temporaries of the
+    // size of all tensors together (a whole network for sgd), which glibc maps and
+    // unmaps on every step (3-8x slower steps, measured); the arithmetic is the same.
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (!params[i].requires_grad()) continue;
+      const at::Tensor piece = p[i] * scale[static_cast<int64_t>(i)];
+      if (params[i].grad().defined()) {
+        params[i].mutable_grad().add_(piece);
+      } else {
+        params[i].mutable_grad() = piece;
+      }
+    }
+    return norms.sum();
+  }
   int64_t total = 0;
   for (int64_t n : lengths) total += n;
   const at::Tensor counts = to_device_async(torch::tensor(lengths, torch::kLong), norms.device());
