@@ -82,7 +82,7 @@ Bundle read_bundle(const std::string& dir) {
   } catch (const nlohmann::json::exception& e) {
     throw FormatError(detail::concat("'", path, "' is not JSON: ", e.what()));
   }
-  CLR_CHECK(b.index.value("schema", "") == "clr.suite-bundle/1", FormatError, "'", path,
+  CLR_CHECK(json_string_is(b.index, "schema", "clr.suite-bundle/1"), FormatError, "'", path,
             "' is not a suite bundle (expected schema clr.suite-bundle/1)");
   try {
     for (const auto& [name, p] : b.index.at("packages").items()) {

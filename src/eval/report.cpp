@@ -9,6 +9,7 @@
 
 #include "clr/core/error.h"
 #include "clr/core/file_io.h"
+#include "clr/core/json_numbers.h"
 #include "clr/eval/plot.h"
 #include "clr/eval/results.h"
 
@@ -60,7 +61,7 @@ ReportFiles compare_report(const std::string& dir) {
   } catch (const nlohmann::json::exception& e) {
     throw FormatError(detail::concat("'", dir, "/compare.json' is not a clr comparison: ", e.what()));
   }
-  CLR_CHECK(j.value("schema", "") == "clr.compare/1", FormatError, "'", dir, "/compare.json' is not a clr comparison");
+  CLR_CHECK(json_string_is(j, "schema", "clr.compare/1"), FormatError, "'", dir, "/compare.json' is not a clr comparison");
   Page page;
   page.dir = dir;
   make_directories(dir + "/figures");

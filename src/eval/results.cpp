@@ -134,7 +134,7 @@ Results parse_results(const std::string& text, const std::string& path) {
   } catch (const json::exception& e) {
     throw FormatError(detail::concat("'", path, "' is not JSON: ", e.what()));
   }
-  CLR_CHECK(j.is_object() && j.value("schema", "") == "clr.results/1", FormatError, "'", path,
+  CLR_CHECK(json_string_is(j, "schema", "clr.results/1"), FormatError, "'", path,
             "' is not a clr results file (expected \"schema\": \"clr.results/1\")");
   Results r;
   try {

@@ -9,6 +9,7 @@
 #include "clr/data/image.h"
 #include "clr/data/loader.h"
 #include "clr/data/sources.h"
+#include "clr/eval/results.h"
 #include "test_util.h"
 
 namespace clr {
@@ -47,7 +48,7 @@ TEST(Image, CorruptAndNonImageFilesAreFormatErrorsNamingTheFile) {
 TEST(FuzzFindings, StayFormatErrors) {
   const std::string corpus = std::string(CLR_SOURCE_DIR) + "/fuzz/corpus/";
   int checked = 0;
-  for (const char* target : {"image", "idx", "pth", "weights"}) {
+  for (const char* target : {"image", "idx", "pth", "weights", "results"}) {
     for (const auto& name : list_directory(corpus + target)) {
       if (name.rfind("regress-", 0) != 0) continue;
       const std::string path = corpus + target + "/" + name;
@@ -63,6 +64,8 @@ TEST(FuzzFindings, StayFormatErrors) {
           m = e.what();
         }
         if (m.empty()) m = message_of<FormatError>([&] { data::read_idx_labels(path); });
+      } else if (t == "results") {  // e.g. a "schema" that is a number
+        m = message_of<FormatError>([&] { eval::read_results(path); });
       } else {
         m = message_of<FormatError>([&] { load_tensor_file(path); });
       }
@@ -70,7 +73,7 @@ TEST(FuzzFindings, StayFormatErrors) {
       ++checked;
     }
   }
-  EXPECT_GE(checked, 6);
+  EXPECT_GE(checked, 8);
   // The JPEG one: a Huffman table of more than 256 codes, which stb_image would write past
   // (its header reader too: no declared size); the GIF of 0 x 0 pixels.
   const std::string jpeg = corpus + "image/regress-a40a508e8f0b";

@@ -23,4 +23,14 @@ void check_json_numbers(const Json& j, const std::string& origin) {
   }
 }
 
+// Whether `j` is an object whose `key` is the string `value`: never throws, where
+// j.value(key, "") throws for a field of another type or a document that is no object
+// (a results.json with "schema": 1111111111112230, found by clr_fuzz).
+template <class Json>
+bool json_string_is(const Json& j, const char* key, const std::string& value) {
+  if (!j.is_object()) return false;
+  const auto it = j.find(key);
+  return it != j.end() && it->is_string() && it->template get_ref<const std::string&>() == value;
+}
+
 }  // namespace clr
