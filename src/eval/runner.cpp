@@ -40,8 +40,10 @@ std::string absolute_path(const std::string& path) {
 
 // The run's adapter store, OUT/adapters, kept as it is: tasks already there are never
 // removed, and one that has the name of a task of this sequence is replaced (when the
-// new one is learned) only when this run or the run it was started over (`replaces`)
-// wrote it; any other is a conflict, reported before anything is trained.
+// new one is learned) only when this run or a run it was started over (`replaces`, run
+// ids separated by spaces: a restart of a restart that stopped early may still find the
+// first run's tasks) wrote it; any other is a conflict, reported before anything is
+// trained.
 store::Store open_run_store(const std::string& dir, const store::BackboneRef& ref, const data::Sequence& sequence,
                             const std::string& run_id, const std::string& replaces, const std::string& out_dir) {
   if (directory_exists(dir) && !store::Store::exists(dir)) {
@@ -63,7 +65,9 @@ store::Store open_run_store(const std::string& dir, const store::BackboneRef& re
     } catch (const std::exception& e) {
       why = e.what();
     }
-    if (!writer.empty() && (writer == run_id || writer == replaces)) continue;
+    if (!writer.empty() && (writer == run_id || (" " + replaces + " ").find(" " + writer + " ") != std::string::npos)) {
+      continue;
+    }
     foreign.push_back(detail::concat("'", t.name, "'", why.empty() ? "" : " (unreadable: " + why + ")"));
   }
   CLR_CHECK(foreign.empty(), ConfigError, "adapter store '", dir, "' already holds ", join_first(foreign),
@@ -129,7 +133,7 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
   // restart); any other is learned again, its stored tasks replaced one by one as the
   // new ones are learned, never before.
   std::optional<RunCheckpoint> previous;
-  std::string replaces;  // the run whose stored tasks this one may replace
+  std::string replaces;  // the runs whose stored tasks this one may replace (ids, space-separated)
   if (!o.restart) {
     previous = read_run_checkpoint(o.out_dir);
   } else {
@@ -140,7 +144,8 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
     }
   }
   if (previous) {
-    replaces = o.restart ? previous->run_id : previous->replaces;
+    replaces = o.restart ? previous->run_id + (previous->replaces.empty() ? "" : " " + previous->replaces)
+                         : previous->replaces;
     const std::string why = checkpoint_mismatch(*previous, o.config_json, identity, sequence.size());
     CLR_CHECK(o.restart || why.empty(), ConfigError, "'", o.out_dir, "' holds a run (", previous->tasks_done, " of its ",
               "tasks learned) that ", why, ": give --restart to learn this one there instead (the tasks it stored are "

@@ -9,6 +9,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -101,7 +102,8 @@ TEST(Resume, ASignalStopsAtTheEpochsEndAndTheRunGoesOn) {
   const std::string dir = out.path() + "/stopped";
   int stops = 0;
   for (const char* sig : {"INT", "TERM"}) {
-    const std::string cmd = std::string("timeout -s ") + sig + " 2 \"" + CLR_TEST_BINARY + "\" --threads 1 run" +
+    // --preserve-status: timeout's own status is 124 once it has sent the signal.
+    const std::string cmd = std::string("timeout --preserve-status -s ") + sig + " 2 \"" + CLR_TEST_BINARY + "\" --threads 1 run" +
                             common + " --out " + dir + " > " + out.path() + "/log.txt 2>&1";
     const int status = std::system(cmd.c_str());
     ASSERT_TRUE(WIFEXITED(status)) << sig;
@@ -148,6 +150,25 @@ TEST(Resume, ARerunGoesOnOrSaysWhatDiffersAndNeverEmptiesTheStore) {
   r = test::run_clr("tasks list --json --store " + out.path() + "/run/adapters");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(json::parse(r.out)["tasks"].size(), 3u) << r.out;
+
+  // --restart killed once its own checkpoint is written (a new run id), before it has
+  // replaced a task: a restart over that run may still replace the first run's tasks.
+  const std::string pid_file = out.path() + "/pid";
+  const std::string start = std::string("\"") + CLR_TEST_BINARY + "\" run" + common +
+                            " --lr 0.02 --restart > /dev/null 2>&1 & echo $! > " + pid_file;
+  ASSERT_EQ(std::system(start.c_str()), 0);
+  const std::string run_file = out.path() + "/run/checkpoint/run.safetensors";
+  bool written = false;
+  for (int i = 0; i < 600 && !written; ++i) {
+    try {
+      written = read_safetensors_metadata(run_file).at("run_id") != id;
+    } catch (const std::exception&) {
+    }
+    if (!written) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const std::string stop = "kill -9 $(cat " + pid_file + ") 2> /dev/null; sleep 0.2";
+  EXPECT_EQ(std::system(stop.c_str()), 0);
+  EXPECT_TRUE(written) << "the --restart run wrote no checkpoint of its own";
 
   // --restart to the end: a new run, its tasks replace the earlier run's.
   r = test::run_clr("run" + common + " --lr 0.01 --restart");

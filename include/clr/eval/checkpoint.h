@@ -29,7 +29,7 @@ inline constexpr const char* kCheckpointFormat = "clr.checkpoint/1";
 
 struct RunCheckpoint {
   std::string run_id;
-  std::string replaces;       // the run this one was started over (--restart): its stored tasks may be replaced
+  std::string replaces;       // the runs this one was started over (--restart), ids separated by spaces: their stored tasks may be replaced
   std::string config_json;    // the run's stored configuration (results.json's "config")
   std::string sequence_json;  // sequence_identity() of its tasks
   int64_t tasks_done = 0;
