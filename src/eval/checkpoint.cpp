@@ -11,6 +11,7 @@
 #include "clr/core/file_io.h"
 #include "clr/core/hash.h"
 #include "clr/core/safetensors.h"
+#include "clr/train/task_states.h"
 
 namespace clr::eval {
 namespace {
@@ -136,14 +137,10 @@ void write_run_checkpoint(const std::string& out, const RunCheckpoint& c) {
   std::vector<TensorMap> parts(static_cast<size_t>(c.fixed_tasks));
   TensorMap rest;
   for (const auto& [k, v] : c.method) {
-    const size_t dot = k.find('.', 5);
-    int64_t task = -1;
-    if (k.rfind("task.", 0) == 0 && dot != std::string::npos && dot > 5 && dot - 5 < 10 &&
-        k.find_first_not_of("0123456789", 5) == dot) {
-      task = std::stoll(k.substr(5, dot - 5));
-    }
+    std::string name;
+    const int64_t task = train::task_key_index(k, &name);
     if (task >= 0 && task < c.fixed_tasks) {
-      parts[static_cast<size_t>(task)].emplace(k.substr(dot + 1), v);
+      parts[static_cast<size_t>(task)].emplace(name, v);
     } else {
       rest.emplace(k, v);
     }

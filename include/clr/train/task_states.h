@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "clr/core/tensor_map.h"
@@ -34,9 +35,29 @@ class TaskStates {
   std::vector<int64_t> trainable_;
 };
 
+// Method::checkpoint() keys. The task index i of `task.<i>.<name>` (and `name` in
+// *name), or -1 for a key of another form.
+int64_t task_key_index(const std::string& key, std::string* name = nullptr);
+
 // A checkpoint's `task.<i>.<key>` tensors (i = 0..tasks-1) as one map per task, keys
 // without the prefix. ConfigError for a key of another form or index, or a task with
 // no tensors.
 std::vector<TensorMap> split_task_keys(const TensorMap& state, int64_t tasks);
+
+// The tensor `key` of a checkpoint's `from`, taken out of it: ConfigError when it is
+// missing or not of the shape of `like`.
+at::Tensor take_tensor(TensorMap& from, const std::string& key, const at::Tensor& like);
+
+// ConfigError unless `state`, a checkpoint's state of task `task` (0-based), holds
+// exactly the tensors of `like` (the method's live tensors for it), each of its shape.
+void check_task_state(int64_t task, const TensorMap& state, const TensorMap& like);
+
+// Puts the base a checkpoint holds (EFTs', CCLL's: the network the first task learned)
+// into `live`, the method's live base tensors by key, taking them out of `rest`; returns
+// CPU copies (what the method keeps as its method_state). ConfigError as take_tensor.
+TensorMap resume_base(TensorMap& rest, const TensorMap& live);
+
+// ConfigError naming a tensor left in `rest`: one that `method`'s resume did not take.
+void check_all_taken(const TensorMap& rest, const std::string& method);
 
 }  // namespace clr::train

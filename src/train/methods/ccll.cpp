@@ -182,19 +182,8 @@ void CcllMethod::resume(const std::vector<TaskInfo>& done, const TensorMap& stat
   CLR_ASSERT(states_.size() == 0 && current_ < 0, "resume into a method that has learned nothing");
   TensorMap rest = states_.resume(state, static_cast<int64_t>(done.size()));
   if (done.empty()) return;
-  if (options_.base == "first-task") {  // the base the first task learned, frozen since
-    torch::NoGradGuard ng;
-    for (auto& [k, v] : base_state()) {
-      const auto it = rest.find(k);
-      CLR_CHECK(it != rest.end() && it->second.sizes() == v.sizes(), ConfigError, "the checkpoint has no '", k, "' ",
-                describe(v));
-      v.copy_(it->second);
-      base_.emplace(k, it->second.to(at::kCPU).clone());
-      rest.erase(it);
-    }
-  }
-  CLR_CHECK(rest.empty(), ConfigError, "checkpoint tensor '", rest.empty() ? "" : rest.begin()->first,
-            "' is not one of ", name(), "'s");
+  if (options_.base == "first-task") base_ = resume_base(rest, base_state());  // learned by task 1, frozen since
+  check_all_taken(rest, name());
   make_sites();  // live modules for the calibrating tasks to be installed into
   for (int64_t t = 0; t < states_.size(); ++t) {  // each state fits the live modules
     const TensorMap& s = states_.state(t);
@@ -203,14 +192,7 @@ void CcllMethod::resume(const std::vector<TaskInfo>& done, const TensorMap& stat
     head_ = torch::nn::Linear(w->second.size(1), w->second.size(0));
     head_->to(device());
     calibrating_ = calibrates(t);
-    const TensorMap live = live_state();
-    CLR_CHECK(s.size() == live.size(), ConfigError, "the checkpoint's task ", t + 1, " has ", s.size(),
-              " tensors, not ", live.size());
-    for (const auto& [k, v] : live) {
-      const auto it = s.find(k);
-      CLR_CHECK(it != s.end() && it->second.sizes() == v.sizes(), ConfigError, "the checkpoint's task ", t + 1,
-                " has no '", k, "' ", describe(v));
-    }
+    check_task_state(t, s, live_state());
   }
   installed_ = -1;
 }

@@ -187,21 +187,10 @@ TensorMap ConfitMethod::checkpoint() const {
 void ConfitMethod::resume(const std::vector<TaskInfo>& done, const TensorMap& state) {
   std::vector<TensorMap> parts = split_task_keys(resume_finetune(done, state), static_cast<int64_t>(done.size()));
   const auto& sites = backbone_->conv_sites();
-  const TensorMap live = live_norms();
+  TensorMap like = live_norms();  // what end_task keeps of a task
+  for (size_t i = 0; i < sites.size(); ++i) like.emplace("input_mean." + sites[i].name, input_mean_[i]);
   for (size_t t = 0; t < parts.size(); ++t) {
-    CLR_CHECK(parts[t].size() == live.size() + sites.size(), ConfigError, "the checkpoint's state of task ", t + 1,
-              " has ", parts[t].size(), " tensors, not ", live.size() + sites.size());
-    for (const auto& [k, v] : live) {
-      const auto it = parts[t].find(k);
-      CLR_CHECK(it != parts[t].end() && it->second.sizes() == v.sizes(), ConfigError, "the checkpoint's state of task ",
-                t + 1, " has no '", k, "' ", describe(v));
-    }
-    for (size_t i = 0; i < sites.size(); ++i) {
-      const auto it = parts[t].find("input_mean." + sites[i].name);
-      CLR_CHECK(it != parts[t].end() && it->second.sizes() == input_mean_[i].sizes(), ConfigError,
-                "the checkpoint's state of task ", t + 1, " has no 'input_mean.", sites[i].name, "' ",
-                describe(input_mean_[i]));
-    }
+    check_task_state(static_cast<int64_t>(t), parts[t], like);
     states_.push_back(std::move(parts[t]));
   }
   if (!states_.empty()) {  // the trackers go on from where the last task left them

@@ -122,13 +122,17 @@ at::Tensor EftMethod::loss(const at::Tensor& images, const at::Tensor& labels) {
   return torch::nn::functional::cross_entropy(predict(current_, images), labels);
 }
 
+TensorMap EftMethod::base_state() const {
+  TensorMap s;
+  const auto& sites = backbone_->conv_sites();
+  for (size_t i = 0; i < sites.size(); ++i) s.emplace("base." + sites[i].name + ".weight", base_weights_[i]);
+  return s;
+}
+
 TensorMap EftMethod::snapshot() {
   TensorMap s = clone_tensors(live_state());
   if (base_trains()) {
-    const auto& sites = backbone_->conv_sites();
-    for (size_t i = 0; i < sites.size(); ++i) {
-      s.emplace("base." + sites[i].name + ".weight", base_weights_[i].detach().clone());
-    }
+    for (const auto& [k, v] : base_state()) s.emplace(k, v.detach().clone());
   }
   return s;
 }
@@ -137,19 +141,15 @@ void EftMethod::restore(const TensorMap& state) {
   torch::NoGradGuard ng;
   for (auto& [k, v] : live_state()) v.copy_(state.at(k));
   if (base_trains()) {
-    const auto& sites = backbone_->conv_sites();
-    for (size_t i = 0; i < sites.size(); ++i) base_weights_[i].copy_(state.at("base." + sites[i].name + ".weight"));
+    for (auto& [k, v] : base_state()) v.copy_(state.at(k));
   }
 }
 
 void EftMethod::end_task(const TaskEnd&) {
   CLR_ASSERT(current_ >= 0, "end_task without begin_task");
   if (base_trains()) {  // the base is frozen from now on
-    const auto& sites = backbone_->conv_sites();
-    for (size_t i = 0; i < sites.size(); ++i) {
-      base_weights_[i].requires_grad_(false);
-      base_.emplace("base." + sites[i].name + ".weight", base_weights_[i].detach().to(at::kCPU).clone());
-    }
+    for (auto& w : base_weights_) w.requires_grad_(false);
+    for (const auto& [k, v] : base_state()) base_.emplace(k, v.detach().to(at::kCPU).clone());
   }
   states_.add_live(live_state());
   installed_ = current_;
@@ -170,21 +170,8 @@ void EftMethod::resume(const std::vector<TaskInfo>& done, const TensorMap& state
   CLR_ASSERT(states_.size() == 0 && current_ < 0, "resume into a method that has learned nothing");
   TensorMap rest = states_.resume(state, static_cast<int64_t>(done.size()));
   if (done.empty()) return;
-  const auto& sites = backbone_->conv_sites();
-  if (options_.base == "first-task") {  // the base the first task learned, frozen since
-    torch::NoGradGuard ng;
-    for (size_t i = 0; i < sites.size(); ++i) {
-      const std::string key = "base." + sites[i].name + ".weight";
-      const auto it = rest.find(key);
-      CLR_CHECK(it != rest.end() && it->second.sizes() == base_weights_[i].sizes(), ConfigError,
-                "the checkpoint has no '", key, "' ", describe(base_weights_[i]));
-      base_weights_[i].copy_(it->second);
-      base_.emplace(key, it->second.to(at::kCPU).clone());
-      rest.erase(it);
-    }
-  }
-  CLR_CHECK(rest.empty(), ConfigError, "checkpoint tensor '", rest.empty() ? "" : rest.begin()->first,
-            "' is not one of ", name(), "'s");
+  if (options_.base == "first-task") base_ = resume_base(rest, base_state());  // learned by task 1, frozen since
+  check_all_taken(rest, name());
   make_transforms();
   for (int64_t t = 0; t < states_.size(); ++t) {  // each state fits the live modules
     const TensorMap& s = states_.state(t);
@@ -192,14 +179,7 @@ void EftMethod::resume(const std::vector<TaskInfo>& done, const TensorMap& state
     CLR_CHECK(w != s.end() && w->second.dim() == 2, ConfigError, "the checkpoint's task ", t + 1, " has no head");
     head_ = torch::nn::Linear(w->second.size(1), w->second.size(0));
     head_->to(device());
-    const TensorMap live = live_state();
-    CLR_CHECK(s.size() == live.size(), ConfigError, "the checkpoint's task ", t + 1, " has ", s.size(),
-              " tensors, not ", live.size());
-    for (const auto& [k, v] : live) {
-      const auto it = s.find(k);
-      CLR_CHECK(it != s.end() && it->second.sizes() == v.sizes(), ConfigError, "the checkpoint's task ", t + 1,
-                " has no '", k, "' ", describe(v));
-    }
+    check_task_state(t, s, live_state());
   }
   installed_ = -1;
 }

@@ -165,9 +165,7 @@ TensorMap FinetuneMethod::checkpoint() const {
 }
 
 void FinetuneMethod::resume(const std::vector<TaskInfo>& done, const TensorMap& state) {
-  const TensorMap rest = resume_finetune(done, state);
-  CLR_CHECK(rest.empty(), ConfigError, "checkpoint tensor '", rest.empty() ? "" : rest.begin()->first,
-            "' is not one of ", name(), "'s");
+  check_all_taken(resume_finetune(done, state), name());
 }
 
 TensorMap FinetuneMethod::resume_finetune(const std::vector<TaskInfo>& done, const TensorMap& state) {
@@ -176,8 +174,8 @@ TensorMap FinetuneMethod::resume_finetune(const std::vector<TaskInfo>& done, con
   TensorMap heads, rest;
   const TensorMap backbone = models::state_dict(*backbone_);
   for (const auto& [k, v] : state) {
-    const size_t dot = k.find('.', 5);
-    if (k.rfind("task.", 0) == 0 && dot != std::string::npos && k.compare(dot + 1, 5, "head.") == 0) {
+    std::string key;
+    if (task_key_index(k, &key) >= 0 && key.rfind("head.", 0) == 0) {
       heads.emplace(k, v);
       continue;
     }

@@ -11,6 +11,7 @@
 #include "clr/core/error.h"
 #include "clr/core/log.h"
 #include "clr/data/loader.h"
+#include "clr/train/task_states.h"
 
 namespace clr::train {
 namespace {
@@ -56,30 +57,17 @@ TensorMap named_state(const std::vector<std::pair<std::string, at::Tensor>>& nam
 double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
 
 // The tensors `prefix.<name>` of `from` for every name of `names`, in that order, on
-// `device`, taken out of `from`; empty when `from` holds none of them. ConfigError for
-// a missing one or one of another shape.
+// `device`, taken out of `from`; none when `from` lacks the first (any others are then
+// left in `from`, for check_all_taken). ConfigError for a missing one or one of another
+// shape.
 std::vector<at::Tensor> take_named(TensorMap& from, const std::vector<std::pair<std::string, at::Tensor>>& names,
                                    const std::string& prefix, c10::Device device) {
   std::vector<at::Tensor> out;
+  if (names.empty() || from.count(prefix + "." + names.front().first) == 0) return out;
   for (const auto& [name, like] : names) {
-    const auto it = from.find(prefix + "." + name);
-    if (it == from.end()) {
-      CLR_CHECK(out.empty(), ConfigError, "the checkpoint has no '", prefix, ".", name, "'");
-      continue;
-    }
-    CLR_CHECK(it->second.sizes() == like.sizes(), ConfigError, "checkpoint tensor '", it->first, "' is ",
-              describe(it->second), ", not of the shape of ", name, " ", describe(like));
-    out.push_back(it->second.to(device, at::kFloat).clone());
-    from.erase(it);
+    out.push_back(take_tensor(from, prefix + "." + name, like).to(device, at::kFloat).clone());
   }
-  CLR_CHECK(out.empty() || out.size() == names.size(), ConfigError, "the checkpoint has no '", prefix, ".",
-            names.front().first, "'");
   return out;
-}
-
-void check_all_taken(const TensorMap& rest, const std::string& method) {
-  CLR_CHECK(rest.empty(), ConfigError, "checkpoint tensor '", rest.empty() ? "" : rest.begin()->first,
-            "' is not one of ", method, "'s");
 }
 
 TensorMap merged(TensorMap a, const TensorMap& b) {

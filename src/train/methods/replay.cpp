@@ -13,6 +13,7 @@
 #include "clr/core/log.h"
 #include "clr/data/image.h"
 #include "clr/data/loader.h"
+#include "clr/train/task_states.h"
 
 namespace clr::train {
 
@@ -126,11 +127,15 @@ TensorMap ReplayBuffer::checkpoint() const {
   return s;
 }
 
-void ReplayBuffer::resume(const TensorMap& state) {
+void ReplayBuffer::resume(TensorMap& state) {
   load_rng_state(state);
-  const auto get = [&](const char* key) {
+  state.erase("buffer.rng");
+  const auto get = [&](const char* key) {  // taken out of `state`
     const auto it = state.find(key);
-    return it == state.end() ? at::Tensor() : it->second.to(torch::kCPU);
+    if (it == state.end()) return at::Tensor();
+    const at::Tensor t = it->second.to(torch::kCPU);
+    state.erase(it);
+    return t;
   };
   const at::Tensor images = get("buffer.images"), labels = get("buffer.labels"), tasks = get("buffer.tasks"),
                    seen = get("buffer.seen"), logits = get("buffer.logits");
@@ -366,14 +371,10 @@ TensorMap ReplayMethod::checkpoint() const {
 void ReplayMethod::resume(const std::vector<TaskInfo>& done, const TensorMap& state) {
   if (done.empty() && state.empty()) return;  // the run's first checkpoint: nothing learned yet
   TensorMap rest = resume_finetune(done, state);
-  load_step_state(rest);
   buffer_.resume(rest);
-  for (const char* k : {"buffer.images", "buffer.labels", "buffer.tasks", "buffer.seen", "buffer.logits", "buffer.rng",
-                        "replay.batch"}) {
-    rest.erase(k);
-  }
-  CLR_CHECK(rest.empty(), ConfigError, "checkpoint tensor '", rest.empty() ? "" : rest.begin()->first,
-            "' is not one of ", name(), "'s");
+  batch_size_ = replay_batch(rest);
+  rest.erase("replay.batch");
+  check_all_taken(rest, name());
   upload_buffer();
 }
 
@@ -385,10 +386,15 @@ TensorMap ReplayMethod::step_state() const {
 
 void ReplayMethod::load_step_state(const TensorMap& state) {
   buffer_.load_rng_state(state);
+  batch_size_ = replay_batch(state);
+}
+
+int64_t ReplayMethod::replay_batch(const TensorMap& state) {
   const auto it = state.find("replay.batch");
   CLR_CHECK(it != state.end() && it->second.numel() == 1, ConfigError, "the checkpoint has no replay batch size");
-  batch_size_ = it->second.to(torch::kLong).item<int64_t>();
-  CLR_CHECK(batch_size_ >= 0, ConfigError, "the checkpoint's replay batch size is ", batch_size_);
+  const int64_t batch = it->second.to(torch::kLong).item<int64_t>();
+  CLR_CHECK(batch >= 0, ConfigError, "the checkpoint's replay batch size is ", batch);
+  return batch;
 }
 
 }  // namespace clr::train

@@ -72,6 +72,7 @@ class EftMethod : public Method, private models::ConvHook {
   TensorMap live_state() const;  // the live transformations, BatchNorm and head, on the device
   void install(int64_t task);
   void make_transforms();        // fresh live transformations, per site
+  TensorMap base_state() const;  // the base's conv weights (base.<conv>.weight), the live tensors
 
   EftOptions options_;
   models::ResNet backbone_;

@@ -46,9 +46,9 @@ class ReplayBuffer {
   at::Tensor logits() const;   // float [M,W] (undefined without logits)
   TensorMap state() const;
   // state() with the random generator's state ("buffer.rng"): what resume() puts back
-  // into a buffer of the same capacity and logit width.
+  // into a buffer of the same capacity and logit width, taking its tensors out of `state`.
   TensorMap checkpoint() const;
-  void resume(const TensorMap& state);
+  void resume(TensorMap& state);
   // The random generator's state alone ("buffer.rng": its text, uint8).
   TensorMap rng_state() const;
   void load_rng_state(const TensorMap& state);
@@ -106,6 +106,8 @@ class ReplayMethod : public FinetuneMethod {
 
   // Copies the buffer's images (and stored logits) to the device.
   void upload_buffer();
+  // The replay batch size a checkpoint holds ("replay.batch").
+  static int64_t replay_batch(const TensorMap& state);
   // `slots` as an index tensor on the device.
   at::Tensor device_index(const std::vector<int64_t>& slots) const;
   // The replayed samples' logits under every head involved, in one product: logits
