@@ -16,6 +16,12 @@ add_library(clr_webp INTERFACE)
 target_include_directories(clr_webp INTERFACE ${WEBP_INCLUDE_DIR})
 target_link_libraries(clr_webp INTERFACE ${WEBP_LIBRARY})
 find_path(STB_INCLUDE_DIR stb/stb_image.h REQUIRED)
+# JPEG through libjpeg-turbo's TurboJPEG API (libturbojpeg0-dev).
+find_path(TURBOJPEG_INCLUDE_DIR turbojpeg.h REQUIRED)
+find_library(TURBOJPEG_LIBRARY turbojpeg REQUIRED)
+add_library(clr_turbojpeg INTERFACE)
+target_include_directories(clr_turbojpeg INTERFACE ${TURBOJPEG_INCLUDE_DIR})
+target_link_libraries(clr_turbojpeg INTERFACE ${TURBOJPEG_LIBRARY})
 find_package(tomlplusplus 3 REQUIRED)
 # cpp-httplib (libcpp-httplib-dev): Debian ships it as a compiled library built with
 # OpenSSL, zlib and Brotli support; the same definitions keep its classes' layout.

@@ -7,11 +7,9 @@ function(clr_target_warnings target)
     endif()
   endif()
   if(CLR_SANITIZE)
-    # UBSan's findings stop the program (a test or a fuzzer run must fail on them). Shifts
-    # alone are recoverable, so that fuzz/ubsan.supp can name the one known finding in
-    # Debian's stb_image (fuzz/README.md); with UBSAN_OPTIONS=halt_on_error=1 any other stops too.
+    # UBSan's findings stop the program (a test or a fuzzer run must fail on them).
     target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-sanitize-recover=undefined
-                                             -fsanitize-recover=shift -fno-omit-frame-pointer)
+                                             -fno-omit-frame-pointer)
     target_link_options(${target} PRIVATE -fsanitize=address,undefined)
   endif()
   if(CLR_FUZZ)

@@ -17,7 +17,8 @@ PACKAGES=(
   libtorch-dev                             # LibTorch 1.13 (CPU)
   nlohmann-json3-dev libcli11-dev          # JSON, command line
   libssl-dev                               # SHA-256 (libcrypto)
-  libstb-dev libwebp-dev zlib1g-dev        # image decoding (JPEG PNG BMP GIF / WebP), gzipped IDX
+  libstb-dev libwebp-dev zlib1g-dev        # image decoding (PNG BMP GIF / WebP), gzipped IDX
+  libturbojpeg0-dev                        # JPEG decoding (libjpeg-turbo)
   libsqlite3-dev libtomlplusplus-dev       # SKILL catalog, run configs
   libcpp-httplib-dev                       # clr serve (HTTP)
   wrk                                      # bench/serve_load.sh (load test of clr serve)

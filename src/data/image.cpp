@@ -9,10 +9,10 @@
 #include <utility>
 
 #include <torch/torch.h>
+#include <turbojpeg.h>
 #include <webp/decode.h>
 
 #define STB_IMAGE_IMPLEMENTATION
-#define STBI_ONLY_JPEG
 #define STBI_ONLY_PNG
 #define STBI_ONLY_BMP
 #define STBI_ONLY_GIF
@@ -53,40 +53,47 @@ at::Tensor from_buffer(const uint8_t* data, int w, int h) {
 
 namespace {
 
-// stb_image (Debian's 2022-09-08) builds a JPEG Huffman table of at most 256 codes
-// without checking that a DHT segment's 16 counts add up to no more: a file whose counts
-// exceed it writes past the table (found by clr_fuzz, fuzz/README.md). Such files are
-// refused here, before stb sees them; a count that runs past its segment too.
-std::string jpeg_huffman_problem(const std::string& b) {
-  const size_t n = b.size();
-  if (n < 4 || static_cast<uint8_t>(b[0]) != 0xFF) return "";  // stb takes fill bytes before the SOI too
-  auto at = [&](size_t p) -> size_t { return p < n ? static_cast<uint8_t>(b[p]) : 0; };  // stb reads 0 past the end
-  // Walked as stb walks it: bytes that are not a marker (entropy-coded data, junk) are
-  // skipped one by one; a marker with a length is skipped whole, a DHT checked first.
-  size_t i = 0;
-  while (i + 1 < n) {
-    const size_t m = at(i + 1);
-    if (at(i) != 0xFF || m == 0xFF) {
-      ++i;
-      continue;
-    }
-    if (m == 0x00 || m == 0x01 || m == 0xD8 || (m >= 0xD0 && m <= 0xD7)) {  // stuffing, TEM, SOI, RSTn
-      i += 2;
-      continue;
-    }
-    if (m == 0xD9) return "";  // EOI
-    const size_t end = i + 2 + ((at(i + 2) << 8) | at(i + 3));  // as declared, maybe past the file
-    if (m == 0xC4) {
-      for (size_t p = i + 4; p < end && p < n;) {
-        size_t codes = 0;
-        for (size_t k = 1; k <= 16; ++k) codes += at(p + k);
-        if (codes > 256) return detail::concat("a Huffman table declares ", codes, " codes (at most 256)");
-        p += 17 + codes;
-      }
-    }
-    i = end;
+// JPEG is decoded by libjpeg-turbo (through its TurboJPEG API), which OSS-Fuzz fuzzes
+// continuously; stb_image's JPEG reader met corrupt files badly (fuzz/README.md).
+bool is_jpeg(const std::string& b) {
+  return b.size() >= 3 && static_cast<uint8_t>(b[0]) == 0xFF && static_cast<uint8_t>(b[1]) == 0xD8 &&
+         static_cast<uint8_t>(b[2]) == 0xFF;
+}
+
+// One TurboJPEG decompressor, destroyed with the scope.
+struct Jpeg {
+  tjhandle h = tjInitDecompress();
+  Jpeg() { CLR_CHECK(h != nullptr, InternalError, "libjpeg-turbo: cannot make a decompressor: ", tjGetErrorStr2(nullptr)); }
+  ~Jpeg() { tjDestroy(h); }
+  Jpeg(const Jpeg&) = delete;
+  Jpeg& operator=(const Jpeg&) = delete;
+  // Width and height from the header; false when it cannot be read.
+  bool header(const std::string& b, int& w, int& h_out) {
+    int subsampling = 0, colorspace = 0;
+    return tjDecompressHeader3(h, reinterpret_cast<const unsigned char*>(b.data()), static_cast<unsigned long>(b.size()),
+                               &w, &h_out, &subsampling, &colorspace) == 0;
   }
-  return "";
+};
+
+at::Tensor decode_jpeg(const std::string& bytes, const std::string& origin) {
+  Jpeg jpeg;
+  int w = 0, h = 0;
+  CLR_CHECK(jpeg.header(bytes, w, h), FormatError, "cannot decode image '", origin, "': corrupt JPEG: ",
+            tjGetErrorStr2(jpeg.h));
+  CLR_CHECK(w > 0 && h > 0, FormatError, "image '", origin, "' has no pixels (", w, "x", h, ")");
+  at::Tensor t = torch::empty({h, w, 3}, torch::kUInt8);
+  const int rc = tjDecompress2(jpeg.h, reinterpret_cast<const unsigned char*>(bytes.data()),
+                               static_cast<unsigned long>(bytes.size()), t.data_ptr<uint8_t>(), w, 0, h, TJPF_RGB,
+                               TJFLAG_ACCURATEDCT);
+  // libjpeg warns and goes on over damage it can step past (extraneous bytes before a
+  // marker, say), and the image is kept, as PIL keeps it; a file that ends early is
+  // refused, as PIL refuses it ("image file is truncated"), and so is any error.
+  if (rc != 0) {
+    const std::string why = tjGetErrorStr2(jpeg.h);
+    CLR_CHECK(tjGetErrorCode(jpeg.h) == TJERR_WARNING && why.find("Premature end") == std::string::npos, FormatError,
+              "cannot decode image '", origin, "': corrupt JPEG: ", why);
+  }
+  return t;
 }
 
 }  // namespace
@@ -94,7 +101,10 @@ std::string jpeg_huffman_problem(const std::string& b) {
 std::optional<std::pair<int64_t, int64_t>> declared_size(const std::string& bytes) {
   const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
   int w = 0, h = 0, c = 0;
-  if (!jpeg_huffman_problem(bytes).empty()) return std::nullopt;  // stb's header reader would meet it too
+  if (is_jpeg(bytes)) {
+    if (!Jpeg().header(bytes, w, h)) return std::nullopt;
+    return std::make_pair(static_cast<int64_t>(w), static_cast<int64_t>(h));
+  }
   const bool known = !bytes.empty() && (is_webp(bytes) ? WebPGetInfo(data, bytes.size(), &w, &h) != 0
                                                        : bytes.size() <= static_cast<size_t>(INT32_MAX) &&
                                                              stbi_info_from_memory(data, static_cast<int>(bytes.size()),
@@ -116,8 +126,7 @@ at::Tensor decode_image(const std::string& bytes, const std::string& origin) {
     return from_buffer(rgb, w, h);
   }
   CLR_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX), FormatError, "image '", origin, "' is too large");
-  const std::string jpeg_problem = jpeg_huffman_problem(bytes);
-  CLR_CHECK(jpeg_problem.empty(), FormatError, "cannot decode image '", origin, "': corrupt JPEG: ", jpeg_problem);
+  if (is_jpeg(bytes)) return decode_jpeg(bytes, origin);
   int w = 0, h = 0, channels = 0;
   stbi_uc* rgb = stbi_load_from_memory(data, static_cast<int>(bytes.size()), &w, &h, &channels, 3);
   CLR_CHECK(rgb != nullptr, FormatError, "cannot decode image '", origin, "': ", stbi_failure_reason(),
