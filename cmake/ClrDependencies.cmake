@@ -23,7 +23,13 @@ add_library(clr_turbojpeg INTERFACE)
 target_include_directories(clr_turbojpeg INTERFACE ${TURBOJPEG_INCLUDE_DIR})
 target_link_libraries(clr_turbojpeg INTERFACE ${TURBOJPEG_LIBRARY})
 find_package(tomlplusplus 3 REQUIRED)
-# cpp-httplib (libcpp-httplib-dev): Debian ships it as a compiled library built with
+# GNU libmicrohttpd (libmicrohttpd-dev): the HTTP server of `clr serve`.
+find_path(MHD_INCLUDE_DIR microhttpd.h REQUIRED)
+find_library(MHD_LIBRARY microhttpd REQUIRED)
+add_library(clr_microhttpd INTERFACE)
+target_include_directories(clr_microhttpd INTERFACE ${MHD_INCLUDE_DIR})
+target_link_libraries(clr_microhttpd INTERFACE ${MHD_LIBRARY})
+# cpp-httplib (libcpp-httplib-dev), the HTTP client of the serve tests: Debian ships it as a compiled library built with
 # OpenSSL, zlib and Brotli support; the same definitions keep its classes' layout.
 find_path(HTTPLIB_INCLUDE_DIR httplib.h REQUIRED)
 find_library(HTTPLIB_LIBRARY cpp-httplib REQUIRED)

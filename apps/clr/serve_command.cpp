@@ -159,7 +159,18 @@ void register_serve(CLI::App& app) {
                   "How long the first request of a batch waits for others")->capture_default_str();
   sub->add_option("--queue", a->http.batcher.capacity, "Requests waiting, at most (more get 503)")->capture_default_str();
   sub->add_option("--threads", a->threads, "Intra-op threads of the forward pass (default: as clr --threads)");
-  sub->add_option("--http-threads", a->http.http_threads, "Connections served at once")->capture_default_str();
+  sub->add_option("--http-threads", a->http.http_threads,
+                  "Requests handled at once (decoding, waiting for their batch); idle and slow connections hold none")
+      ->capture_default_str();
+  sub->add_option("--max-connections", a->http.max_connections, "Open connections at once; more are refused")
+      ->capture_default_str();
+  sub->add_option("--request-timeout", a->http.request_timeout_s,
+                  "Seconds a client has to send a request's line and headers (from connecting or its last answer); "
+                  "slower ones are cut off")
+      ->capture_default_str();
+  sub->add_option("--body-timeout", a->http.body_timeout_s,
+                  "Seconds a client has to send a request's body once its headers are in; slower ones are cut off")
+      ->capture_default_str();
   sub->add_option("--max-body-bytes", a->http.max_body_bytes, "Largest request body (more get 413)")->capture_default_str();
   sub->add_option("--max-pixels", a->http.max_pixels, "Largest image, by the pixels its header declares (more get 413)")
       ->capture_default_str();

@@ -1,17 +1,30 @@
 #include "clr/serve/http.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
 #include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <functional>
 #include <mutex>
+#include <optional>
 #include <regex>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include <netdb.h>
+#include <netinet/in.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
-#include <httplib.h>
+#include <microhttpd.h>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
@@ -28,6 +41,9 @@ void fields(V& v, HttpOptions& o) {
   v("host", o.host);
   v("port", o.port);
   v("http_threads", o.http_threads);
+  v("max_connections", o.max_connections);
+  v("request_timeout_s", o.request_timeout_s);
+  v("body_timeout_s", o.body_timeout_s);
   v("max_body_bytes", o.max_body_bytes);
   v("max_pixels", o.max_pixels);
   v("max_decode_pixels", o.max_decode_pixels);
@@ -40,8 +56,14 @@ CLR_SETTINGS_JSON(HttpOptions)
 namespace {
 
 using nlohmann::ordered_json;
+using Clock = std::chrono::steady_clock;
 
 constexpr const char* kJson = "application/json";
+// The longest request target (path and query) answered with a route; longer ones get 414.
+constexpr size_t kMaxTarget = 8192;
+// Memory of one connection for its request head (libmicrohttpd's pool): heads beyond it
+// get libmicrohttpd's own 431 / 414.
+constexpr size_t kConnectionMemory = 64 * 1024;
 
 // JSON text of `j`; bytes that are not UTF-8 (a percent-decoded path, say) become U+FFFD
 // instead of an exception.
@@ -49,15 +71,18 @@ std::string text_of(const ordered_json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
-void send_error(httplib::Response& res, int status, const std::string& type, const std::string& message) {
-  res.status = status;
-  res.set_content(text_of(ordered_json{{"error", {{"type", type}, {"message", message}}}}), kJson);
+// An answer, made on any thread and sent by libmicrohttpd's.
+struct Reply {
+  int status = 200;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+Reply error_reply(int status, const std::string& type, const std::string& message) {
+  return {status, text_of(ordered_json{{"error", {{"type", type}, {"message", message}}}}), {}};
 }
 
-void send_json(httplib::Response& res, const ordered_json& j) {
-  res.status = 200;
-  res.set_content(text_of(j), kJson);
-}
+Reply json_reply(const ordered_json& j) { return {200, text_of(j), {}}; }
 
 // The status and type of a clr error.
 std::pair<int, std::string> status_of(ErrorKind kind) {
@@ -72,27 +97,50 @@ std::pair<int, std::string> status_of(ErrorKind kind) {
   return {500, "internal"};
 }
 
-// Every route of the server: what routes() registers and what methods_of() answers 405 from.
-constexpr const char* kHealthz = "/healthz";
-constexpr const char* kTasks = "/v1/tasks";
-constexpr const char* kTask = R"(/v1/tasks/([^/]+))";
-constexpr const char* kPredict = R"(/v1/tasks/([^/]+)/predict)";
-constexpr const char* kReload = "/v1/admin/reload";
-constexpr const char* kStats = "/v1/stats";
-constexpr std::pair<const char*, const char*> kRoutes[] = {{"GET", kHealthz},  {"GET", kTasks},    {"GET", kTask},
-                                                           {"POST", kPredict}, {"POST", kReload}, {"GET", kStats}};
+// Every route of the server.
+enum class RouteId { kHealthz, kTasks, kTask, kPredict, kReload, kStats };
+struct Route {
+  const char* method;
+  const char* pattern;
+  RouteId id;
+};
+constexpr Route kRoutes[] = {{"GET", "/healthz", RouteId::kHealthz},
+                             {"GET", "/v1/tasks", RouteId::kTasks},
+                             {"GET", R"(/v1/tasks/([^/]+))", RouteId::kTask},
+                             {"POST", R"(/v1/tasks/([^/]+)/predict)", RouteId::kPredict},
+                             {"POST", "/v1/admin/reload", RouteId::kReload},
+                             {"GET", "/v1/stats", RouteId::kStats}};
 
-// The methods a path of this server answers ("GET", "POST"; empty: no route).
-std::string methods_of(const std::string& path) {
-  static const std::vector<std::pair<std::string, std::regex>> routes = [] {
-    std::vector<std::pair<std::string, std::regex>> r;
-    for (const auto& [method, pattern] : kRoutes) r.emplace_back(method, std::regex(pattern));
+const std::vector<std::regex>& route_patterns() {
+  static const std::vector<std::regex> patterns = [] {
+    std::vector<std::regex> r;
+    for (const Route& route : kRoutes) r.emplace_back(route.pattern);
     return r;
   }();
-  std::string out;
-  for (const auto& [method, pattern] : routes) {
-    if (std::regex_match(path, pattern) && out.find(method) == std::string::npos) {
-      out += (out.empty() ? "" : ", ") + method;
+  return patterns;
+}
+
+// What a request's method and path ask for: a route and its captured task name, or the
+// methods the path answers (empty: no such path).
+struct Routed {
+  std::optional<RouteId> id;
+  std::string task;
+  std::string allowed;
+};
+
+Routed route_of(const std::string& method, const std::string& path) {
+  Routed out;
+  const std::string m = method == "HEAD" ? "GET" : method;  // HEAD: GET's answer without its body
+  for (size_t i = 0; i < std::size(kRoutes); ++i) {
+    std::smatch match;
+    if (!std::regex_match(path, match, route_patterns()[i])) continue;
+    if (m == kRoutes[i].method) {
+      out.id = kRoutes[i].id;
+      if (match.size() > 1) out.task = match[1];
+      return out;
+    }
+    if (out.allowed.find(kRoutes[i].method) == std::string::npos) {
+      out.allowed += (out.allowed.empty() ? "" : ", ") + std::string(kRoutes[i].method);
     }
   }
   return out;
@@ -130,187 +178,416 @@ class DecodeBudget {
   int64_t used_ = 0;
 };
 
+// A fixed set of threads running posted jobs in order; the destructor finishes the
+// queue. Jobs must not throw.
+class Workers {
+ public:
+  explicit Workers(int n) {
+    for (int i = 0; i < n; ++i) threads_.emplace_back([this] { run(); });
+  }
+  ~Workers() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      closing_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  Workers(const Workers&) = delete;
+  Workers& operator=(const Workers&) = delete;
+  void post(std::function<void()> job) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      jobs_.push_back(std::move(job));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void run() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return closing_ || !jobs_.empty(); });
+        if (jobs_.empty()) return;
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      job();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  bool closing_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// One request as libmicrohttpd hands it over in pieces: what the handler needs of its
+// head, copied on the event-loop thread, and its body.
+struct Request {
+  std::string method, path;
+  Routed routed;
+  std::optional<Reply> early;  // an answer known from the head alone (no route, ...)
+  std::optional<std::string> top_k;
+  std::string authorization;
+  std::string body;
+  bool too_large = false;  // the body passed max_body_bytes: the rest is read and dropped
+  // A multipart form: its first part is the body.
+  MHD_PostProcessor* form = nullptr;
+  std::optional<std::string> first_field;
+  bool form_failed = false;
+  // Set by the worker, read by the event loop after MHD_resume_connection.
+  bool dispatched = false;
+  std::atomic<bool> ready{false};
+  Reply reply;
+  ~Request() {
+    if (form != nullptr) MHD_destroy_post_processor(form);
+  }
+};
+
+// Where a connection is, for the deadlines of HttpOptions.
+enum class Phase { kHead, kBody, kHandled, kCutOff };
+struct Connection {
+  MHD_socket fd;
+  Phase phase;
+  Clock::time_point since;
+};
+
 }  // namespace
 
 struct HttpServer::Impl {
   Engine& engine;
   HttpOptions options;
   std::unique_ptr<Batcher> batcher;
-  httplib::Server http;  // after the batcher: destroyed first
-  int port = -1;
-  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
-  std::atomic<int64_t> http_errors{0}, reloads{0};
-  // The manifest watcher.
-  std::thread watcher;
-  std::mutex watch_mu;
-  std::condition_variable watch_cv;
-  bool stopping = false;
-
   std::unique_ptr<DecodeBudget> decoding;
+  std::unique_ptr<Workers> workers;  // while serve() runs
+  int listen_fd = -1;
+  int port = -1;
+  Clock::time_point started = Clock::now();
+  std::atomic<int64_t> http_errors{0}, reloads{0}, cut_off{0}, connections_opened{0};
+
+  // serve()'s life: stop() sets `stopping`; the watcher and the reaper wait on `cv`.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;
+  bool closing = false;  // serve() is winding down: new requests get 503
+  int in_flight = 0;     // requests posted to the workers and not yet resumed
+
+  std::mutex conns_mu;
+  std::unordered_map<MHD_Connection*, Connection> conns;
+
+  std::mutex log_mu;
+  std::string last_mhd_message;
 
   Impl(Engine& e, HttpOptions o)
       : engine(e), options(std::move(o)), decoding(std::make_unique<DecodeBudget>(options.max_decode_pixels)) {}
 
-  void routes();
-  void predict(const httplib::Request& req, const std::string& body, httplib::Response& res);
+  Reply handle(const Request& r);
+  Reply too_large() const {
+    return error_reply(413, "payload_too_large",
+                       detail::concat("the body is larger than the limit of ", options.max_body_bytes, " bytes"));
+  }
+  Reply predict(const Request& r);
   void watch();
+  void reap();
+  void set_phase(MHD_Connection* c, Phase p);
+  MHD_Result send(MHD_Connection* c, const Reply& reply);
+
+  // libmicrohttpd's callbacks (cls: the Impl).
+  static MHD_Result on_request(void* cls, MHD_Connection* c, const char* url, const char* method, const char* version,
+                               const char* upload, size_t* upload_size, void** req_cls);
+  static void on_completed(void* cls, MHD_Connection* c, void** req_cls, MHD_RequestTerminationCode why);
+  static void on_connection(void* cls, MHD_Connection* c, void** socket_context, MHD_ConnectionNotificationCode what);
+  static MHD_Result on_form(void* cls, MHD_ValueKind kind, const char* key, const char* filename,
+                            const char* content_type, const char* encoding, const char* data, uint64_t off,
+                            size_t size);
+  static void on_log(void* cls, const char* fmt, va_list ap);
 };
 
-void HttpServer::Impl::routes() {
-  http.Get(kHealthz, [this](const httplib::Request&, httplib::Response& res) {
-    const BatcherStats b = batcher->stats();
-    const double up = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    send_json(res, {{"status", "ok"},
-                    {"tasks", engine.tasks().size()},
-                    {"backbone", {{"arch", engine.backbone().arch}, {"fingerprint", engine.backbone().fingerprint}}},
-                    {"device", engine.device()},
-                    {"queue", b.queued},
-                    {"uptime_seconds", up}});
-  });
-  http.Get(kTasks, [this](const httplib::Request&, httplib::Response& res) {
-    ordered_json tasks = ordered_json::array();
-    for (const auto& e : engine.tasks()) tasks.push_back(task_line(e));
-    send_json(res, {{"tasks", tasks}});
-  });
-  http.Get(kTask, [this](const httplib::Request& req, httplib::Response& res) {
-    const std::string name = req.matches[1];
-    const auto entry = engine.task(name);
-    if (!entry) return send_error(res, 404, "not_found", "no task '" + name + "'; GET /v1/tasks lists them");
-    const store::Adapter a = engine.describe(name);
-    send_json(res, ordered_json::parse(store::adapter_json(a, &*entry)));
-  });
-  // The body is read here rather than by httplib, which parses a form-urlencoded body
-  // (curl --data-binary's default Content-Type) and caps it at 8 KB: an image is bytes
-  // whatever the Content-Type says. From a multipart form (curl -F image=@x.png) the
-  // first part is the image. The --max-body-bytes limit holds either way.
-  http.Post(kPredict, [this](const httplib::Request& req, httplib::Response& res,
-                                                   const httplib::ContentReader& read) {
-    std::string body;
-    if (req.is_multipart_form_data()) {
-      int parts = 0;
-      read(
-          [&](const httplib::MultipartFormData&) {
-            ++parts;
-            return true;
-          },
-           [&](const char* data, size_t n) {
-             if (parts == 1) body.append(data, n);
-             return true;
-           });
-    } else {
-      read([&](const char* data, size_t n) {
-        body.append(data, n);
-        return true;
-      });
-    }
-    if (res.status == 413) return;  // over the limit: the error handler answers
-    predict(req, body, res);
-  });
-  http.Post(kReload, [this](const httplib::Request& req, httplib::Response& res) {
-    if (!options.admin_token.empty() && req.get_header_value("Authorization") != "Bearer " + options.admin_token) {
-      return send_error(res, 401, "unauthorized", "POST /v1/admin/reload needs 'Authorization: Bearer TOKEN'");
-    }
-    const size_t n = engine.reload();
-    ++reloads;
-    send_json(res, {{"status", "reloaded"}, {"tasks", n}});
-  });
-  http.Get(kStats, [this](const httplib::Request&, httplib::Response& res) {
-    const BatcherStats b = batcher->stats();
-    const CacheStats c = engine.cache_stats();
-    send_json(res, {{"requests", b.requests},
-                    {"rejected", b.rejected},
-                    {"served", b.served},
-                    {"failed", b.failed},
-                    {"batches", b.batches},
-                    {"mean_batch", b.mean_batch()},
-                    {"max_batch", b.max_batch_seen},
-                    {"queued", b.queued},
-                    {"http_errors", http_errors.load()},
-                    {"reloads", reloads.load()},
-                    {"cache",
-                     {{"bytes", c.bytes},
-                      {"budget", c.budget},
-                      {"entries", c.entries},
-                      {"hits", c.hits},
-                      {"misses", c.misses},
-                      {"evictions", c.evictions}}}});
-  });
-  // Errors httplib raises itself (no route, body too large, malformed request) get
-  // the same JSON body as ours; a response that already has a body keeps it.
-  // httplib calls this outside its own exception handling: nothing may escape it.
-  const httplib::Server::HandlerWithResponse on_error = [this](const httplib::Request& req,
-                                                               httplib::Response& res) noexcept {
-    ++http_errors;
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    try {
-      const std::string allowed = res.status == 404 || res.status == 400 ? methods_of(req.path) : "";
-      if (!allowed.empty() && allowed.find(req.method) == std::string::npos) {
-        res.set_header("Allow", allowed);
-        send_error(res, 405, "method_not_allowed",
-                   detail::concat(req.method, " ", req.path, ": this path answers ", allowed));
-      } else if (res.status == 404) {
-        send_error(res, 404, "not_found", "no route " + req.method + " " + req.path);
-      } else if (res.status == 414) {
-        send_error(res, 414, "uri_too_long",
-                   detail::concat("the request line is longer than ", CPPHTTPLIB_REQUEST_URI_MAX_LENGTH,
-                                  " bytes (", req.method.empty() ? "method unread" : req.method, " ",
-                                  req.path.empty() ? "path unread" : req.path.substr(0, 64) + "...", ")"));
-      } else if (res.status == 413) {
-        send_error(res, 413, "payload_too_large",
-                   detail::concat("the body is larger than the limit of ", options.max_body_bytes, " bytes"));
-      } else {
-        send_error(res, res.status, res.status < 500 ? "bad_request" : "internal",
-                   detail::concat("HTTP ", res.status, " for ", req.method, " ", req.path));
-      }
-    } catch (...) {
-      return httplib::Server::HandlerResponse::Unhandled;  // httplib's own empty error page
-    }
-    return httplib::Server::HandlerResponse::Handled;
-  };
-  http.set_error_handler(on_error);
-  http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-    try {
-      std::rethrow_exception(ep);
-    } catch (const Error& e) {
-      const auto [status, type] = status_of(e.kind());
-      send_error(res, status, type, e.what());
-    } catch (const std::exception& e) {
-      send_error(res, 500, "internal", e.what());
-    } catch (...) {
-      send_error(res, 500, "internal", "unknown error");
-    }
-  });
+void HttpServer::Impl::set_phase(MHD_Connection* c, Phase p) {
+  std::lock_guard<std::mutex> lock(conns_mu);
+  const auto it = conns.find(c);
+  if (it == conns.end() || it->second.phase == Phase::kCutOff) return;
+  it->second.phase = p;
+  it->second.since = Clock::now();
 }
 
-void HttpServer::Impl::predict(const httplib::Request& req, const std::string& body, httplib::Response& res) {
-  const std::string name = req.matches[1];
-  if (!engine.task(name)) return send_error(res, 404, "not_found", "no task '" + name + "'; GET /v1/tasks lists them");
+MHD_Result HttpServer::Impl::send(MHD_Connection* c, const Reply& reply) {
+  if (reply.status >= 400) ++http_errors;
+  MHD_Response* res = MHD_create_response_from_buffer(reply.body.size(), const_cast<char*>(reply.body.data()),
+                                                      MHD_RESPMEM_MUST_COPY);
+  if (res == nullptr) return MHD_NO;
+  MHD_add_response_header(res, MHD_HTTP_HEADER_CONTENT_TYPE, kJson);
+  for (const auto& [k, v] : reply.headers) MHD_add_response_header(res, k.c_str(), v.c_str());
+  const MHD_Result ok = MHD_queue_response(c, static_cast<unsigned int>(reply.status), res);
+  MHD_destroy_response(res);
+  return ok;
+}
+
+// The first field of a multipart form is the image; the others are ignored.
+MHD_Result HttpServer::Impl::on_form(void* cls, MHD_ValueKind, const char* key, const char*, const char*, const char*,
+                                     const char* data, uint64_t, size_t size) {
+  Request& r = *static_cast<Request*>(cls);
+  const std::string field = key != nullptr ? key : "";
+  if (!r.first_field) r.first_field = field;
+  if (field == *r.first_field) r.body.append(data, size);
+  return MHD_YES;
+}
+
+MHD_Result HttpServer::Impl::on_request(void* cls, MHD_Connection* c, const char* url, const char* method,
+                                        const char*, const char* upload, size_t* upload_size, void** req_cls) {
+  Impl& m = *static_cast<Impl*>(cls);
+  auto* r = static_cast<Request*>(*req_cls);
+  if (r == nullptr) {  // the head is complete; the body (if any) comes in the next calls
+    r = new Request;   // deleted by on_completed
+    *req_cls = r;
+    r->method = method;
+    r->path = url;
+    m.set_phase(c, Phase::kBody);
+    // Answers known from the head are sent once the request is whole: sent now, they
+    // would make libmicrohttpd close the connection, and the requests pipelined after
+    // this one would be lost.
+    {
+      std::lock_guard<std::mutex> lock(m.mu);
+      if (m.closing) {
+        r->early = error_reply(503, "stopping", "the server is stopping");
+        r->early->headers.emplace_back("Connection", "close");
+        return MHD_YES;
+      }
+    }
+    if (r->path.size() > kMaxTarget) {
+      r->early = error_reply(414, "uri_too_long",
+                             detail::concat("the request target is longer than ", kMaxTarget, " bytes (", r->method,
+                                            " ", r->path.substr(0, 64), "...)"));
+      return MHD_YES;
+    }
+    r->routed = route_of(r->method, r->path);
+    if (!r->routed.id) {
+      if (r->routed.allowed.empty()) {
+        r->early = error_reply(404, "not_found", "no route " + r->method + " " + r->path);
+      } else {
+        r->early = error_reply(405, "method_not_allowed",
+                               detail::concat(r->method, " ", r->path, ": this path answers ", r->routed.allowed));
+        r->early->headers.emplace_back("Allow", r->routed.allowed);
+      }
+      return MHD_YES;
+    }
+    // A body declared too large is refused before it is read (the connection then closes).
+    if (const char* length = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+      char* end = nullptr;
+      const unsigned long long n = std::strtoull(length, &end, 10);
+      if (*end == '\0' && n > static_cast<unsigned long long>(m.options.max_body_bytes)) {
+        return m.send(c, m.too_large());
+      }
+    }
+    if (const char* k = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "top_k")) r->top_k = k;
+    if (const char* a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION)) {
+      r->authorization = a;
+    }
+    const char* type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (type != nullptr && strncasecmp(type, "multipart/form-data", 19) == 0) {
+      r->form = MHD_create_post_processor(c, 64 * 1024, &Impl::on_form, r);
+      if (r->form == nullptr) r->form_failed = true;
+    }
+    return MHD_YES;
+  }
+  if (*upload_size > 0) {  // a piece of the body
+    if (!r->early && !r->too_large && !r->form_failed) {
+      if (r->form != nullptr) {
+        if (MHD_post_process(r->form, upload, *upload_size) != MHD_YES) r->form_failed = true;
+      } else {
+        r->body.append(upload, *upload_size);
+      }
+      if (static_cast<int64_t>(r->body.size()) > m.options.max_body_bytes) {
+        r->too_large = true;
+        std::string().swap(r->body);
+      }
+    }
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  // The request is whole.
+  if (r->ready) return m.send(c, r->reply);  // handled: back from MHD_resume_connection
+  if (r->dispatched) return MHD_YES;
+  if (r->early) return m.send(c, *r->early);
+  if (r->too_large) return m.send(c, m.too_large());
+  if (r->form_failed) return m.send(c, error_reply(400, "bad_request", "the multipart form body cannot be read"));
+  r->dispatched = true;
+  m.set_phase(c, Phase::kHandled);
+  {
+    std::lock_guard<std::mutex> lock(m.mu);
+    ++m.in_flight;
+  }
+  MHD_suspend_connection(c);
+  m.workers->post([&m, r, c] {
+    try {
+      r->reply = m.handle(*r);
+    } catch (const Error& e) {
+      const auto [status, type] = status_of(e.kind());
+      r->reply = error_reply(status, type, e.what());
+    } catch (const std::exception& e) {
+      r->reply = error_reply(500, "internal", e.what());
+    } catch (...) {
+      r->reply = error_reply(500, "internal", "unknown error");
+    }
+    r->ready = true;
+    MHD_resume_connection(c);
+    {
+      std::lock_guard<std::mutex> lock(m.mu);
+      --m.in_flight;
+    }
+    m.cv.notify_all();
+  });
+  return MHD_YES;
+}
+
+void HttpServer::Impl::on_completed(void* cls, MHD_Connection* c, void** req_cls, MHD_RequestTerminationCode) {
+  delete static_cast<Request*>(*req_cls);
+  *req_cls = nullptr;
+  static_cast<Impl*>(cls)->set_phase(c, Phase::kHead);  // the next request's head is due
+}
+
+void HttpServer::Impl::on_connection(void* cls, MHD_Connection* c, void**, MHD_ConnectionNotificationCode what) {
+  Impl& m = *static_cast<Impl*>(cls);
+  std::lock_guard<std::mutex> lock(m.conns_mu);
+  if (what == MHD_CONNECTION_NOTIFY_STARTED) {
+    const MHD_ConnectionInfo* info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (info != nullptr) m.conns[c] = Connection{info->connect_fd, Phase::kHead, Clock::now()};
+    ++m.connections_opened;
+  } else {
+    m.conns.erase(c);  // libmicrohttpd closes the socket after this returns
+  }
+}
+
+void HttpServer::Impl::on_log(void* cls, const char* fmt, va_list ap) {
+  Impl& m = *static_cast<Impl*>(cls);
+  char buf[512];
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  std::string line = buf;
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+  log::debug("serve: libmicrohttpd: ", line);
+  std::lock_guard<std::mutex> lock(m.log_mu);
+  m.last_mhd_message = line;
+}
+
+// Cuts off connections past their deadline: shutting the socket down makes
+// libmicrohttpd's event loop see it end and close it (the socket stays valid while it is
+// in `conns`: libmicrohttpd closes it only after on_connection removed it).
+void HttpServer::Impl::reap() {
+  using std::chrono::duration;
+  const auto head = duration<double>(options.request_timeout_s);
+  const auto body = duration<double>(options.body_timeout_s);
+  std::unique_lock<std::mutex> lock(mu);
+  while (!cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return stopping; })) {
+    const auto now = Clock::now();
+    std::lock_guard<std::mutex> conns_lock(conns_mu);
+    for (auto& [c, conn] : conns) {
+      const bool late = (conn.phase == Phase::kHead && now - conn.since > head) ||
+                        (conn.phase == Phase::kBody && now - conn.since > body);
+      if (!late) continue;
+      ::shutdown(conn.fd, SHUT_RDWR);
+      conn.phase = Phase::kCutOff;
+      ++cut_off;
+    }
+  }
+}
+
+Reply HttpServer::Impl::handle(const Request& r) {
+  switch (*r.routed.id) {
+    case RouteId::kHealthz: {
+      const BatcherStats b = batcher->stats();
+      const double up = std::chrono::duration<double>(Clock::now() - started).count();
+      return json_reply({{"status", "ok"},
+                         {"tasks", engine.tasks().size()},
+                         {"backbone", {{"arch", engine.backbone().arch}, {"fingerprint", engine.backbone().fingerprint}}},
+                         {"device", engine.device()},
+                         {"queue", b.queued},
+                         {"uptime_seconds", up}});
+    }
+    case RouteId::kTasks: {
+      ordered_json tasks = ordered_json::array();
+      for (const auto& e : engine.tasks()) tasks.push_back(task_line(e));
+      return json_reply({{"tasks", tasks}});
+    }
+    case RouteId::kTask: {
+      const auto entry = engine.task(r.routed.task);
+      if (!entry) return error_reply(404, "not_found", "no task '" + r.routed.task + "'; GET /v1/tasks lists them");
+      const store::Adapter a = engine.describe(r.routed.task);
+      return {200, text_of(ordered_json::parse(store::adapter_json(a, &*entry))), {}};
+    }
+    case RouteId::kPredict: return predict(r);
+    case RouteId::kReload: {
+      if (!options.admin_token.empty() && r.authorization != "Bearer " + options.admin_token) {
+        return error_reply(401, "unauthorized", "POST /v1/admin/reload needs 'Authorization: Bearer TOKEN'");
+      }
+      const size_t n = engine.reload();
+      ++reloads;
+      return json_reply({{"status", "reloaded"}, {"tasks", n}});
+    }
+    case RouteId::kStats: {
+      const BatcherStats b = batcher->stats();
+      const CacheStats c = engine.cache_stats();
+      size_t open = 0;
+      {
+        std::lock_guard<std::mutex> lock(conns_mu);
+        open = conns.size();
+      }
+      return json_reply({{"requests", b.requests},
+                         {"rejected", b.rejected},
+                         {"served", b.served},
+                         {"failed", b.failed},
+                         {"batches", b.batches},
+                         {"mean_batch", b.mean_batch()},
+                         {"max_batch", b.max_batch_seen},
+                         {"queued", b.queued},
+                         {"http_errors", http_errors.load()},
+                         {"reloads", reloads.load()},
+                         {"connections", {{"open", open}, {"opened", connections_opened.load()}, {"cut_off", cut_off.load()}}},
+                         {"cache",
+                          {{"bytes", c.bytes},
+                           {"budget", c.budget},
+                           {"entries", c.entries},
+                           {"hits", c.hits},
+                           {"misses", c.misses},
+                           {"evictions", c.evictions}}}});
+    }
+  }
+  return error_reply(500, "internal", "unrouted request");
+}
+
+Reply HttpServer::Impl::predict(const Request& r) {
+  const std::string& name = r.routed.task;
+  if (!engine.task(name)) return error_reply(404, "not_found", "no task '" + name + "'; GET /v1/tasks lists them");
   int64_t top_k = options.default_top_k;
-  if (req.has_param("top_k")) {
-    const std::string v = req.get_param_value("top_k");
+  if (r.top_k) {
+    const std::string& v = *r.top_k;
     char* end = nullptr;
     const long long k = std::strtoll(v.c_str(), &end, 10);
     if (v.empty() || *end != '\0' || k < 1 || k > 100000) {
-      return send_error(res, 400, "bad_request", "top_k must be an integer in [1, 100000], got '" + v + "'");
+      return error_reply(400, "bad_request", "top_k must be an integer in [1, 100000], got '" + v + "'");
     }
     top_k = k;
   }
-  if (body.empty()) return send_error(res, 400, "bad_request", "empty body: POST the image's bytes");
+  const std::string& body = r.body;
+  if (body.empty()) return error_reply(400, "bad_request", "empty body: POST the image's bytes");
   // The header's size first, before anything is allocated for what it claims.
   const auto wh = data::declared_size(body);
   if (options.max_pixels > 0 && wh && wh->first * wh->second > options.max_pixels) {
-    return send_error(res, 413, "image_too_large",
-                      detail::concat("image 'the request body' is ", wh->first, "x", wh->second,
-                                     " pixels, more than the limit of ", options.max_pixels));
+    return error_reply(413, "image_too_large",
+                       detail::concat("image 'the request body' is ", wh->first, "x", wh->second,
+                                      " pixels, more than the limit of ", options.max_pixels));
   }
   // What the header declares, or for a header that says nothing readable the bytes
   // themselves (the decoder will refuse it, or it is small).
   const int64_t pixels = wh ? wh->first * wh->second : static_cast<int64_t>(body.size());
   if (!decoding->take(pixels, std::chrono::milliseconds(options.decode_wait_ms))) {
-    res.set_header("Retry-After", "1");
-    return send_error(res, 503, "overloaded",
-                      detail::concat("images of ", options.max_decode_pixels, " pixels are being decoded already; "
-                                     "retry later"));
+    Reply busy = error_reply(503, "overloaded",
+                             detail::concat("images of ", options.max_decode_pixels,
+                                            " pixels are being decoded already; retry later"));
+    busy.headers.emplace_back("Retry-After", "1");
+    return busy;
   }
   at::Tensor decoded;
   try {
@@ -321,119 +598,169 @@ void HttpServer::Impl::predict(const httplib::Request& req, const std::string& b
     } give{*decoding, pixels};
     decoded = data::decode_image(body, "the request body");
   } catch (const FormatError& e) {
-    return send_error(res, 400, "bad_image", e.what());
+    return error_reply(400, "bad_image", e.what());
   }
   const at::Tensor image = engine.preprocess(name, decoded);  // a bad store file is a 500, not the client's fault
   auto future = batcher->submit(name, image, top_k);
   if (!future) {
-    res.set_header("Retry-After", "1");
-    return send_error(res, 503, "overloaded",
-                      detail::concat("the request queue is full (", batcher->options().capacity,
-                                     " waiting); retry later"));
+    Reply full = error_reply(503, "overloaded", detail::concat("the request queue is full (", batcher->options().capacity,
+                                                               " waiting); retry later"));
+    full.headers.emplace_back("Retry-After", "1");
+    return full;
   }
-  const BatchResult r = future->get();
-  if (!r.error.empty()) {
-    const auto [status, type] = status_of(static_cast<ErrorKind>(r.error_kind));
-    return send_error(res, status, type, r.error);
+  const BatchResult result = future->get();
+  if (!result.error.empty()) {
+    const auto [status, type] = status_of(static_cast<ErrorKind>(result.error_kind));
+    return error_reply(status, type, result.error);
   }
   ordered_json top = ordered_json::array();
-  for (const TopClass& c : r.top) top.push_back({{"class", c.name}, {"index", c.index}, {"prob", c.prob}});
-  send_json(res, {{"task", name}, {"top", top}});
+  for (const TopClass& c : result.top) top.push_back({{"class", c.name}, {"index", c.index}, {"prob", c.prob}});
+  return json_reply({{"task", name}, {"top", top}});
 }
 
 void HttpServer::Impl::watch() {
   std::string stamp = engine.manifest_stamp();
   const auto every = std::chrono::microseconds(static_cast<int64_t>(options.watch_seconds * 1e6));
-  std::unique_lock<std::mutex> lock(watch_mu);
-  while (!watch_cv.wait_for(lock, every, [&] { return stopping; })) {
+  std::unique_lock<std::mutex> lock(mu);
+  while (!cv.wait_for(lock, every, [&] { return stopping; })) {
+    lock.unlock();
     const std::string now = engine.manifest_stamp();
-    if (now.empty() || now == stamp) continue;
-    try {
-      const size_t n = engine.reload();
-      ++reloads;
-      stamp = now;
-      log::info("serve: the store's manifest changed; ", n, " tasks now");
-    } catch (const std::exception& e) {
-      log::warn("serve: the store's manifest changed but could not be read (", e.what(), "); still serving the old one");
+    if (!now.empty() && now != stamp) {
+      try {
+        const size_t n = engine.reload();
+        ++reloads;
+        log::info("serve: the store's manifest changed; ", n, " tasks now");
+      } catch (const std::exception& e) {
+        log::warn("serve: the store's manifest changed but could not be read (", e.what(),
+                  "); still serving the old one");
+      }
       stamp = now;
     }
+    lock.lock();
   }
 }
 
 HttpServer::HttpServer(Engine& engine, HttpOptions options) : impl_(std::make_unique<Impl>(engine, std::move(options))) {
   Impl& m = *impl_;
-  CLR_CHECK(m.options.port >= 0 && m.options.port <= 65535, ConfigError, "--port must be in [0, 65535] (0: any free "
-            "port), got ", m.options.port);
-  CLR_CHECK(m.options.http_threads >= 1, ConfigError, "--http-threads must be at least 1, got ", m.options.http_threads);
-  CLR_CHECK(m.options.max_body_bytes >= 1, ConfigError, "--max-body-bytes must be positive, got ",
-            m.options.max_body_bytes);
-  CLR_CHECK(m.options.default_top_k >= 1, ConfigError, "--top-k must be at least 1, got ", m.options.default_top_k);
-  CLR_CHECK(m.options.watch_seconds >= 0, ConfigError, "--watch-seconds must be >= 0, got ", m.options.watch_seconds);
-  CLR_CHECK(m.options.max_pixels >= 1, ConfigError, "--max-pixels must be positive, got ", m.options.max_pixels);
-  CLR_CHECK(m.options.max_decode_pixels >= 1, ConfigError, "--max-decode-pixels must be positive, got ",
-            m.options.max_decode_pixels);
-  CLR_CHECK(m.options.decode_wait_ms >= 0, ConfigError, "--decode-wait-ms must be >= 0, got ",
-            m.options.decode_wait_ms);
-  m.batcher = std::make_unique<Batcher>(engine, m.options.batcher);
-  const int threads = m.options.http_threads;
-  m.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
-  m.http.set_payload_max_length(static_cast<size_t>(m.options.max_body_bytes));
-  m.http.set_keep_alive_max_count(100000);
-  m.http.set_read_timeout(10);
-  m.http.set_write_timeout(10);
-  // httplib's default adds SO_REUSEPORT, with which a second server binds the same port
-  // and the two answer in turn; SO_REUSEADDR alone still allows a quick restart.
-  m.http.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const void*>(&yes), sizeof yes);
-  });
-  m.routes();
+  const HttpOptions& o = m.options;
+  CLR_CHECK(o.port >= 0 && o.port <= 65535, ConfigError, "--port must be in [0, 65535] (0: any free port), got ", o.port);
+  CLR_CHECK(o.http_threads >= 1 && o.http_threads <= 4096, ConfigError, "--http-threads must be in [1, 4096], got ",
+            o.http_threads);
+  CLR_CHECK(o.max_connections >= 1 && o.max_connections <= 65536, ConfigError,
+            "--max-connections must be in [1, 65536], got ", o.max_connections);
+  CLR_CHECK(o.request_timeout_s > 0 && o.request_timeout_s <= 86400, ConfigError,
+            "--request-timeout must be in (0, 86400] seconds, got ", o.request_timeout_s);
+  CLR_CHECK(o.body_timeout_s > 0 && o.body_timeout_s <= 86400, ConfigError,
+            "--body-timeout must be in (0, 86400] seconds, got ", o.body_timeout_s);
+  CLR_CHECK(o.max_body_bytes >= 1, ConfigError, "--max-body-bytes must be positive, got ", o.max_body_bytes);
+  CLR_CHECK(o.default_top_k >= 1, ConfigError, "--top-k must be at least 1, got ", o.default_top_k);
+  CLR_CHECK(o.watch_seconds >= 0, ConfigError, "--watch-seconds must be >= 0, got ", o.watch_seconds);
+  CLR_CHECK(o.max_pixels >= 1, ConfigError, "--max-pixels must be positive, got ", o.max_pixels);
+  CLR_CHECK(o.max_decode_pixels >= 1, ConfigError, "--max-decode-pixels must be positive, got ", o.max_decode_pixels);
+  CLR_CHECK(o.decode_wait_ms >= 0, ConfigError, "--decode-wait-ms must be >= 0, got ", o.decode_wait_ms);
+  m.batcher = std::make_unique<Batcher>(engine, o.batcher);
 }
 
-HttpServer::~HttpServer() { stop(); }
+HttpServer::~HttpServer() {
+  stop();
+  if (impl_->listen_fd >= 0) ::close(impl_->listen_fd);
+}
 
 int HttpServer::bind() {
   Impl& m = *impl_;
-  if (m.options.port == 0) {
-    m.port = m.http.bind_to_any_port(m.options.host);
-    CLR_CHECK(m.port > 0, ConfigError, "cannot bind ", m.options.host, " to a free port");
-  } else {
-    CLR_CHECK(m.http.bind_to_port(m.options.host, m.options.port), ConfigError, "cannot bind ", m.options.host, ":",
-              m.options.port, " (in use, or not an address of this machine); choose another --port or --host");
-    m.port = m.options.port;
+  if (m.listen_fd >= 0) return m.port;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(m.options.port);
+  const int rc = ::getaddrinfo(m.options.host.c_str(), service.c_str(), &hints, &found);
+  CLR_CHECK(rc == 0, ConfigError, "cannot bind --host '", m.options.host, "': ", ::gai_strerror(rc));
+  std::unique_ptr<addrinfo, void (*)(addrinfo*)> owned(found, ::freeaddrinfo);
+  int error = 0;
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) {
+      error = errno;
+      continue;
+    }
+    // SO_REUSEADDR allows a quick restart; no SO_REUSEPORT, with which a second server
+    // would bind the same port and the two would answer in turn.
+    const int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    if (::bind(fd, a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd, SOMAXCONN) == 0) {
+      m.listen_fd = fd;
+      break;
+    }
+    error = errno;
+    ::close(fd);
   }
+  CLR_CHECK(m.listen_fd >= 0, ConfigError, "cannot bind ", m.options.host, ":", m.options.port, ": ",
+            std::strerror(error),
+            error == EADDRINUSE ? " (the port is in use; choose another --port)"
+                                : " (not an address of this machine?); choose another --host or --port");
+  sockaddr_storage bound{};
+  socklen_t len = sizeof bound;
+  ::getsockname(m.listen_fd, reinterpret_cast<sockaddr*>(&bound), &len);
+  m.port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                             : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   return m.port;
 }
 
 void HttpServer::serve() {
   Impl& m = *impl_;
-  if (m.port < 0) bind();
   {
-    std::lock_guard<std::mutex> lock(m.watch_mu);
+    std::lock_guard<std::mutex> lock(m.mu);
     if (m.stopping) return;  // stop() came first
-    if (m.options.watch_seconds > 0) m.watcher = std::thread([&m] { m.watch(); });
   }
-  const bool ok = m.http.listen_after_bind();
-  bool stopping = false;
+  if (m.listen_fd < 0) bind();
+  m.workers = std::make_unique<Workers>(m.options.http_threads);
+  const unsigned int loops = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
+  const unsigned int idle_s = static_cast<unsigned int>(std::ceil(std::max(m.options.request_timeout_s, 1.0)));
+  MHD_Daemon* daemon = MHD_start_daemon(
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, nullptr,
+      nullptr, &Impl::on_request, &m,                                                       //
+      MHD_OPTION_LISTEN_SOCKET, static_cast<MHD_socket>(m.listen_fd),                       //
+      MHD_OPTION_THREAD_POOL_SIZE, loops,                                                   //
+      MHD_OPTION_CONNECTION_LIMIT, static_cast<unsigned int>(m.options.max_connections),    //
+      MHD_OPTION_CONNECTION_TIMEOUT, idle_s,                                                //
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory,                                //
+      MHD_OPTION_NOTIFY_COMPLETED, &Impl::on_completed, &m,                                 //
+      MHD_OPTION_NOTIFY_CONNECTION, &Impl::on_connection, &m,                               //
+      MHD_OPTION_EXTERNAL_LOGGER, &Impl::on_log, &m,                                        //
+      MHD_OPTION_END);
+  if (daemon == nullptr) {
+    m.workers.reset();
+    std::lock_guard<std::mutex> lock(m.log_mu);
+    throw InternalError(detail::concat("the HTTP server on ", m.options.host, ":", m.port, " cannot start: ",
+                                       m.last_mhd_message.empty() ? "libmicrohttpd gave no reason"
+                                                                  : m.last_mhd_message));
+  }
+  std::thread reaper([&m] { m.reap(); });
+  std::thread watcher;
+  if (m.options.watch_seconds > 0) watcher = std::thread([&m] { m.watch(); });
   {
-    std::lock_guard<std::mutex> lock(m.watch_mu);
-    stopping = m.stopping;
+    // Until stop(); then no new request is taken, and the ones being handled are answered.
+    std::unique_lock<std::mutex> lock(m.mu);
+    m.cv.wait(lock, [&] { return m.stopping; });
+    m.closing = true;
+    m.cv.wait(lock, [&] { return m.in_flight == 0; });
   }
-  CLR_CHECK(ok || stopping, InternalError, "the HTTP server on ", m.options.host, ":", m.port,
-            " stopped accepting connections (accept failed: out of file descriptors or buffers?)");
+  reaper.join();
+  if (watcher.joinable()) watcher.join();
+  MHD_stop_daemon(daemon);  // closes the listening socket too
+  m.listen_fd = -1;
+  m.workers.reset();
 }
 
 void HttpServer::stop() {
   Impl& m = *impl_;
-  std::thread watcher;
   {
-    std::lock_guard<std::mutex> lock(m.watch_mu);
+    std::lock_guard<std::mutex> lock(m.mu);
     m.stopping = true;
-    watcher.swap(m.watcher);
   }
-  m.watch_cv.notify_all();
-  if (watcher.joinable()) watcher.join();
-  m.http.stop();  // does nothing before listen starts: the caller retries (serve_command.cpp)
+  m.cv.notify_all();
 }
 
 int HttpServer::port() const { return impl_->port; }

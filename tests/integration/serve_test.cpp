@@ -6,6 +6,8 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <future>
@@ -79,6 +81,38 @@ void expect_error(const httplib::Result& r, int status, const std::string& type)
   const json j = json::parse(r->body);
   EXPECT_EQ(j["error"]["type"], type) << r->body;
   EXPECT_FALSE(j["error"]["message"].get<std::string>().empty());
+}
+
+// A raw TCP connection to the server, for what an HTTP client library does not send.
+int connect_raw(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  return fd;
+}
+
+// Everything the server sends until it closes the connection, or until `seconds` pass.
+std::string read_until_closed(int fd, double seconds) {
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(seconds);
+  tv.tv_usec = static_cast<suseconds_t>((seconds - static_cast<double>(tv.tv_sec)) * 1e6);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string got;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) got.append(buf, static_cast<size_t>(n));
+  return got;
+}
+
+// The status codes of the responses in `raw`, in order.
+std::vector<int> statuses_in(const std::string& raw) {
+  std::vector<int> out;
+  for (size_t p = raw.find("HTTP/1.1 "); p != std::string::npos; p = raw.find("HTTP/1.1 ", p + 1)) {
+    out.push_back(std::atoi(raw.c_str() + p + 9));
+  }
+  return out;
 }
 
 TEST(Serve, EndpointsAnswerAndPredictionsMatchTheEngine) {
@@ -361,6 +395,90 @@ TEST(Serve, NewTasksAreServedWithoutARestart) {
   }
   EXPECT_EQ(status, 200);
   EXPECT_EQ(body(s.client().Get("/healthz"))["tasks"], 2);
+}
+
+// Issue 15, row 4: connections that trickle their request a byte at a time hold no
+// thread, so the server keeps answering others; past the deadlines they are cut off.
+TEST(Serve, TricklingClientsAreCutOffAndTheRestAreServed) {
+  test::TempDir dir("serve");
+  const test::TestStore ts = test::make_test_store(dir.path(), "clr", 1, kSize, 27);
+  serve::HttpOptions o;
+  o.watch_seconds = 0;
+  o.http_threads = 2;  // fewer than the trickling connections
+  o.request_timeout_s = 1.5;
+  o.body_timeout_s = 1.5;
+  Served s(ts.store, o);
+  // 16 connections trickling a request head, 4 trickling a body; one byte each per 100 ms.
+  const std::string head = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + std::string(200, 'a') + "\r\n\r\n";
+  const std::string body_head = "POST /v1/tasks/t0/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n";
+  std::vector<int> fds;
+  for (int i = 0; i < 20; ++i) {
+    fds.push_back(connect_raw(s.port()));
+    if (i >= 16) {
+      ASSERT_EQ(::send(fds.back(), body_head.data(), body_head.size(), MSG_NOSIGNAL), ssize_t(body_head.size()));
+    }
+  }
+  std::vector<int> cut_after_ms(fds.size(), -1);
+  const auto start = std::chrono::steady_clock::now();
+  std::thread trickler([&] {
+    for (size_t step = 0; step < 100; ++step) {
+      if (std::all_of(cut_after_ms.begin(), cut_after_ms.end(), [](int ms) { return ms >= 0; })) break;
+      for (size_t i = 0; i < fds.size(); ++i) {
+        if (cut_after_ms[i] >= 0) continue;
+        const char byte = i < 16 ? head[step % head.size()] : 'x';
+        if (::send(fds[i], &byte, 1, MSG_NOSIGNAL) != 1) {
+          cut_after_ms[i] = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                 std::chrono::steady_clock::now() - start)
+                                                 .count());
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  // Meanwhile others are served at once, predictions included.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (int i = 0; i < 5; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto h = s.client().Get("/healthz");
+    ASSERT_TRUE(h);
+    EXPECT_EQ(h->status, 200);
+    const auto p = s.client().Post("/v1/tasks/t0/predict", png_of(i), "image/png");
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->status, 200) << p->body;
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 1.0);
+  }
+  trickler.join();
+  for (size_t i = 0; i < fds.size(); ++i) {
+    // Cut off between the deadline and a few seconds after it (the trickle would run 10 s).
+    EXPECT_GE(cut_after_ms[i], 1400) << "connection " << i;
+    EXPECT_LE(cut_after_ms[i], 5000) << "connection " << i;
+    ::close(fds[i]);
+  }
+  const json stats = body(s.client().Get("/v1/stats"));
+  EXPECT_GE(stats["connections"]["cut_off"].get<int>(), 20) << stats.dump();
+}
+
+// Issue 15, row 13: requests pipelined in one write are all answered, in order.
+TEST(Serve, PipelinedRequestsAreAnsweredInOrder) {
+  test::TempDir dir("serve");
+  const test::TestStore ts = test::make_test_store(dir.path(), "clr", 1, kSize, 28);
+  serve::HttpOptions o;
+  o.watch_seconds = 0;
+  Served s(ts.store, o);
+  const std::string img = png_of(6);
+  const std::string requests = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                               "POST /v1/tasks/t0/predict?top_k=1 HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                               "Content-Length: " + std::to_string(img.size()) + "\r\n\r\n" + img +
+                               "GET /no/such/route HTTP/1.1\r\nHost: x\r\n\r\n"
+                               "GET /v1/tasks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  const int fd = connect_raw(s.port());
+  ASSERT_EQ(::send(fd, requests.data(), requests.size(), MSG_NOSIGNAL), ssize_t(requests.size()));
+  const std::string raw = read_until_closed(fd, 10);
+  ::close(fd);
+  EXPECT_EQ(statuses_in(raw), (std::vector<int>{200, 200, 404, 200})) << raw;
+  const size_t ok = raw.find("\"status\":\"ok\""), top = raw.find("\"top\":["), missing = raw.find("no route"),
+               tasks = raw.find("\"tasks\":[");
+  EXPECT_TRUE(ok < top && top < missing && missing < tasks) << raw;
 }
 
 }  // namespace

@@ -1,18 +1,29 @@
-// The HTTP layer of `clr serve` (cpp-httplib, from Debian): a thin JSON API over the
+// The HTTP layer of `clr serve` (GNU libmicrohttpd, from Debian): a thin JSON API over the
 // engine and the batcher.
 //
 //   GET  /healthz                      {"status":"ok", "tasks":N, ...}
 //   GET  /v1/tasks                     {"tasks":[{"name", "classes", "variant", "input_size"}, ...]}
 //   GET  /v1/tasks/{task}              the task's metadata (class names, preprocessing, metrics, ...)
-//   POST /v1/tasks/{task}/predict      body: image bytes (JPEG, PNG, BMP, GIF, WebP); ?top_k=K
+//   POST /v1/tasks/{task}/predict      body: image bytes (JPEG, PNG, BMP, GIF, WebP), whatever the
+//                                      Content-Type, or the first part of a multipart form; ?top_k=K
 //                                      -> {"task":..., "top":[{"class", "index", "prob"}, ...]}
 //   POST /v1/admin/reload              re-reads the store's manifest (Authorization: Bearer TOKEN
 //                                      when a token is configured)
-//   GET  /v1/stats                     queue, batch and adapter-cache counters
+//   GET  /v1/stats                     queue, batch, connection and adapter-cache counters
 //
 // Errors are {"error": {"type": ..., "message": ...}}: 400 bad request or undecodable
-// image, 401 bad token, 404 unknown task or path, 413 body or image over the limit, 503 queue
-// full (with Retry-After), 500 anything else. No request can stop the server.
+// image, 401 bad token, 404 unknown task or path, 405 wrong method (with Allow), 413 body or
+// image over the limit, 414 request line too long, 503 queue full or decodes over budget
+// (with Retry-After), 500 anything else. Malformed HTTP that never reaches a route (a broken
+// request line, headers past the per-connection memory) gets libmicrohttpd's own short
+// answer. No request can stop the server.
+//
+// Connections are multiplexed by a few event-loop threads (epoll), so an idle or slow
+// connection holds no thread; a request is handled on one of `http_threads` workers once
+// its body is complete. A client that has not sent a request's head within
+// `request_timeout_s` of connecting (or of its previous answer), or its body within
+// `body_timeout_s` of the head, is cut off; the others keep being served. Pipelined
+// requests are answered in order.
 #pragma once
 
 #include <cstdint>
@@ -28,7 +39,10 @@ class Engine;
 struct HttpOptions {
   std::string host = "127.0.0.1";
   int port = 8080;                          // 0: any free port (see bind())
-  int http_threads = 64;                    // connections served at once (one thread each)
+  int http_threads = 64;                    // requests handled at once (decode, wait for the batch)
+  int max_connections = 1024;               // open connections at once; more are refused
+  double request_timeout_s = 10;            // to send a request's head (request line and headers)
+  double body_timeout_s = 60;               // to send its body, from the end of the head
   int64_t max_body_bytes = 16ll << 20;      // larger bodies get 413
   int64_t max_pixels = 40'000'000;          // larger images (by their header) get 413
   // Pixels (by their headers) of all the images being decoded at once: a request that
@@ -41,8 +55,9 @@ struct HttpOptions {
   double watch_seconds = 1.0;               // poll the manifest this often (0: never)
   BatcherOptions batcher;
 };
-// Keys host, port, http_threads, max_body_bytes, max_pixels, max_decode_pixels,
-// decode_wait_ms, top_k, watch_seconds and batcher. The admin token is a secret: it is
+// Keys host, port, http_threads, max_connections, request_timeout_s, body_timeout_s,
+// max_body_bytes, max_pixels, max_decode_pixels, decode_wait_ms, top_k, watch_seconds and
+// batcher. The admin token is a secret: it is
 // never written, and `clr serve` reads it only from a file (--admin-token-file) or
 // $CLR_ADMIN_TOKEN, so it can end up neither in a printed or stored configuration nor in
 // the process list.
@@ -56,13 +71,14 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Binds the socket; returns the port. ConfigError when the address cannot be bound.
+  // Binds the socket; returns the port. ConfigError when the address cannot be bound
+  // (in use, not an address of this machine).
   int bind();
   // Serves until stop() (from another thread or a signal-watching thread); returns at
-  // once if stop() came first. InternalError if accepting connections fails.
+  // once if stop() came first. Requests being handled are answered before it returns.
+  // InternalError if the server cannot start.
   void serve();
-  // Stops serving. Before serve() has started listening it only marks the server
-  // stopped (serve() then returns at once); call it again until serve() returned.
+  // Makes serve() return; safe from any thread, before or during serve(), and more than once.
   void stop();
   int port() const;
 
