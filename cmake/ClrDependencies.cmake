@@ -16,6 +16,7 @@ add_library(clr_webp INTERFACE)
 target_include_directories(clr_webp INTERFACE ${WEBP_INCLUDE_DIR})
 target_link_libraries(clr_webp INTERFACE ${WEBP_LIBRARY})
 find_path(STB_INCLUDE_DIR stb/stb_image.h REQUIRED)
+find_package(PNG REQUIRED)  # PNG decoding (libpng-dev)
 # JPEG through libjpeg-turbo's TurboJPEG API (libturbojpeg0-dev).
 find_path(TURBOJPEG_INCLUDE_DIR turbojpeg.h REQUIRED)
 find_library(TURBOJPEG_LIBRARY turbojpeg REQUIRED)

@@ -17,10 +17,11 @@ PACKAGES=(
   libtorch-dev                             # LibTorch 1.13 (CPU)
   nlohmann-json3-dev libcli11-dev          # JSON, command line
   libssl-dev                               # SHA-256 (libcrypto)
-  libstb-dev libwebp-dev zlib1g-dev        # image decoding (PNG BMP GIF / WebP), gzipped IDX
-  libturbojpeg0-dev                        # JPEG decoding (libjpeg-turbo)
+  libstb-dev libwebp-dev zlib1g-dev        # image decoding (BMP GIF / WebP), gzipped IDX
+  libturbojpeg0-dev libpng-dev             # JPEG decoding (libjpeg-turbo), PNG decoding (libpng)
   libsqlite3-dev libtomlplusplus-dev       # SKILL catalog, run configs
-  libcpp-httplib-dev                       # clr serve (HTTP)
+  libmicrohttpd-dev                        # clr serve (HTTP server)
+  libcpp-httplib-dev                       # the serve tests' HTTP client
   wrk                                      # bench/serve_load.sh (load test of clr serve)
   dataset-fashion-mnist                    # IDX data for tests and the default sequence
   fonts-dejavu-core fonts-dejavu-extra     # glyph tasks of the default sequence

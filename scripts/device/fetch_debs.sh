@@ -8,7 +8,8 @@ mkdir -p .deps/debs
 cd .deps/debs
 apt-get download nlohmann-json3-dev libcli11-dev libssl-dev libssl3 googletest \
   libstb-dev libwebp-dev libwebp7 zlib1g-dev zlib1g libsqlite3-dev libsqlite3-0 libtomlplusplus-dev libtomlplusplus3 \
-  libcpp-httplib-dev libcpp-httplib0.11 libbrotli-dev libbrotli1 libturbojpeg0-dev libturbojpeg0
+  libcpp-httplib-dev libcpp-httplib0.11 libbrotli-dev libbrotli1 libturbojpeg0-dev libturbojpeg0 \
+  libmicrohttpd-dev libmicrohttpd12 libpng-dev libpng16-16
 ls -la
 # The default sequence's data (dataset-fashion-mnist, fonts-dejavu), for
 # scripts/device/compare.sh; setup.sh installs the packages here.

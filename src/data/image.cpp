@@ -1,19 +1,23 @@
 #include "clr/data/image.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <string>
 #include <tuple>
 #include <utility>
+#include <vector>
 
+#include <csetjmp>
+
+#include <png.h>
 #include <torch/torch.h>
 #include <turbojpeg.h>
 #include <webp/decode.h>
 
 #define STB_IMAGE_IMPLEMENTATION
-#define STBI_ONLY_PNG
 #define STBI_ONLY_BMP
 #define STBI_ONLY_GIF
 #define STBI_NO_STDIO
@@ -75,12 +79,23 @@ struct Jpeg {
   }
 };
 
+// More pixels than any decoder here allocates for one image (805 MB of RGB): a header may
+// declare up to 2^31 x 2^31 in a few bytes. Callers that take images from others check
+// declared_size() against a lower limit first (clr serve's --max-pixels).
+constexpr int64_t kMaxPixels = int64_t{1} << 28;
+
+void check_pixels(int64_t w, int64_t h, const std::string& origin) {
+  CLR_CHECK(w > 0 && h > 0, FormatError, "image '", origin, "' has no pixels (", w, "x", h, ")");
+  CLR_CHECK(w * h <= kMaxPixels, FormatError, "image '", origin, "' declares ", w, "x", h,
+            " pixels, more than clr decodes (", kMaxPixels, ")");
+}
+
 at::Tensor decode_jpeg(const std::string& bytes, const std::string& origin) {
   Jpeg jpeg;
   int w = 0, h = 0;
   CLR_CHECK(jpeg.header(bytes, w, h), FormatError, "cannot decode image '", origin, "': corrupt JPEG: ",
             tjGetErrorStr2(jpeg.h));
-  CLR_CHECK(w > 0 && h > 0, FormatError, "image '", origin, "' has no pixels (", w, "x", h, ")");
+  check_pixels(w, h, origin);
   at::Tensor t = torch::empty({h, w, 3}, torch::kUInt8);
   const int rc = tjDecompress2(jpeg.h, reinterpret_cast<const unsigned char*>(bytes.data()),
                                static_cast<unsigned long>(bytes.size()), t.data_ptr<uint8_t>(), w, 0, h, TJPF_RGB,
@@ -96,6 +111,89 @@ at::Tensor decode_jpeg(const std::string& bytes, const std::string& origin) {
   return t;
 }
 
+// PNG is decoded by libpng, which OSS-Fuzz fuzzes continuously (stb_image's reader met
+// corrupt files badly: fuzz/README.md). To RGB, 8 bits a channel, as PIL's
+// convert("RGB"): palettes and grey expanded, 16-bit samples cut to their high byte,
+// alpha and tRNS dropped.
+bool is_png(const std::string& b) { return b.size() >= 8 && png_sig_cmp(reinterpret_cast<png_const_bytep>(b.data()), 0, 8) == 0; }
+
+struct PngInput {
+  const uint8_t* data;
+  size_t size;
+  size_t pos;
+  char why[200];  // libpng's error message
+};
+
+void png_read_input(png_structp p, png_bytep out, size_t n) {
+  auto* in = static_cast<PngInput*>(png_get_io_ptr(p));
+  if (n > in->size - in->pos) png_error(p, "the file ends early");
+  std::memcpy(out, in->data + in->pos, n);
+  in->pos += n;
+}
+
+[[noreturn]] void png_on_error(png_structp p, png_const_charp message) {
+  auto* in = static_cast<PngInput*>(png_get_error_ptr(p));
+  std::snprintf(in->why, sizeof in->why, "%s", message);
+  std::longjmp(png_jmpbuf(p), 1);
+}
+
+void png_on_warning(png_structp, png_const_charp) {}
+
+// libpng reports errors by longjmp: between the setjmp and any png_* call nothing here
+// has a destructor. `reserve` is called once the size is known (it may throw: it runs
+// before libpng could jump) and returns the rows to fill, or null to stop after the header.
+template <class Reserve>
+bool png_decode(PngInput& in, int64_t& w, int64_t& h, Reserve&& reserve) {
+  png_structp p = png_create_read_struct(PNG_LIBPNG_VER_STRING, &in, png_on_error, png_on_warning);
+  if (p == nullptr) return false;
+  png_infop info = png_create_info_struct(p);
+  png_bytepp rows = nullptr;
+  if (info == nullptr || setjmp(png_jmpbuf(p))) {
+    png_destroy_read_struct(&p, info != nullptr ? &info : nullptr, nullptr);
+    return false;
+  }
+  png_set_read_fn(p, &in, png_read_input);
+  png_set_crc_action(p, PNG_CRC_QUIET_USE, PNG_CRC_QUIET_USE);  // as PIL: a bad CRC is not fatal
+  png_read_info(p, info);
+  w = png_get_image_width(p, info);
+  h = png_get_image_height(p, info);
+  const int color = png_get_color_type(p, info);
+  png_set_expand(p);  // palette to RGB, grey below 8 bits to 8, tRNS to alpha
+  png_set_strip_16(p);
+  if (color == PNG_COLOR_TYPE_GRAY || color == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(p);
+  png_set_strip_alpha(p);
+  png_set_interlace_handling(p);
+  png_read_update_info(p, info);
+  if (png_get_rowbytes(p, info) != static_cast<size_t>(w) * 3) png_error(p, "unexpected row size after conversion");
+  rows = reserve(w, h);
+  if (rows != nullptr) png_read_image(p, rows);
+  png_destroy_read_struct(&p, &info, nullptr);
+  return true;
+}
+
+at::Tensor decode_png(const std::string& bytes, const std::string& origin) {
+  PngInput in{reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), 0, {}};
+  at::Tensor t;
+  std::vector<png_bytep> rows;
+  std::string refused;  // a size check's message, raised after libpng is done
+  int64_t w = 0, h = 0;
+  const bool ok = png_decode(in, w, h, [&](int64_t width, int64_t height) -> png_bytepp {
+    try {
+      check_pixels(width, height, origin);
+      t = torch::empty({height, width, 3}, torch::kUInt8);
+      rows.resize(static_cast<size_t>(height));
+      for (int64_t y = 0; y < height; ++y) rows[static_cast<size_t>(y)] = t.data_ptr<uint8_t>() + y * width * 3;
+      return rows.data();
+    } catch (const std::exception& e) {
+      refused = e.what();
+      return nullptr;
+    }
+  });
+  if (!refused.empty()) throw FormatError(refused);
+  CLR_CHECK(ok, FormatError, "cannot decode image '", origin, "': corrupt PNG: ", in.why);
+  return t;
+}
+
 }  // namespace
 
 std::optional<std::pair<int64_t, int64_t>> declared_size(const std::string& bytes) {
@@ -104,6 +202,12 @@ std::optional<std::pair<int64_t, int64_t>> declared_size(const std::string& byte
   if (is_jpeg(bytes)) {
     if (!Jpeg().header(bytes, w, h)) return std::nullopt;
     return std::make_pair(static_cast<int64_t>(w), static_cast<int64_t>(h));
+  }
+  if (is_png(bytes)) {
+    PngInput in{data, bytes.size(), 0, {}};
+    int64_t pw = 0, ph = 0;
+    if (!png_decode(in, pw, ph, [](int64_t, int64_t) -> png_bytepp { return nullptr; })) return std::nullopt;
+    return std::make_pair(pw, ph);
   }
   const bool known = !bytes.empty() && (is_webp(bytes) ? WebPGetInfo(data, bytes.size(), &w, &h) != 0
                                                        : bytes.size() <= static_cast<size_t>(INT32_MAX) &&
@@ -127,6 +231,7 @@ at::Tensor decode_image(const std::string& bytes, const std::string& origin) {
   }
   CLR_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX), FormatError, "image '", origin, "' is too large");
   if (is_jpeg(bytes)) return decode_jpeg(bytes, origin);
+  if (is_png(bytes)) return decode_png(bytes, origin);
   int w = 0, h = 0, channels = 0;
   stbi_uc* rgb = stbi_load_from_memory(data, static_cast<int>(bytes.size()), &w, &h, &channels, 3);
   CLR_CHECK(rgb != nullptr, FormatError, "cannot decode image '", origin, "': ", stbi_failure_reason(),
