@@ -198,28 +198,64 @@ std::optional<RunCheckpoint> read_run_checkpoint(const std::string& out) {
   return c;
 }
 
+namespace {
+
+// A task's progress as tensors and metadata under `prefix` ("" for the task checkpoint,
+// "lane.<k>." for a task of a parallel chunk).
+void add_progress(TensorMap& tensors, Metadata& metadata, const std::string& prefix, const train::TaskProgress& p) {
+  add_prefixed(tensors, prefix + "current", p.current);
+  // Right after a gain the best state is the current one: stored once.
+  const bool best_is_current = p.since_best == 0 && p.report.best_epoch == p.next_epoch;
+  if (!best_is_current) add_prefixed(tensors, prefix + "best", p.best);
+  add_prefixed(tensors, prefix + "optimizer", p.optimizer);
+  add_prefixed(tensors, prefix + "scaler", p.scaler);
+  add_prefixed(tensors, prefix + "steps", p.steps);
+  if (p.rng.defined()) tensors.emplace(prefix + "rng", p.rng);
+  metadata[prefix + "next_epoch"] = std::to_string(p.next_epoch);
+  metadata[prefix + "since_best"] = std::to_string(p.since_best);
+  metadata[prefix + "best_is_current"] = best_is_current ? "1" : "0";
+  metadata[prefix + "finished"] = p.finished ? "1" : "0";
+  metadata[prefix + "report"] = settings::Json(p.report).dump();
+}
+
+train::TaskProgress take_progress(const SafetensorsFile& f, const std::string& prefix, const std::string& file) {
+  train::TaskProgress p;
+  p.next_epoch = meta_int(f.metadata, prefix + "next_epoch", file);
+  p.since_best = meta_int(f.metadata, prefix + "since_best", file);
+  try {
+    p.report = settings::Json::parse(meta(f.metadata, prefix + "report", file)).get<train::TaskTrainReport>();
+  } catch (const json::exception& e) {
+    throw FormatError(detail::concat("checkpoint '", file, "': its training report is damaged: ", e.what()));
+  }
+  p.current = with_prefix(f.tensors, prefix + "current");
+  const auto flag = [&](const std::string& key) {
+    const auto it = f.metadata.find(prefix + key);
+    return it != f.metadata.end() && it->second == "1";
+  };
+  p.best = flag("best_is_current") ? p.current : with_prefix(f.tensors, prefix + "best");
+  p.finished = flag("finished");
+  p.optimizer = with_prefix(f.tensors, prefix + "optimizer");
+  p.scaler = with_prefix(f.tensors, prefix + "scaler");
+  p.steps = with_prefix(f.tensors, prefix + "steps");
+  if (f.tensors.count(prefix + "rng")) p.rng = f.tensors.at(prefix + "rng");
+  CLR_CHECK(!p.current.empty(), FormatError, "checkpoint '", file, "' holds no training state", prefix.empty() ? "" : " for ",
+            prefix);
+  return p;
+}
+
+std::string chunk_file(const std::string& out) { return checkpoint_dir(out) + "/parallel.safetensors"; }
+
+}  // namespace
+
 void write_task_checkpoint(const std::string& out, const std::string& run_id, int64_t task,
                            const train::TaskProgress& p) {
   TensorMap tensors;
-  add_prefixed(tensors, "current", p.current);
-  // Right after a gain the best state is the current one: stored once.
-  const bool best_is_current = p.since_best == 0 && p.report.best_epoch == p.next_epoch;
-  if (!best_is_current) add_prefixed(tensors, "best", p.best);
-  add_prefixed(tensors, "optimizer", p.optimizer);
-  add_prefixed(tensors, "scaler", p.scaler);
-  add_prefixed(tensors, "steps", p.steps);
-  if (p.rng.defined()) tensors.emplace("rng", p.rng);
+  Metadata metadata{{"format", kCheckpointFormat}, {"kind", "task"}, {"run_id", run_id}, {"task", std::to_string(task)}};
+  add_progress(tensors, metadata, "", p);
   make_directories(checkpoint_dir(out));
   // Rewritten after every epoch, so not fsync'ed: a machine crash may damage it, and
   // the task then starts again from its first epoch (read_task_checkpoint).
-  write_file_replacing(task_file(out), encode_safetensors(tensors, {{"format", kCheckpointFormat},
-                                                                    {"kind", "task"},
-                                                                    {"run_id", run_id},
-                                                                    {"task", std::to_string(task)},
-                                                                    {"next_epoch", std::to_string(p.next_epoch)},
-                                                                    {"since_best", std::to_string(p.since_best)},
-                                                                    {"best_is_current", best_is_current ? "1" : "0"},
-                                                                    {"report", settings::Json(p.report).dump()}}));
+  write_file_replacing(task_file(out), encode_safetensors(tensors, metadata));
 }
 
 std::optional<train::TaskProgress> read_task_checkpoint(const std::string& out, const std::string& run_id,
@@ -228,25 +264,45 @@ std::optional<train::TaskProgress> read_task_checkpoint(const std::string& out, 
   if (!file_exists(file)) return std::nullopt;
   SafetensorsFile f = read_checkpoint_file(file, "task");
   if (meta(f.metadata, "run_id", file) != run_id || meta_int(f.metadata, "task", file) != task) return std::nullopt;
-  train::TaskProgress p;
-  p.next_epoch = meta_int(f.metadata, "next_epoch", file);
-  p.since_best = meta_int(f.metadata, "since_best", file);
-  try {
-    p.report = settings::Json::parse(meta(f.metadata, "report", file)).get<train::TaskTrainReport>();
-  } catch (const json::exception& e) {
-    throw FormatError(detail::concat("checkpoint '", file, "': its training report is damaged: ", e.what()));
-  }
-  p.current = with_prefix(f.tensors, "current");
-  p.best = f.metadata.count("best_is_current") && f.metadata.at("best_is_current") == "1" ? p.current
-                                                                                         : with_prefix(f.tensors, "best");
-  p.optimizer = with_prefix(f.tensors, "optimizer");
-  p.scaler = with_prefix(f.tensors, "scaler");
-  p.steps = with_prefix(f.tensors, "steps");
-  if (f.tensors.count("rng")) p.rng = f.tensors.at("rng");
-  CLR_CHECK(!p.current.empty(), FormatError, "checkpoint '", file, "' holds no training state");
-  return p;
+  return take_progress(f, "", file);
 }
 
-void remove_task_checkpoint(const std::string& out) { std::remove(task_file(out).c_str()); }
+void write_parallel_checkpoint(const std::string& out, const std::string& run_id, int64_t first_task,
+                               const std::vector<std::optional<train::TaskProgress>>& progress) {
+  TensorMap tensors;
+  Metadata metadata{{"format", kCheckpointFormat},
+                    {"kind", "parallel"},
+                    {"run_id", run_id},
+                    {"first_task", std::to_string(first_task)},
+                    {"tasks", std::to_string(progress.size())}};
+  for (size_t k = 0; k < progress.size(); ++k) {
+    if (progress[k]) add_progress(tensors, metadata, detail::concat("lane.", k, "."), *progress[k]);
+  }
+  make_directories(checkpoint_dir(out));
+  write_file_replacing(chunk_file(out), encode_safetensors(tensors, metadata));  // as the task checkpoint
+}
+
+std::vector<std::optional<train::TaskProgress>> read_parallel_checkpoint(const std::string& out,
+                                                                        const std::string& run_id, int64_t first_task,
+                                                                        size_t tasks) {
+  const std::string file = chunk_file(out);
+  if (!file_exists(file)) return {};
+  SafetensorsFile f = read_checkpoint_file(file, "parallel");
+  if (meta(f.metadata, "run_id", file) != run_id || meta_int(f.metadata, "first_task", file) != first_task ||
+      meta_int(f.metadata, "tasks", file) != static_cast<int64_t>(tasks)) {
+    return {};
+  }
+  std::vector<std::optional<train::TaskProgress>> progress(tasks);
+  for (size_t k = 0; k < tasks; ++k) {
+    const std::string prefix = detail::concat("lane.", k, ".");
+    if (f.metadata.count(prefix + "next_epoch")) progress[k] = take_progress(f, prefix, file);
+  }
+  return progress;
+}
+
+void remove_task_checkpoint(const std::string& out) {
+  std::remove(task_file(out).c_str());
+  std::remove(chunk_file(out).c_str());
+}
 
 }  // namespace clr::eval

@@ -289,6 +289,12 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
   const int64_t method_bytes_start = previous ? total_bytes(method.method_state()) : 0;
   int64_t method_bytes_before = method_bytes_start;
 
+  // The epoch checkpoint's cost is kept under kCheckpointShare of the task's training
+  // time: every epoch where epochs are long against the write (CLR's few kilobytes
+  // always), less often for a whole network on a small task, so that a stop loses at most
+  // the epoch in flight, or a few epochs that took no longer together than
+  // ~1/kCheckpointShare writes.
+  constexpr double kCheckpointShare = 0.05;
   // Tasks learned together (train.parallel_tasks, CLR variants): their training and
   // validation splits and what train_parallel gave each, kept until the task's turn.
   std::map<size_t, data::PreparedSplit> early_train, early_val;
@@ -311,7 +317,28 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
         chunk.push_back(std::move(p));
       }
       log::info("learning tasks ", t + 1, "-", chunk_end, " in parallel");
-      train::ParallelResult res = train::train_parallel(clr_method->net(), chunk, o.train);
+      // Checkpoints as for a task learned alone (below): each task's progress at its
+      // latest epoch end, written while the writes cost under kCheckpointShare of the time.
+      train::ParallelResume hooks;
+      if (previous && t == first_task) {
+        try {
+          hooks.from = read_parallel_checkpoint(o.out_dir, r.run_id, static_cast<int64_t>(t), chunk.size());
+        } catch (const FormatError& e) {
+          log::warn("tasks ", t + 1, "-", chunk_end, " start again from their first epoch: ", e.what());
+        }
+      }
+      double write_seconds = 0, last_write = 0;
+      hooks.on_epoch_end = [&](const std::vector<std::optional<train::TaskProgress>>& progress, double seconds) {
+        const bool stop = o.stop && o.stop();
+        if (!stop && write_seconds + last_write > kCheckpointShare * seconds) return;
+        const auto w0 = std::chrono::steady_clock::now();
+        write_parallel_checkpoint(o.out_dir, r.run_id, static_cast<int64_t>(t), progress);
+        last_write = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+        write_seconds += last_write;
+        CLR_CHECK(!stop, StoppedError, "stopped while learning tasks ", t + 1, "-", chunk_end, " in parallel (", t,
+                  " of ", sequence.size(), " tasks learned); the same command goes on from there");
+      };
+      train::ParallelResult res = train::train_parallel(clr_method->net(), chunk, o.train, hooks);
       for (size_t u = t; u < chunk_end; ++u) {
         learned[u] = {std::move(res.states[u - t]), res.reports[u - t]};
       }
@@ -341,12 +368,6 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
       method.begin_task(info);
       train::TaskResume hooks;
       std::optional<train::TaskProgress> progress;
-      // The epoch checkpoint's cost is kept under kCheckpointShare of the task's
-      // training time: every epoch where epochs are long against the write (CLR's few
-      // kilobytes always), less often for a whole network on a small task, so that a
-      // stop loses at most the epoch in flight, or a few epochs that took no longer
-      // together than ~1/kCheckpointShare writes.
-      constexpr double kCheckpointShare = 0.05;
       double write_seconds = 0, last_write = 0;
       if (method.resumable()) {
         if (previous && t == first_task) {

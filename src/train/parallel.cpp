@@ -1,5 +1,6 @@
 #include "clr/train/parallel.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
@@ -27,6 +28,7 @@ struct Lane {
   TensorMap best;
   TaskTrainReport report;
   bool done = false;
+  std::optional<TaskProgress> saved;  // at the latest epoch end (with resume hooks)
 };
 
 double evaluate_one(adapters::ParallelTasks& tasks, size_t k, const data::PreparedSplit& split, int64_t batch_size,
@@ -42,18 +44,28 @@ double evaluate_one(adapters::ParallelTasks& tasks, size_t k, const data::Prepar
 }  // namespace
 
 ParallelResult train_parallel(adapters::ReprogrammedNet net, const std::vector<ParallelTask>& tasks,
-                              const TrainConfig& config) {
+                              const TrainConfig& config, const ParallelResume& resume) {
   config.validate();
   CLR_CHECK(!tasks.empty(), ConfigError, "no tasks to learn");
   const c10::Device device = net->device();
   const Numerics numerics = numerics_for(config, device);
   CLR_CHECK(!numerics.loss_scaling, ConfigError,
             "train.precision fp16 is not supported with parallel tasks (its steps are skipped per task); use bf16");
+  CLR_CHECK(resume.from.empty() || resume.from.size() == tasks.size(), ConfigError, "progress for ",
+            resume.from.size(), " tasks given to learn ", tasks.size());
+  auto from = [&](size_t k) -> const TaskProgress* {
+    return resume.from.empty() || !resume.from[k] ? nullptr : &*resume.from[k];
+  };
   std::vector<TensorMap> initial;
-  for (const auto& t : tasks) {
+  for (size_t k = 0; k < tasks.size(); ++k) {
+    const ParallelTask& t = tasks[k];
     CLR_CHECK(t.train != nullptr && t.val != nullptr && t.train->size() > 0, ConfigError, "task '", t.info.name,
               "' has no training images left");
-    initial.push_back(t.initial_state);
+    if (const TaskProgress* p = from(k)) {
+      CLR_CHECK(p->next_epoch > 0 && (p->finished || p->next_epoch < config.epochs), ConfigError, "task '",
+                t.info.name, "' cannot go on from epoch ", p->next_epoch + 1, " of ", config.epochs);
+    }
+    initial.push_back(from(k) != nullptr ? from(k)->current : t.initial_state);
   }
   adapters::ParallelTasks model(net, initial);
   model.set_training(true);
@@ -66,10 +78,25 @@ ParallelResult train_parallel(adapters::ReprogrammedNet net, const std::vector<P
     l.params = model.trainable_parameters(k);
     l.opt = std::make_unique<Optimizer>(l.params, optimizer_options(config));
     l.report.best_val_accuracy = -1;
-    l.opt->set_lr(lr_at(config, 0));
-    l.plan = l.loader->plan(0);
-    l.done = l.plan.batches == 0;
+    if (const TaskProgress* p = from(k)) {
+      l.opt->load_state(p->optimizer);
+      l.report = p->report;
+      l.best = p->best;
+      l.since_best = p->since_best;
+      l.epoch = p->next_epoch;
+      l.saved = *p;
+      log::info("task '", tasks[k].info.name, "': ",
+                p->finished ? "learned already" : detail::concat("going on from epoch ", l.epoch + 1),
+                " (best so far: epoch ", l.report.best_epoch, ", val ", 100 * l.report.best_val_accuracy, "%)");
+    }
+    l.done = from(k) != nullptr && from(k)->finished;
+    if (!l.done) {
+      l.opt->set_lr(lr_at(config, l.epoch));
+      l.plan = l.loader->plan(l.epoch);
+      l.done = l.plan.batches == 0;
+    }
   }
+  double trained_seconds = 0;
 
   int64_t total = 0;
   for (const auto& t : tasks) total += t.train->size();
@@ -115,7 +142,9 @@ ParallelResult train_parallel(adapters::ReprogrammedNet net, const std::vector<P
       images += sizes[i];
     }
     const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    trained_seconds += step_seconds;
     progress.update(images, "");
+    bool epoch_ended = false;
     for (size_t i = 0; i < active.size(); ++i) {
       const size_t k = active[i];
       Lane& l = lanes[k];
@@ -135,16 +164,32 @@ ParallelResult train_parallel(adapters::ReprogrammedNet net, const std::vector<P
       const bool stop = record_validation(r, l.since_best, val, l.epoch, config, task.info.name,
                                           [&] { l.best = model.task_state(k); });
       ++l.epoch;
-      if (stop || l.epoch >= config.epochs) {
-        l.done = true;
-        continue;
+      l.done = stop || l.epoch >= config.epochs;
+      if (resume.on_epoch_end) {
+        TaskProgress p;
+        p.next_epoch = l.epoch;
+        p.since_best = l.since_best;
+        p.report = r;
+        p.current = model.task_state(k);
+        p.best = l.best;
+        p.optimizer = l.opt->state();
+        p.finished = l.done;
+        l.saved = std::move(p);
+        epoch_ended = true;
       }
+      if (l.done) continue;
       l.opt->set_lr(lr_at(config, l.epoch));
       l.plan = l.loader->plan(l.epoch);
       l.next = 0;
       l.seen = 0;
       l.loss_sum = at::Tensor();
       l.epoch_seconds = 0;
+    }
+    const bool more = std::any_of(lanes.begin(), lanes.end(), [](const Lane& l) { return !l.done; });
+    if (epoch_ended && more) {
+      std::vector<std::optional<TaskProgress>> saved;
+      for (const Lane& l : lanes) saved.push_back(l.saved);
+      resume.on_epoch_end(saved, trained_seconds);
     }
   }
   progress.finish("done");

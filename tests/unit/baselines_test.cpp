@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "clr/core/error.h"
+#include "clr/core/file_io.h"
 #include "clr/core/hash.h"
 #include "clr/core/progress.h"
 #include "clr/core/safetensors.h"
@@ -544,6 +545,60 @@ TEST(Resume, StoppedTwiceEveryMethodEndsAsIfNeverStopped) {
       EXPECT_EQ(a.tasks[t].best_val_accuracy, b.tasks[t].best_val_accuracy) << t;
       EXPECT_EQ(a.tasks[t].stored_bytes, b.tasks[t].stored_bytes) << t;
     }
+  }
+}
+
+// Tasks learned in parallel (--parallel-tasks) are checkpointed at each task's epoch
+// ends: a run stopped twice inside the chunk goes on from there and ends as one never
+// stopped. The tasks' epochs end at different steps (3, 5 and 4 batches an epoch), so a
+// resumed task repeats the part of an epoch it was in, beside other tasks' mini-batches
+// than before: equal up to the floating-point order of the shared convolutions.
+TEST(Resume, TasksLearnedInParallelGoOnFromTheirEpochEnds) {
+  test::TempDir out("resume-parallel");
+  const auto run = [&](const std::string& dir, int stop_at_call, TensorMap* checkpoint, int* calls_made) {
+    torch::manual_seed(0);
+    auto method = train::make_method("clr", models::make_resnet("resnet18", 0, true), 11689512, {});
+    eval::RunOptions o = small_run(dir, 4);
+    o.train.patience = 100;
+    o.train.parallel_tasks = 3;
+    int calls = 0;
+    o.stop = [&] { return ++calls == stop_at_call; };
+    bool finished = true;
+    try {
+      eval::run_sequence(*method, shapes_sequence(3), o);
+      *checkpoint = method->checkpoint();
+    } catch (const StoppedError&) {
+      finished = false;
+    }
+    if (calls_made != nullptr) *calls_made = calls;
+    return finished;
+  };
+  TensorMap whole, resumed;
+  int calls = 0;
+  ASSERT_TRUE(run(out.path() + "/whole", 0, &whole, &calls));
+  EXPECT_GE(calls, 8) << "the chunk's epoch ends (12 in all, the last ones not asked)";
+  EXPECT_FALSE(run(out.path() + "/stopped", 2, &resumed, nullptr));
+  EXPECT_TRUE(file_exists(out.path() + "/stopped/checkpoint/parallel.safetensors"));
+  EXPECT_FALSE(run(out.path() + "/stopped", 4, &resumed, nullptr));
+  int calls_left = 0;
+  ASSERT_TRUE(run(out.path() + "/stopped", 0, &resumed, &calls_left));
+  EXPECT_FALSE(file_exists(out.path() + "/stopped/checkpoint/parallel.safetensors"));
+  // It went on from the checkpoint: fewer epochs were left than a start from scratch has
+  // (so an equal result is not that of learning the chunk again).
+  EXPECT_LT(calls_left, calls - 3) << calls;
+  ASSERT_EQ(whole.size(), resumed.size());
+  double worst = 0;
+  for (const auto& [k, v] : whole) worst = std::max(worst, test::max_abs_diff(v, resumed.at(k)));
+  EXPECT_LT(worst, 1e-4);
+  std::printf("[resume] parallel tasks stopped twice: worst difference of the task states %.3g\n", worst);
+  const eval::Results a = eval::read_results(out.path() + "/whole/results.json");
+  const eval::Results b = eval::read_results(out.path() + "/stopped/results.json");
+  EXPECT_TRUE(b.complete);
+  EXPECT_EQ(a.accuracy, b.accuracy);
+  ASSERT_EQ(a.tasks.size(), b.tasks.size());
+  for (size_t t = 0; t < a.tasks.size(); ++t) {
+    EXPECT_EQ(a.tasks[t].epochs, b.tasks[t].epochs) << t;
+    EXPECT_EQ(a.tasks[t].best_epoch, b.tasks[t].best_epoch) << t;
   }
 }
 

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "clr/core/tensor_map.h"
 #include "clr/data/dataset.h"
@@ -65,6 +66,15 @@ void write_task_checkpoint(const std::string& out, const std::string& run_id, in
 // belongs to another run or task (a leftover); FormatError for a damaged one.
 std::optional<train::TaskProgress> read_task_checkpoint(const std::string& out, const std::string& run_id,
                                                         int64_t task);
+// Tasks learned in parallel (train_parallel) from `first_task` on: each one's progress
+// at its latest epoch end, in OUT/checkpoint/parallel.safetensors. The reader gives an
+// empty vector when the file is absent or belongs to another run or chunk.
+void write_parallel_checkpoint(const std::string& out, const std::string& run_id, int64_t first_task,
+                               const std::vector<std::optional<train::TaskProgress>>& progress);
+std::vector<std::optional<train::TaskProgress>> read_parallel_checkpoint(const std::string& out,
+                                                                        const std::string& run_id, int64_t first_task,
+                                                                        size_t tasks);
+// Removes the task and parallel checkpoints.
 void remove_task_checkpoint(const std::string& out);
 
 }  // namespace clr::eval

@@ -8,6 +8,8 @@
 // cannot learn them independently.
 #pragma once
 
+#include <functional>
+#include <optional>
 #include <vector>
 
 #include "clr/adapters/reprogram.h"
@@ -30,9 +32,24 @@ struct ParallelResult {
   std::vector<TensorMap> states;         // per task, the best-validation state (CPU)
 };
 
+// Checkpointing hooks of train_parallel. A task's progress is kept at its own epoch
+// ends (the tasks' epochs end at different steps); going on from such a progress, each
+// task repeats at most the part of an epoch it was in, and ends as it would have
+// uninterrupted, up to the floating-point order of the shared convolutions (batches are
+// put together from other tasks' mini-batches than before).
+struct ParallelResume {
+  // Per task (empty: every task from its start): where it goes on from, as train_task's
+  // TaskProgress (`finished`: it had stopped); nullopt: from its start.
+  std::vector<std::optional<TaskProgress>> from;
+  // Called after an epoch of any task while another epoch is to follow, with every
+  // task's progress at its latest epoch end (nullopt for a task without one yet) and the
+  // seconds of training so far.
+  std::function<void(const std::vector<std::optional<TaskProgress>>& progress, double train_seconds)> on_epoch_end;
+};
+
 // Learns `tasks` together on `net`'s backbone with `config` (validated; fp16 is not
 // supported here). `net` is only read.
 ParallelResult train_parallel(adapters::ReprogrammedNet net, const std::vector<ParallelTask>& tasks,
-                              const TrainConfig& config);
+                              const TrainConfig& config, const ParallelResume& resume = {});
 
 }  // namespace clr::train

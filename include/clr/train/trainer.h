@@ -101,6 +101,7 @@ struct TaskProgress {
   TensorMap scaler;        // LossScaler::state() (fp16)
   TensorMap steps;         // Method::step_state() now
   at::Tensor rng;          // the default CPU generator's state
+  bool finished = false;   // the task has stopped learning (tasks learned in parallel: train_parallel)
 };
 
 // Checkpointing hooks of train_task: `from` continues a task from its progress (the
