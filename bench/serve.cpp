@@ -30,10 +30,12 @@
 #include "clr/core/hash.h"
 #include "clr/core/runtime.h"
 #include "clr/core/safetensors.h"
+#include "clr/core/torch_compat.h"
 #include "clr/data/image.h"
 #include "clr/models/registry.h"
 #include "clr/serve/engine.h"
 #include "clr/store/store.h"
+#include "clr/train/trainer.h"
 #include "bench_util.h"
 
 namespace {
@@ -62,6 +64,10 @@ int main(int argc, char** argv) {
   app.add_option("--tasks", tasks, "Tasks in the store (>= 64 for the 64-task mix)")->capture_default_str();
   app.add_option("--classes", classes, "Classes per task")->capture_default_str();
   app.add_option("--device", device_name, "cpu, cuda, cuda:N")->capture_default_str();
+  std::string precision = "auto", memory_format = "auto";
+  app.add_option("--precision", precision, "The engine's (and the network alone's): auto, fp32, bf16, fp16")
+      ->capture_default_str();
+  app.add_option("--memory-format", memory_format, "auto, channels-last or contiguous")->capture_default_str();
   app.add_option("--warmup", warmup)->capture_default_str();
   app.add_option("--steps", steps, "Timed repetitions")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (default: hardware)");
@@ -113,9 +119,18 @@ int main(int argc, char** argv) {
     clr::serve::EngineOptions eo;
     eo.store_dir = dir + "/store";
     eo.device = device_name;
+    eo.precision = precision;
+    eo.memory_format = memory_format;
     clr::serve::Engine engine(eo);
     net->to(dev);
     net->eval();
+    // The network alone runs with the engine's numerics too.
+    const clr::train::Numerics numerics = clr::train::inference_numerics(precision, memory_format, dev, "bench");
+    if (numerics.channels_last) {
+      for (auto& p : net->parameters()) {
+        if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+      }
+    }
 
     torch::manual_seed(1);
     const at::Tensor images = torch::randint(0, 256, {batch, 3, size, size}, torch::kLong).to(torch::kByte);
@@ -145,11 +160,12 @@ int main(int argc, char** argv) {
              {{"distinct_tasks", distinct},
               {"relative_to_single_task", single_rate > 0 ? s.median / single_rate : 1.0}});
     }
-    const at::Tensor x = clr::data::normalize(images.to(dev));
+    const at::Tensor x = clr::train::in_layout(clr::data::normalize(images.to(dev)), numerics);
     {
       const Stats s = summarise(rates(seconds(
                                           [&] {
                                             torch::NoGradGuard g;
+                                            const clr::compat::AutocastGuard autocast(dev.type(), numerics.autocast);
                                             net->forward(x);
                                           },
                                           warmup, steps, dev),
@@ -214,6 +230,8 @@ int main(int argc, char** argv) {
         {"tasks", tasks},
         {"classes", classes},
         {"device", dev.str()},
+        {"precision", clr::train::precision_name(numerics.autocast)},
+        {"channels_last", numerics.channels_last},
         {"steps", steps},
         {"task_file_bytes", task_file_bytes},
         {"task_tensor_bytes", task_tensor_bytes},

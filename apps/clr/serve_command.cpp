@@ -22,7 +22,7 @@ namespace clr::apps {
 namespace {
 
 struct PredictArgs {
-  std::string store, task, backbone, device = "cpu";
+  std::string store, task, backbone, device = "cpu", precision = "auto", memory_format = "auto";
   std::vector<std::string> images;
   int64_t top_k = 5, batch = 64;
 };
@@ -32,6 +32,8 @@ void predict(const PredictArgs& a) {
   eo.store_dir = a.store;
   eo.backbone_file = a.backbone;
   eo.device = a.device;
+  eo.precision = a.precision;
+  eo.memory_format = a.memory_format;
   CLR_CHECK(a.batch >= 1, ConfigError, "--batch must be at least 1, got ", a.batch);
   CLR_CHECK(a.top_k >= 1, ConfigError, "--top-k must be at least 1, got ", a.top_k);
   serve::Engine engine(eo);
@@ -140,6 +142,11 @@ void register_predict(CLI::App& app) {
   sub->add_option("--batch", a->batch, "Images per forward pass")->capture_default_str();
   sub->add_option("--backbone", a->backbone, "Backbone file (default: the one the store records)");
   sub->add_option("--device", a->device, "cpu, cuda, cuda:N or auto")->capture_default_str();
+  sub->add_option("--precision", a->precision,
+                  "auto (bf16 on CUDA, fp32 on the CPU), fp32, bf16 or fp16 (CUDA)")->capture_default_str();
+  sub->add_option("--memory-format", a->memory_format,
+                  "auto (channels-last on CUDA, contiguous on the CPU), channels-last or contiguous")
+      ->capture_default_str();
   register_action(sub, [a] { predict(*a); });
 }
 
@@ -150,6 +157,11 @@ void register_serve(CLI::App& app) {
   sub->add_option("--store", a->engine.store_dir, "The store directory")->required();
   sub->add_option("--backbone", a->engine.backbone_file, "Backbone file (default: the one the store records)");
   sub->add_option("--device", a->engine.device, "cpu, cuda, cuda:N or auto")->capture_default_str();
+  sub->add_option("--precision", a->engine.precision,
+                  "auto (bf16 on CUDA, fp32 on the CPU), fp32, bf16 or fp16 (CUDA)")->capture_default_str();
+  sub->add_option("--memory-format", a->engine.memory_format,
+                  "auto (channels-last on CUDA, contiguous on the CPU), channels-last or contiguous")
+      ->capture_default_str();
   sub->add_option("--host", a->http.host, "Address to bind (loopback by default)")->capture_default_str();
   sub->add_option("--port", a->http.port, "Port (0: any free one, printed at start)")
       ->check(CLI::Range(0, 65535))

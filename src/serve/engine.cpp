@@ -18,9 +18,11 @@
 #include "clr/core/log.h"
 #include "clr/core/settings_io.h"
 #include "clr/core/runtime.h"
+#include "clr/core/torch_compat.h"
 #include "clr/data/image.h"
 #include "clr/models/registry.h"
 #include "clr/models/resnet.h"
+#include "clr/train/trainer.h"
 
 namespace clr::serve {
 
@@ -30,6 +32,8 @@ void fields(V& v, EngineOptions& o) {
   v("backbone", o.backbone_file);
   v("device", o.device);
   v("cache_bytes", o.cache_bytes);
+  v("precision", o.precision);
+  v("memory_format", o.memory_format);
 }
 CLR_SETTINGS_JSON(EngineOptions)
 namespace {
@@ -78,19 +82,23 @@ class MixedHook : public models::ConvHook {
       const int64_t c = output.size(1);
       if (single()) return torch::conv2d(output, k0, {}, 1, pad_, 1, c);
       const at::Tensor k = gather(site, [](const Prepared& p, size_t s) { return p.kernel[s]; });  // [N, C, 1, k, k]
-      return torch::conv2d(output.reshape({1, n * c, output.size(2), output.size(3)}),
-                           k.reshape({n * c, 1, k.size(3), k.size(4)}), {}, 1, pad_, 1, n * c)
-          .view_as(output);
+      // The batch folded into channels is a view of NCHW memory only: a channels-last
+      // activation goes through NCHW for this convolution and comes back.
+      const at::Tensor o = output.contiguous();
+      const at::Tensor y = torch::conv2d(o.reshape({1, n * c, o.size(2), o.size(3)}),
+                                         k.reshape({n * c, 1, k.size(3), k.size(4)}), {}, 1, pad_, 1, n * c)
+                               .view_as(o);
+      return y.contiguous(output.suggest_memory_format());
     }
     // Residual: the frozen conv's output plus a per-sample 1x1 conv of its input.
     const int64_t stride = sites_[site].stride;
     if (single()) return output + torch::conv2d(input, k0, {}, at::IntArrayRef{stride});
     const int64_t ci = input.size(1), co = output.size(1);
     const at::Tensor w = gather(site, [](const Prepared& p, size_t s) { return p.kernel[s]; });  // [N, out, in, 1, 1]
-    at::Tensor r = torch::conv2d(input.reshape({1, n * ci, input.size(2), input.size(3)}),
-                                 w.reshape({n * co, ci, 1, 1}), {}, at::IntArrayRef{stride}, at::IntArrayRef{0},
-                                 at::IntArrayRef{1}, n);
-    return output + r.view_as(output);
+    const at::Tensor in = input.contiguous();  // folded: NCHW memory (a channels-last input is copied)
+    at::Tensor r = torch::conv2d(in.reshape({1, n * ci, in.size(2), in.size(3)}), w.reshape({n * co, ci, 1, 1}), {},
+                                 at::IntArrayRef{stride}, at::IntArrayRef{0}, at::IntArrayRef{1}, n);
+    return output + r.view({n, co, output.size(2), output.size(3)});
   }
 
   at::Tensor norm(size_t site, torch::nn::BatchNorm2dImpl& bn, const at::Tensor& x) override {
@@ -105,8 +113,15 @@ class MixedHook : public models::ConvHook {
     for (size_t f = 0; f < 4; ++f) {
       g[f] = gather(site, [f](const Prepared& p, size_t s) { return p.norm[s][f]; }).reshape({n * c});
     }
-    return torch::batch_norm(x.reshape({1, n * c, x.size(2), x.size(3)}), g[0], g[1], g[2], g[3], false, 0.0, eps, true)
-        .view_as(x);
+    if (x.is_contiguous()) {  // NCHW: one batch_norm over the batch folded into channels
+      return torch::batch_norm(x.reshape({1, n * c, x.size(2), x.size(3)}), g[0], g[1], g[2], g[3], false, 0.0, eps,
+                               true)
+          .view_as(x);
+    }
+    // Channels-last: each sample's affine map, in the activation's layout and type.
+    const at::Tensor scale = g[0] * torch::rsqrt(g[3] + eps);
+    const at::Tensor shift = g[1] - g[2] * scale;
+    return torch::addcmul(shift.view({n, c, 1, 1}).to(x.scalar_type()), x, scale.view({n, c, 1, 1}).to(x.scalar_type()));
   }
 
  private:
@@ -138,6 +153,7 @@ std::string stamp_of(const std::string& path) {
 struct Engine::Impl {
   EngineOptions options;
   c10::Device device{c10::kCPU};
+  train::Numerics numerics;  // options.precision and memory_format on `device`
   mutable std::mutex mu;        // store, cache, generation and counters
   std::mutex forward_mu;        // one forward at a time
   std::mutex reload_mu;         // one reload at a time
@@ -300,6 +316,7 @@ Engine::Engine(const EngineOptions& options) : impl_(std::make_unique<Impl>(opti
   CLR_CHECK(options.cache_bytes > 0, ConfigError, "the adapter cache budget must be positive, got ",
             options.cache_bytes, " bytes");
   m.device = runtime::parse_device(options.device);
+  m.numerics = train::inference_numerics(options.precision, options.memory_format, m.device, "serve");
   const store::BackboneRef& ref = m.backbone_ref;
   std::string file = options.backbone_file.empty() ? ref.source : options.backbone_file;
   CLR_CHECK(!file.empty() && file != "random", ConfigError, "store '", options.store_dir,
@@ -315,12 +332,19 @@ Engine::Engine(const EngineOptions& options) : impl_(std::make_unique<Impl>(opti
   for (auto& p : m.backbone->parameters()) p.requires_grad_(false);
   m.backbone->eval();
   m.backbone->to(m.device);
+  if (m.numerics.channels_last) {  // the convolutions' weights in the activations' layout
+    for (auto& p : m.backbone->parameters()) {
+      if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+    }
+  }
   for (const auto& item : m.backbone->named_modules("", false)) {
     if (auto* bn = item.value()->as<torch::nn::BatchNorm2dImpl>()) m.norms[item.key()] = bn;
   }
   m.stats.budget = options.cache_bytes;
   log::info("engine: backbone ", ref.arch, ref.small_stem ? " (small stem)" : "", " from ", file, " on ",
-            m.device.str(), ", ", m.store.tasks().size(), " tasks in ", options.store_dir);
+            m.device.str(), " (", train::precision_name(m.numerics.autocast),
+            m.numerics.channels_last ? ", channels-last" : "", "), ", m.store.tasks().size(), " tasks in ",
+            options.store_dir);
 }
 
 Engine::~Engine() = default;
@@ -416,12 +440,13 @@ std::vector<at::Tensor> Engine::Impl::forward(const std::vector<std::string>& ta
     at::Tensor x = whole ? images : images.index_select(0, torch::tensor(rows));
     const float mean[3] = {first.meta.preprocess.mean[0], first.meta.preprocess.mean[1], first.meta.preprocess.mean[2]};
     const float sd[3] = {first.meta.preprocess.std[0], first.meta.preprocess.std[1], first.meta.preprocess.std[2]};
-    x = data::normalize(x.to(m.device), mean, sd);
+    x = train::in_layout(data::normalize(x.to(m.device), mean, sd), m.numerics);
     const at::Tensor index = torch::tensor(local).to(m.device);
     MixedHook hook(group_tasks, index, first.meta.kernel_size, m.backbone->conv_sites());
     const at::Tensor features = [&] {
       const models::ScopedConvHook attached(*m.backbone, &hook);
-      return m.backbone->features(x);
+      const compat::AutocastGuard autocast(m.device.type(), m.numerics.autocast);
+      return m.backbone->features(x).to(torch::kFloat);  // the heads in fp32
     }();
     // Heads: each task's rows of the features through its own linear layer. The rows
     // are put in task order with one gather, each task's block goes through its head

@@ -62,18 +62,28 @@ void TrainConfig::validate() const {
             "train.memory_format '", memory_format, "' is unknown; expected auto, channels-last or contiguous");
 }
 
-Numerics numerics_for(const TrainConfig& c, c10::Device device) {
-  c.validate();
+Numerics inference_numerics(const std::string& precision, const std::string& memory_format, c10::Device device,
+                            const std::string& setting) {
+  CLR_CHECK(precision == "auto" || precision == "fp32" || precision == "bf16" || precision == "fp16", ConfigError,
+            setting, ".precision '", precision, "' is unknown; expected auto, fp32, bf16 or fp16");
+  CLR_CHECK(memory_format == "auto" || memory_format == "channels-last" || memory_format == "contiguous", ConfigError,
+            setting, ".memory_format '", memory_format, "' is unknown; expected auto, channels-last or contiguous");
   const bool cuda = device.is_cuda();
   Numerics n;
-  if (c.precision == "bf16" || (c.precision == "auto" && cuda)) n.autocast = c10::ScalarType::BFloat16;
-  if (c.precision == "fp16") {
-    CLR_CHECK(cuda, ConfigError, "train.precision fp16 needs a CUDA device (autocast on ", device.str(),
+  if (precision == "bf16" || (precision == "auto" && cuda)) n.autocast = c10::ScalarType::BFloat16;
+  if (precision == "fp16") {
+    CLR_CHECK(cuda, ConfigError, setting, ".precision fp16 needs a CUDA device (autocast on ", device.str(),
               " has bf16 only); use bf16 or fp32");
     n.autocast = c10::ScalarType::Half;
-    n.loss_scaling = true;
   }
-  n.channels_last = c.memory_format == "channels-last" || (c.memory_format == "auto" && cuda);
+  n.channels_last = memory_format == "channels-last" || (memory_format == "auto" && cuda);
+  return n;
+}
+
+Numerics numerics_for(const TrainConfig& c, c10::Device device) {
+  c.validate();
+  Numerics n = inference_numerics(c.precision, c.memory_format, device, "train");
+  n.loss_scaling = n.autocast == c10::ScalarType::Half;
   return n;
 }
 

@@ -9,6 +9,7 @@
 #include "clr/core/torch_compat.h"
 #include "clr/data/loader.h"
 #include "clr/models/registry.h"
+#include "clr/serve/engine.h"
 #include "clr/train/optimizer.h"
 #include "test_util.h"
 
@@ -247,6 +248,41 @@ TEST_F(Cuda, Bf16AutocastChannelsLastStepStaysCloseToFp32) {
     second = b->forward(x.contiguous(at::MemoryFormat::ChannelsLast));
   }
   EXPECT_TRUE(torch::equal(first, second));
+}
+
+TEST_F(Cuda, ServingInBf16ChannelsLastAgreesWithTheCpu) {
+  // The engine's CUDA default (bf16 autocast, channels-last) against the CPU engine
+  // (fp32), a batch of 64 mixing 16 tasks: within bf16's precision, the same top class
+  // for nearly every sample, and the same logits twice (deterministic serving).
+  test::TempDir dir("cuda-engine");
+  const test::TestStore ts = test::make_test_store(dir.path(), "clr", 16, 32, 8);
+  torch::manual_seed(13);
+  const at::Tensor images = torch::randint(0, 256, {64, 3, 32, 32}, torch::kLong).to(torch::kByte);
+  std::vector<std::string> names;
+  for (int64_t i = 0; i < 64; ++i) names.push_back(ts.names[static_cast<size_t>((i * 7) % 16)]);
+  // The tasks have different class counts: logits compared sample by sample.
+  auto logits = [&](serve::Engine& e) { return e.logits(names, images); };
+  serve::EngineOptions eo;
+  eo.store_dir = ts.store;
+  serve::Engine cpu(eo);
+  eo.device = "cuda";
+  serve::Engine gpu(eo);
+  const std::vector<at::Tensor> ref = logits(cpu), got = logits(gpu), again = logits(gpu);
+  double worst = 0, scale = 0, same = 0;
+  bool repeatable = true;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    worst = std::max(worst, test::max_abs_diff(got[i], ref[i]));
+    scale = std::max(scale, ref[i].abs().max().item<double>());
+    same += got[i].argmax().item<int64_t>() == ref[i].argmax().item<int64_t>();
+    repeatable = repeatable && torch::equal(got[i], again[i]);
+  }
+  const double agree = same / static_cast<double>(ref.size());
+  std::printf("[gpu] serving bf16 channels-last vs CPU fp32: max-abs %.3g (largest |logit| %.3g), same top class "
+              "%.0f%%\n",
+              worst, scale, 100 * agree);
+  EXPECT_LE(worst, 0.05 * std::max(1.0, scale));
+  EXPECT_GE(agree, 0.9);
+  EXPECT_TRUE(repeatable);
 }
 
 }  // namespace

@@ -143,6 +143,55 @@ TEST_P(MixedBatchExactness, IsBitIdenticalWhereTheBackboneIs) {
 }
 INSTANTIATE_TEST_SUITE_P(Variants, MixedBatchExactness, ::testing::Values("clr", "clr-full", "residual", "linear"));
 
+// The engine in another layout and precision than the training's (CUDA's default:
+// channels-last and bf16) against the fp32 contiguous engine, on a batch of 64 samples
+// over 16 tasks: channels-last alone to fp32 noise; bf16 within its precision, with the
+// same top class for nearly every sample.
+TEST(Engine, ChannelsLastAndBf16StayWithTheFp32Answers) {
+  test::TempDir dir("engine");
+  const test::TestStore ts = test::make_test_store(dir.path(), "clr", 16, kSize, 5);
+  torch::manual_seed(12);
+  const at::Tensor images = torch::randint(0, 256, {64, 3, kSize, kSize}, torch::kLong).to(torch::kByte);
+  std::vector<std::string> names;
+  for (int64_t i = 0; i < 64; ++i) names.push_back(ts.names[static_cast<size_t>((i * 7) % 16)]);
+  auto logits = [&](const std::string& precision, const std::string& layout) {
+    serve::EngineOptions eo;
+    eo.store_dir = ts.store;
+    eo.precision = precision;
+    eo.memory_format = layout;
+    serve::Engine engine(eo);
+    return engine.logits(names, images);
+  };
+  // The largest difference, and the share of samples with the same top class.
+  auto compare = [](const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
+    double worst = 0, same = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      worst = std::max(worst, test::max_abs_diff(a[i], b[i]));
+      same += a[i].argmax().item<int64_t>() == b[i].argmax().item<int64_t>();
+    }
+    return std::make_pair(worst, same / static_cast<double>(a.size()));
+  };
+  const std::vector<at::Tensor> ref = logits("fp32", "contiguous");
+  double scale = 0;
+  for (const auto& r : ref) scale = std::max(scale, r.abs().max().item<double>());
+  const auto [cl, cl_same] = compare(logits("fp32", "channels-last"), ref);
+  EXPECT_LE(cl, 1e-5 * std::max(1.0, scale));
+  EXPECT_EQ(cl_same, 1.0);
+  const std::vector<at::Tensor> bf16 = logits("bf16", "channels-last");
+  EXPECT_EQ(bf16.front().scalar_type(), torch::kFloat);
+  const auto [d, agree] = compare(bf16, ref);
+  EXPECT_LE(d, 0.05 * std::max(1.0, scale));
+  EXPECT_GE(agree, 0.9);
+  std::printf("[engine] channels-last fp32 vs contiguous: %.3g; bf16: max-abs %.3g (largest |logit| %.3g), same top "
+              "class for %.0f%%\n",
+              cl, d, scale, 100 * agree);
+  serve::EngineOptions bad;
+  bad.store_dir = ts.store;
+  bad.precision = "fp8";
+  EXPECT_NE(test::message_of<ConfigError>([&] { serve::Engine e(bad); }).find("serve.precision 'fp8'"),
+            std::string::npos);
+}
+
 TEST(Engine, PredictIsSoftmaxTopK) {
   test::TempDir dir("engine");
   const test::TestStore ts = test::make_test_store(dir.path(), "clr", 3, kSize, 4);

@@ -32,8 +32,13 @@ struct EngineOptions {
   std::string backbone_file;  // empty: the store's recorded source
   std::string device = "cpu";
   int64_t cache_bytes = 256ll << 20;  // budget of prepared adapters on the device
+  // The forward's arithmetic and layout, as train.precision / train.memory_format:
+  // auto is bf16 autocast and channels-last on CUDA, fp32 and contiguous on the CPU
+  // (where a mixed-task batch equals each sample run alone, docs/SERVING.md).
+  std::string precision = "auto";
+  std::string memory_format = "auto";
 };
-// Keys store, backbone, device, cache_bytes.
+// Keys store, backbone, device, cache_bytes, precision, memory_format.
 void to_json(settings::Json& j, const EngineOptions& o);
 void from_json(const settings::Json& j, EngineOptions& o);
 

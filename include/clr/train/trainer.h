@@ -70,6 +70,11 @@ OptimizerOptions optimizer_options(const TrainConfig& config);
 
 // ConfigError for fp16 on a device other than CUDA.
 Numerics numerics_for(const TrainConfig& config, c10::Device device);
+// What a `precision` (auto | fp32 | bf16 | fp16) and a `memory_format` (auto |
+// channels-last | contiguous) mean on `device`, for inference (no loss scaling);
+// `setting` names them in errors (e.g. "serve" gives "serve.precision").
+Numerics inference_numerics(const std::string& precision, const std::string& memory_format, c10::Device device,
+                            const std::string& setting);
 // "fp32", "bf16", "fp16".
 std::string precision_name(c10::ScalarType autocast);
 
