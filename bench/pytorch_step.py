@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The peer of clr_bench_throughput's "train" mode, written the way a PyTorch user would:
+"""The peer of clr_bench_throughput's "train" mode (and, with --forward, of clr_bench_serve's
+single-task engine), written the way a PyTorch user would:
 the same CLR-reprogrammed ResNet (a depthwise k x k conv, identity at start, after every
 conv with kernel > 1; BatchNorm trained per task; a new linear head; the backbone's convs
 frozen), Adam, and the authors' norm penalty through autograd. Prints one JSON line per
@@ -70,6 +71,8 @@ def main():
     ap.add_argument("--penalty", type=float, default=1e-5)
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast on the forward pass")
+    ap.add_argument("--forward", action="store_true",
+                    help="time the eval-mode forward under inference_mode (serving one task) instead of the step")
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -92,7 +95,11 @@ def main():
             x = x.contiguous(memory_format=torch.channels_last)
         y = torch.randint(0, a.classes, (batch,), device=dev)
 
-        def step():
+        def forward():
+            with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.bf16):
+                net(x)
+
+        def train_step():
             opt.zero_grad(set_to_none=True)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.bf16):
                 loss = nn.functional.cross_entropy(net(x), y)
@@ -101,6 +108,8 @@ def main():
             loss.backward()
             opt.step()
 
+        step = forward if a.forward else train_step
+        net.train(not a.forward)
         for _ in range(a.warmup):
             step()
         sync()
@@ -117,7 +126,8 @@ def main():
             "arch": a.arch, "small_stem": a.small_stem, "size": a.size, "batch": batch, "device": str(dev),
             "channels_last": a.channels_last, "precision": "bf16" if a.bf16 else "fp32",
             "warmup": a.warmup, "steps": a.steps, "penalty": a.penalty,
-            "train_step_images_per_s": {"median": statistics.median(rates), "p10": q[0], "p90": q[-1]},
+            ("forward_images_per_s" if a.forward else "train_step_images_per_s"):
+                {"median": statistics.median(rates), "p10": q[0], "p90": q[-1]},
             "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.node(),
             "cpu": platform.processor() or platform.machine(),
         }), flush=True)
