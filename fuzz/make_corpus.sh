@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 DATA=$(ls -d "$BUILD"/test-scratch/make_data-*/ | head -1)
 C=fuzz/corpus
-rm -rf "$C" && mkdir -p "$C"/{safetensors,safetensors-metadata,pth,weights,idx,cifar,image,toml,adapter,manifest,results,list}
+# The seeds are made again; the inputs of past findings (regress-*) stay.
+[ -d "$C" ] && find "$C" -type f ! -name 'regress-*' -delete
+mkdir -p "$C"/{safetensors,safetensors-metadata,pth,weights,idx,cifar,image,toml,adapter,manifest,results,list,skill,http}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cp "$DATA"/images/{rgb.jpg,rgb.png,gray.png,rgba.png,palette.gif,rgb.bmp,rgb.webp} "$C/image/"
@@ -49,4 +51,29 @@ printf 'a.png 0\n# comment\n\nsub/b.jpg 1\n/abs/c.png 2\n' > "$C/list/list.txt"
 cp "$tmp/run/results.json" "$C/results/results.json"
 cp "$tmp/run/adapters/manifest.json" "$C/manifest/manifest.json"
 "$BUILD/clr" tasks export --store "$tmp/run/adapters" alpha --out "$C/adapter/alpha.safetensors" > /dev/null
+# The SKILL catalog of the tests' data, and requests a client sends `clr serve` (task "t",
+# 8 px: the http target's own store).
+cp "$DATA/skill/rolling_releases/database_2.sqlite" "$C/skill/"
+/usr/bin/python3 - "$C/http" <<'PY'
+import io, sys
+from PIL import Image
+c = sys.argv[1] + "/"
+buf = io.BytesIO()
+Image.new("RGB", (8, 8), (200, 30, 60)).save(buf, "PNG")
+png = buf.getvalue()
+def w(name, b):
+    open(c + name, "wb").write(b)
+w("get-healthz", b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+w("predict-png", b"POST /v1/tasks/t/predict?top_k=2 HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+  b"Content-Length: %d\r\n\r\n" % len(png) + png)
+body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\nContent-Type: image/png"
+        b"\r\n\r\n" + png + b"\r\n--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--XyZ--\r\n")
+w("predict-multipart", b"POST /v1/tasks/t/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+  b"boundary=XyZ\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+w("pipelined", b"GET /v1/tasks HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/tasks/t HTTP/1.1\r\nHost: x\r\n\r\n"
+  b"HEAD /v1/stats HTTP/1.1\r\nHost: x\r\n\r\nPOST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx"
+  b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+w("chunked", b"POST /v1/tasks/t/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+w("reload", b"POST /v1/admin/reload HTTP/1.0\r\nAuthorization: Bearer x\r\n\r\n")
+PY
 du -sh "$C"; find "$C" -type f | wc -l

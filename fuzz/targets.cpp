@@ -3,6 +3,9 @@
 // refuse its input only with a clr::Error (ConfigError, NotFoundError, FormatError,
 // IncompatibleError); anything else that escapes — a LibTorch c10::Error, std::bad_alloc,
 // std::out_of_range — is reported as a crash, as are the sanitizers' findings.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -12,7 +15,9 @@
 #include <exception>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
+#include <thread>
 
 #include <torch/torch.h>
 
@@ -24,7 +29,12 @@
 #include "clr/data/image.h"
 #include "clr/data/sources.h"
 #include "clr/eval/results.h"
+#include "clr/adapters/reprogram.h"
+#include "clr/core/hash.h"
 #include "clr/eval/run_config.h"
+#include "clr/models/registry.h"
+#include "clr/serve/engine.h"
+#include "clr/serve/http.h"
 #include "clr/store/adapter_file.h"
 #include "clr/store/store.h"
 
@@ -47,6 +57,88 @@ std::string as_file(const std::string& bytes, const std::string& name) {
   const std::string path = scratch() + "/" + name;
   clr::write_file(path, bytes);
   return path;
+}
+
+// `clr serve` on a loopback port, started once: a random ResNet-18 (small stem) and a
+// store of one CLR task of 3 classes at 8 px.
+struct Served {
+  std::unique_ptr<clr::serve::Engine> engine;
+  std::unique_ptr<clr::serve::HttpServer> server;
+  std::thread thread;
+  int port = 0;
+};
+
+Served& served() {
+  static Served* s = [] {
+    auto* out = new Served;  // never destroyed: the server serves until the process ends
+    const std::string dir = scratch() + "/serve";
+    clr::make_directories(dir);
+    torch::manual_seed(0);
+    clr::models::ResNet backbone = clr::models::make_resnet("resnet18", 0, true);
+    const std::string file = dir + "/backbone.safetensors";
+    clr::write_safetensors(file, clr::models::state_dict(*backbone));
+    clr::adapters::ReprogrammedNet net(clr::models::load_resnet("resnet18", file, 0, true),
+                                       clr::adapters::ReprogramOptions(), 3);
+    clr::store::BackboneRef ref{"resnet18", true, net->backbone_fingerprint(),
+                                clr::models::torchvision_param_count(*backbone), file};
+    clr::store::Store store = clr::store::Store::create(dir + "/store", ref);
+    clr::store::Adapter a;
+    a.task = "t";
+    a.classes = {"a", "b", "c"};
+    a.preprocess.resize = 8;
+    a.backbone = ref;
+    a.tensors = net->new_task_state(3);
+    store.put(a);
+    clr::serve::EngineOptions eo;
+    eo.store_dir = dir + "/store";
+    out->engine = std::make_unique<clr::serve::Engine>(eo);
+    clr::serve::HttpOptions ho;
+    ho.port = 0;
+    ho.watch_seconds = 0;
+    ho.http_threads = 4;
+    ho.max_body_bytes = 1 << 16;
+    ho.request_timeout_s = 0.5;
+    ho.body_timeout_s = 1;
+    out->server = std::make_unique<clr::serve::HttpServer>(*out->engine, ho);
+    out->port = out->server->bind();
+    out->thread = std::thread([out] { out->server->serve(); });
+    out->thread.detach();
+    return out;
+  }();
+  return *s;
+}
+
+// What a client sends on one connection (then it stops sending and reads the answers
+// until the server closes, at most 2 s).
+void http_exchange(const std::string& bytes) {
+  const int port = served().port;
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  for (int tries = 0; ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0; ++tries) {
+    if (tries == 100) {  // the server must come up and stay up
+      std::fprintf(stderr, "clr_fuzz: http: cannot connect to the server on port %d\n", port);
+      std::abort();
+    }
+    usleep(10000);
+  }
+  size_t sent = 0;
+  while (sent < bytes.size()) {
+    const ssize_t n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<size_t>(n);
+  }
+  ::shutdown(fd, SHUT_WR);
+  char buf[4096];
+  while (::recv(fd, buf, sizeof buf, 0) > 0) {
+  }
+  ::close(fd);
 }
 
 const std::map<std::string, Target>& targets() {
@@ -86,6 +178,14 @@ const std::map<std::string, Target>& targets() {
       {"results", [](const std::string& b) { clr::eval::parse_results(b, "fuzz"); }},
       {"list",
        [](const std::string& b) { clr::data::read_list_file(as_file(b, "list.txt")); }},
+      {"skill",  // the input is the catalog's SQLite database
+       [](const std::string& b) {
+         const std::string root = scratch() + "/skill";
+         clr::make_directories(root + "/rolling_releases");
+         clr::write_file(root + "/rolling_releases/database_2.sqlite", b);
+         clr::data::read_skill(root, {});
+       }},
+      {"http", [](const std::string& b) { http_exchange(b); }},
   };
   return all;
 }
