@@ -176,6 +176,12 @@ bool file_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
+bool same_file(const std::string& a, const std::string& b) {
+  struct stat sa {}, sb {};
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
 void require_file(const std::string& path, const std::string& what) {
   struct stat st {};
   CLR_CHECK(::stat(path.c_str(), &st) == 0, NotFoundError, what, " '", path, "' does not exist");

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
-#include <filesystem>
 #include <sstream>
 #include <system_error>
 
@@ -210,8 +209,7 @@ std::vector<CompareRow> tabulate_runs(const TabulateOptions& o) {
     }
   }
   for (size_t i = 0; i < runs.size(); ++i) {
-    std::error_code ec;
-    CLR_CHECK(!std::filesystem::equivalent(o.runs[i], o.out + "/" + names[i], ec), ConfigError, "--out ", o.out,
+    CLR_CHECK(!same_file(o.runs[i], o.out + "/" + names[i]), ConfigError, "--out ", o.out,
               " would overwrite the run in ", o.runs[i], " with its cut copy; choose another directory");
   }
   make_directories(o.out);

@@ -104,6 +104,8 @@ void write_file_replacing(const std::string& path, const std::string& contents);
 // tree that a StagedDirectory moves into place as a whole; same error kinds.
 void write_file(const std::string& path, const std::string& contents);
 bool file_exists(const std::string& path);
+// True when both paths exist and name the same file or directory (device and inode).
+bool same_file(const std::string& a, const std::string& b);
 // NotFoundError unless `path` is a regular file, saying what it is instead: "<what>
 // 'PATH' does not exist", "... is a directory, not a file", "... is not a regular file".
 void require_file(const std::string& path, const std::string& what = "file");
