@@ -124,13 +124,8 @@ int main(int argc, char** argv) {
     clr::serve::Engine engine(eo);
     net->to(dev);
     net->eval();
-    // The network alone runs with the engine's numerics too.
+    // The network alone runs with the engine's numerics too (weights NCHW, as the engine's).
     const clr::train::Numerics numerics = clr::train::inference_numerics(precision, memory_format, dev, "bench");
-    if (numerics.channels_last) {
-      for (auto& p : net->parameters()) {
-        if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
-      }
-    }
 
     torch::manual_seed(1);
     const at::Tensor images = torch::randint(0, 256, {batch, 3, size, size}, torch::kLong).to(torch::kByte);
