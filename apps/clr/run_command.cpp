@@ -70,6 +70,24 @@ void add_run_options(CLI::App* sub, RunArgs* a) {
                   "their batches; each task still gets its own data order, optimiser, schedule and early stopping, "
                   "and ends as it would alone (default 1: one after another). For GPUs, where a step of one task leaves "
                   "the device mostly idle; on a CPU it is slower");
+  sub->add_option_function<std::string>(
+         "--task-inference",
+         [&f](const std::string& v) {
+           std::vector<std::string> names;
+           if (v != "none") {
+             size_t start = 0;
+             for (size_t comma; (comma = v.find(',', start)) != std::string::npos; start = comma + 1) {
+               names.push_back(v.substr(start, comma - start));
+             }
+             names.push_back(v.substr(start));
+           }
+           f.task_inference = names;
+         },
+         "Task inference measured beside the oracle after every task: a comma-separated list of gaussian (the "
+         "task mapper: class Gaussians of the frozen backbone's features, stored with each task so that `clr "
+         "predict` and `clr serve` work without --task), energy and max-softmax (every task's head on the image), "
+         "or none (default gaussian; docs/METHODS.md)")
+      ->type_name("METHODS");
   sub->add_option("--seed", f.seed, "Seed for initialisation, splits, shuffling, Fisher samples, buffers (default 0)");
   sub->add_option("--scale", f.scale,
                   "With a config that has [data.suite] (configs/default.toml): learn all 22 suite tasks at this scale, "

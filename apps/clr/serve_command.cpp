@@ -25,6 +25,7 @@ struct PredictArgs {
   std::string store, task, backbone, device = "cpu", precision = "auto", memory_format = "auto";
   std::vector<std::string> images;
   int64_t top_k = 5, batch = 64;
+  serve::IdentifyOptions identify;
 };
 
 void predict(const PredictArgs& a) {
@@ -42,6 +43,22 @@ void predict(const PredictArgs& a) {
   struct Flush {
     ~Flush() { std::cout << std::flush; }
   } flush;
+  if (a.task.empty()) {  // the task found for each image (task inference)
+    serve::IdentifyOptions io = a.identify;
+    io.top_k = a.top_k;
+    engine.identify_files(a.images, io, a.batch,
+                          [&](const std::string& path, const serve::Identified& answer, const std::string& error) {
+                            nlohmann::ordered_json line{{"image", path}};
+                            if (!error.empty()) {
+                              line["error"] = error;
+                            } else {
+                              line.update(settings::Json(answer));
+                            }
+                            std::cout << line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace)
+                                      << "\n";
+                          });
+    return;
+  }
   engine.predict_files(
       a.task, a.images, a.top_k, a.batch,
       [&](const std::string& path, const std::vector<serve::TopClass>& top, const std::string& error) {
@@ -134,9 +151,25 @@ void serve_forever(ServeArgs a) {
 void register_predict(CLI::App& app) {
   auto a = std::make_shared<PredictArgs>();
   CLI::App* sub = app.add_subcommand(
-      "predict", "Classify images with one task of an adapter store; one JSON line per image");
+      "predict",
+      "Classify images with one task of an adapter store, or, without --task, find each image's task first; one JSON "
+      "line per image");
   sub->add_option("--store", a->store, "The store directory")->required();
-  sub->add_option("--task", a->task, "Task name")->required();
+  sub->add_option("--task", a->task,
+                  "Task name. Without it clr finds the task of each image (--task-inference) and prints it with its "
+                  "confidence, the runner-up tasks and the classes");
+  sub->add_option("--task-inference", a->identify.method,
+                  "Without --task: gaussian (the tasks' stored feature statistics, one backbone pass), energy or "
+                  "max-softmax (every task's head on the image: one pass per task)")
+      ->check(CLI::IsMember({"gaussian", "energy", "max-softmax"}))
+      ->capture_default_str();
+  sub->add_option("--unknown-below", a->identify.threshold,
+                  "Without --task: a best task's confidence under this gives \"task\": null (unknown)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  sub->add_option("--top-tasks", a->identify.top_tasks, "Without --task: tasks listed per image, best first")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000}))
+      ->capture_default_str();
   sub->add_option("images", a->images, "Image files (JPEG, PNG, BMP, GIF, WebP)")->required();
   sub->add_option("--top-k", a->top_k, "Classes per image")->capture_default_str();
   sub->add_option("--batch", a->batch, "Images per forward pass")->capture_default_str();
@@ -193,6 +226,18 @@ void register_serve(CLI::App& app) {
                   "How long a request waits for --max-decode-pixels before 503")
       ->capture_default_str();
   sub->add_option("--top-k", a->http.default_top_k, "Classes per answer unless ?top_k= says")->capture_default_str();
+  sub->add_option("--task-inference", a->http.identify.method,
+                  "POST /v1/predict (no task given): gaussian (the tasks' stored feature statistics, one backbone "
+                  "pass), energy or max-softmax (every task's head on the image)")
+      ->check(CLI::IsMember({"gaussian", "energy", "max-softmax"}))
+      ->capture_default_str();
+  sub->add_option("--unknown-below", a->http.identify.threshold,
+                  "POST /v1/predict: a best task's confidence under this answers \"task\": null")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  sub->add_option("--top-tasks", a->http.identify.top_tasks, "POST /v1/predict: tasks listed per answer, best first")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000}))
+      ->capture_default_str();
   sub->add_option("--cache-mb", a->cache_mb, "Memory for prepared adapters (LRU)")->capture_default_str();
   sub->add_option("--admin-token-file", a->admin_token_file,
                   "File whose first line is the token POST /v1/admin/reload must bring (default: $CLR_ADMIN_TOKEN; "
@@ -203,7 +248,8 @@ void register_serve(CLI::App& app) {
       ->capture_default_str();
   sub->footer(
       "Endpoints: GET /healthz, GET /v1/tasks, GET /v1/tasks/{task}, POST /v1/tasks/{task}/predict[?top_k=K]\n"
-      "(body: the image bytes), POST /v1/admin/reload, GET /v1/stats. Errors are JSON {\"error\": {\"type\", "
+      "(body: the image bytes), POST /v1/predict[?top_k=K] (the task found by --task-inference), POST\n"
+      "/v1/admin/reload, GET /v1/stats. Errors are JSON {\"error\": {\"type\", "
       "\"message\"}}.");
   register_action(sub, [a] { serve_forever(*a); });
 }

@@ -80,16 +80,30 @@ std::string results_json(const Results& r) {
     seconds.push_back(t.train_seconds);
     bytes.push_back(t.stored_bytes);
   }
-  json matrix = json::array();
-  for (const auto& row : r.accuracy) {
-    json jr = json::array();
-    for (size_t j = 0; j < r.tasks.size(); ++j) {
-      if (j < row.size() && row[j].has_value()) jr.push_back(*row[j]);
-      else jr.push_back(nullptr);
+  auto matrix_json = [&](const AccuracyMatrix& m) {
+    json out = json::array();
+    for (const auto& row : m) {
+      json jr = json::array();
+      for (size_t j = 0; j < r.tasks.size(); ++j) {
+        if (j < row.size() && row[j].has_value()) jr.push_back(*row[j]);
+        else jr.push_back(nullptr);
+      }
+      out.push_back(jr);
     }
-    matrix.push_back(jr);
-  }
+    return out;
+  };
+  const json matrix = matrix_json(r.accuracy);
   const bool have = !r.accuracy.empty();
+  json inference = json::array();
+  for (const auto& ti : r.task_inference) {
+    const bool rows = !ti.task_accuracy.empty();
+    inference.push_back({{"method", ti.method},
+                         {"average_task_accuracy", rows ? json(average_accuracy(ti.task_accuracy)) : json(nullptr)},
+                         {"average_agnostic_accuracy",
+                          rows ? json(average_accuracy(ti.agnostic_accuracy)) : json(nullptr)},
+                         {"task_accuracy_matrix", matrix_json(ti.task_accuracy)},
+                         {"agnostic_accuracy_matrix", matrix_json(ti.agnostic_accuracy)}});
+  }
   json j = {
       {"schema", "clr.results/1"},
       {"method", r.method},
@@ -105,6 +119,7 @@ std::string results_json(const Results& r) {
       {"bwt", have ? json(backward_transfer(r.accuracy)) : json(nullptr)},
       {"forgetting", have ? json(forgetting(r.accuracy)) : json(nullptr)},
       {"first_task_curve", have ? json(first_task_curve(r.accuracy)) : json::array()},
+      {"task_inference", inference},
       {"extra_params_per_task", extra},
       {"extra_params_fraction", fraction},
       {"stored_bytes_per_task", bytes},
@@ -179,16 +194,33 @@ Results parse_results(const std::string& text, const std::string& path) {
       rec.train_seconds = seconds.at(i).get<double>();
       r.tasks.push_back(rec);
     }
-    for (const json& row : j.at("accuracy_matrix")) {
-      std::vector<std::optional<double>> out;
-      for (const json& v : row) out.push_back(v.is_null() ? std::nullopt : std::optional<double>(v.get<double>()));
-      CLR_CHECK(out.size() == r.tasks.size(), FormatError, "'", path, "': an accuracy_matrix row has ", out.size(),
-                " entries for ", r.tasks.size(), " tasks");
-      for (size_t k = 0; k <= r.accuracy.size() && k < out.size(); ++k) {
-        CLR_CHECK(out[k].has_value(), FormatError, "'", path, "': accuracy_matrix[", r.accuracy.size(), "][", k,
-                  "] is null");
+    auto read_matrix = [&](const json& rows, const std::string& name) {
+      AccuracyMatrix m;
+      for (const json& row : rows) {
+        std::vector<std::optional<double>> out;
+        for (const json& v : row) out.push_back(v.is_null() ? std::nullopt : std::optional<double>(v.get<double>()));
+        CLR_CHECK(out.size() == r.tasks.size(), FormatError, "'", path, "': a ", name, " row has ", out.size(),
+                  " entries for ", r.tasks.size(), " tasks");
+        for (size_t k = 0; k <= m.size() && k < out.size(); ++k) {
+          CLR_CHECK(out[k].has_value(), FormatError, "'", path, "': ", name, "[", m.size(), "][", k, "] is null");
+        }
+        m.push_back(out);
       }
-      r.accuracy.push_back(out);
+      return m;
+    };
+    r.accuracy = read_matrix(j.at("accuracy_matrix"), "accuracy_matrix");
+    if (j.contains("task_inference")) {  // written since 2026-12-07 (sixth session)
+      for (const json& t : j.at("task_inference")) {
+        TaskInferenceResult ti;
+        ti.method = t.at("method").get<std::string>();
+        ti.task_accuracy = read_matrix(t.at("task_accuracy_matrix"), "task_inference." + ti.method + ".task_accuracy_matrix");
+        ti.agnostic_accuracy =
+            read_matrix(t.at("agnostic_accuracy_matrix"), "task_inference." + ti.method + ".agnostic_accuracy_matrix");
+        CLR_CHECK(ti.task_accuracy.size() == r.accuracy.size() && ti.agnostic_accuracy.size() == r.accuracy.size(),
+                  FormatError, "'", path, "': task_inference '", ti.method, "' has ", ti.task_accuracy.size(),
+                  " rows for ", r.accuracy.size(), " accuracy rows");
+        r.task_inference.push_back(std::move(ti));
+      }
     }
     if (j.contains("config")) r.config_json = j.at("config").dump();
   } catch (const json::exception& e) {
@@ -243,6 +275,13 @@ std::string format_matrix(const Results& r) {
     os << "   BWT: " << buf;
     std::snprintf(buf, sizeof buf, "%.2f", 100.0 * forgetting(r.accuracy));
     os << "   forgetting: " << buf << '\n';
+    for (const auto& ti : r.task_inference) {
+      if (ti.task_accuracy.size() != r.accuracy.size()) continue;
+      std::snprintf(buf, sizeof buf, "%.2f%%, task-ID accuracy %.2f%% (oracle %.2f%%)",
+                    100.0 * average_accuracy(ti.agnostic_accuracy), 100.0 * average_accuracy(ti.task_accuracy),
+                    100.0 * average_accuracy(r.accuracy));
+      os << "without a task oracle (" << ti.method << "): average accuracy " << buf << '\n';
+    }
   }
   return os.str();
 }

@@ -12,6 +12,7 @@
 #include "clr/core/settings_io.h"
 #include "clr/eval/runner.h"
 #include "clr/models/registry.h"
+#include "clr/train/task_inference.h"
 
 namespace clr::eval {
 
@@ -21,6 +22,7 @@ void fields(V& v, RunSettings& s) {
   v("out", s.out);
   v("seed", s.seed);
   v("device", s.device);
+  v("task_inference", s.task_inference);
 }
 CLR_SETTINGS_JSON(RunSettings)
 
@@ -39,6 +41,17 @@ void RunConfig::finalize() {
   method.seed = run.seed;
   method.kernel = backbone.kernel;
   method.crop = train.crop;
+  for (size_t i = 0; i < run.task_inference.size(); ++i) {
+    try {
+      train::parse_task_inference(run.task_inference[i]);
+    } catch (const ConfigError& e) {
+      throw ConfigError(detail::concat("run.task_inference[", i, "]: ", e.what()));
+    }
+    for (size_t k = 0; k < i; ++k) {
+      CLR_CHECK(run.task_inference[k] != run.task_inference[i], ConfigError, "run.task_inference names '",
+                run.task_inference[i], "' twice");
+    }
+  }
   data.validate();
   train.validate();
   method.validate();
@@ -68,6 +81,7 @@ void RunOverrides::apply(RunConfig& c) const {
   if (out) c.run.out = *out;
   if (seed) c.run.seed = *seed;
   if (device) c.run.device = *device;
+  if (task_inference) c.run.task_inference = *task_inference;
   if (arch) c.backbone.arch = *arch;
   if (backbone) c.backbone.set_source(*backbone);
   if (small_stem) c.backbone.small_stem = true;
@@ -124,6 +138,18 @@ Results run(const RunConfig& c, data::Sequence seq, bool restart) {
   models::ResNet backbone = models::load_backbone(c.backbone);
   backbone->to(device);
   const int64_t params = models::torchvision_param_count(*backbone);
+  // The gaussian task mapper reads the backbone as it is now, before any task: a copy
+  // of its own, since methods that train the backbone change theirs.
+  models::ResNet frozen{nullptr};
+  if (std::find(c.run.task_inference.begin(), c.run.task_inference.end(), "gaussian") != c.run.task_inference.end()) {
+    frozen = models::make_resnet(c.backbone.arch_name(), 0, c.backbone.has_small_stem());
+    models::LoadOptions lo;
+    lo.model_name = c.backbone.arch_name();
+    models::load_state_dict(*frozen, models::state_dict(*backbone), lo, "the run's backbone");
+    frozen->to(device);
+    frozen->eval();
+    for (auto& p : frozen->parameters()) p.requires_grad_(false);
+  }
   train::MethodOptions mo = c.method;
   for (const auto& t : seq) mo.max_classes = std::max<int64_t>(mo.max_classes, static_cast<int64_t>(t.classes.size()));
   std::unique_ptr<train::Method> method = train::make_method(c.run.method, backbone, params, mo);
@@ -139,6 +165,8 @@ Results run(const RunConfig& c, data::Sequence seq, bool restart) {
   o.device = device.str();
   o.config_json = settings::Json(c).dump();
   o.restart = restart;
+  o.task_inference = c.run.task_inference;
+  if (frozen) o.shared_features = [frozen](const at::Tensor& x) mutable { return frozen->features(x); };
   return run_sequence(*method, std::move(seq), o);
 }
 

@@ -22,6 +22,7 @@
 #include "clr/store/store.h"
 #include "clr/train/clr_method.h"
 #include "clr/train/parallel.h"
+#include "clr/train/task_inference.h"
 
 namespace clr::eval {
 namespace {
@@ -100,6 +101,120 @@ std::string checkpoint_mismatch(const RunCheckpoint& c, const std::string& confi
   return "";
 }
 
+// Task inference beside the oracle (RunOptions::task_inference): the gaussian mapper's
+// statistics per learned task, the shared backbone's features of every test split, and
+// the task-ID and task-agnostic rows after each task. When the method's predictions for
+// a learned task never change (tasks on the unchanged backbone, old states fixed), the
+// logits of test split j under task i are computed once and kept; otherwise every row
+// computes them again.
+class InferenceEval {
+ public:
+  InferenceEval(const RunOptions& o, train::Method& method, const train::Numerics& numerics)
+      : o_(o), method_(method), numerics_(numerics) {
+    for (const auto& name : o.task_inference) {
+      const train::TaskInference m = train::parse_task_inference(name);
+      CLR_CHECK(std::find(methods_.begin(), methods_.end(), m) == methods_.end(), ConfigError,
+                "task inference '", name, "' is asked for twice");
+      methods_.push_back(m);
+    }
+    gaussian_ = std::find(methods_.begin(), methods_.end(), train::TaskInference::kGaussian) != methods_.end();
+    CLR_CHECK(!gaussian_ || o.shared_features, ConfigError,
+              "the gaussian task mapper needs the frozen backbone's features (RunOptions::shared_features)");
+    fixed_ = !method.store_variant().empty() && !method.changes_old_task_states();
+  }
+
+  bool active() const { return !methods_.empty(); }
+  bool gaussian() const { return gaussian_; }
+  const std::vector<train::TaskInference>& methods() const { return methods_; }
+
+  bool has_statistics(size_t t) const { return t < stats_.size() && !stats_[t].empty(); }
+  void set_statistics(size_t t, train::TaskStatistics s) {
+    if (stats_.size() <= t) stats_.resize(t + 1);
+    stats_[t] = std::move(s);
+  }
+  const train::TaskStatistics& statistics(size_t t) const { return stats_.at(t); }
+  // Task t's statistics from its training split (centred crops, no flips).
+  void fit(size_t t, const data::PreparedSplit& train, int64_t classes) {
+    train::StatisticsAccumulator acc(classes);
+    acc.add(features(train), train.labels);
+    set_statistics(t, acc.finish());
+  }
+
+  // After learning tasks 0..t: the oracle accuracy of every task (`row`) and each
+  // method's rows, appended to r.task_inference.
+  void evaluate(size_t t, const std::vector<data::PreparedSplit>& tests, std::vector<std::optional<double>>& row,
+                Results& r) {
+    if (!fixed_) logits_.clear();
+    std::vector<at::Tensor> correct(t + 1);
+    for (size_t j = 0; j <= t; ++j) {
+      const at::Tensor z = logits(j, j, tests[j]);
+      correct[j] = tests[j].size() == 0 ? torch::zeros({0}, torch::kBool)
+                                        : z.argmax(1).eq(tests[j].labels.to(torch::kCPU));
+      row[j] = share(correct[j]);
+    }
+    std::unique_ptr<train::TaskMapper> mapper;
+    if (gaussian_) {
+      std::vector<const train::TaskStatistics*> stats;
+      for (size_t i = 0; i <= t; ++i) stats.push_back(&stats_.at(i));
+      mapper = std::make_unique<train::TaskMapper>(stats, c10::Device(c10::kCPU));
+    }
+    for (size_t m = 0; m < methods_.size(); ++m) {
+      std::vector<std::optional<double>> task_row(row.size()), agnostic_row(row.size());
+      for (size_t j = 0; j <= t; ++j) {
+        at::Tensor scores;
+        if (methods_[m] == train::TaskInference::kGaussian) {
+          scores = mapper->scores(test_features(j, tests[j]));
+        } else {
+          std::vector<at::Tensor> cols;
+          for (size_t i = 0; i <= t; ++i) cols.push_back(train::head_scores(methods_[m], logits(j, i, tests[j])));
+          scores = torch::stack(cols, 1);
+        }
+        const at::Tensor right_task = tests[j].size() == 0 ? torch::zeros({0}, torch::kBool)
+                                                           : scores.argmax(1).eq(static_cast<int64_t>(j));
+        task_row[j] = share(right_task);
+        agnostic_row[j] = share(right_task.logical_and(correct[j]));
+      }
+      if (r.task_inference.size() <= m) r.task_inference.push_back({train::task_inference_name(methods_[m]), {}, {}});
+      r.task_inference[m].task_accuracy.push_back(task_row);
+      r.task_inference[m].agnostic_accuracy.push_back(agnostic_row);
+    }
+  }
+
+ private:
+  static double share(const at::Tensor& hits) {
+    return hits.numel() == 0 ? 0.0 : hits.to(torch::kDouble).mean().item<double>();
+  }
+  at::Tensor features(const data::PreparedSplit& split) const {
+    return train::map_split(split, o_.train.batch_size * 2, o_.train.crop, numerics_, method_.device(),
+                            o_.shared_features);
+  }
+  const at::Tensor& test_features(size_t j, const data::PreparedSplit& test) {
+    auto it = test_features_.find(j);
+    if (it == test_features_.end()) it = test_features_.emplace(j, features(test)).first;
+    return it->second;
+  }
+  // Logits [n_j, K_i] of test split j under task i.
+  at::Tensor logits(size_t j, size_t i, const data::PreparedSplit& test) {
+    auto it = logits_.find({j, i});
+    if (it != logits_.end()) return it->second;
+    method_.set_training(false);
+    at::Tensor z = train::map_split(test, o_.train.batch_size * 2, o_.train.crop, numerics_, method_.device(),
+                                    [&](const at::Tensor& x) { return method_.predict(static_cast<int64_t>(i), x); });
+    // The oracle's logits alone are kept when no heads method needs the others.
+    if (i == j || std::any_of(methods_.begin(), methods_.end(), train::uses_heads)) logits_[{j, i}] = z;
+    return z;
+  }
+
+  const RunOptions& o_;
+  train::Method& method_;
+  train::Numerics numerics_;
+  std::vector<train::TaskInference> methods_;
+  bool gaussian_ = false, fixed_ = false;
+  std::vector<train::TaskStatistics> stats_;
+  std::map<size_t, at::Tensor> test_features_;
+  std::map<std::pair<size_t, size_t>, at::Tensor> logits_;
+};
+
 void write_results(const Results& r, const std::string& out) {
   write_file_atomic(out + "/results.json", results_json(r));
   write_file_atomic(out + "/results.csv", results_csv(r));
@@ -110,6 +225,7 @@ void write_results(const Results& r, const std::string& out) {
 Results run_sequence(train::Method& method, data::Sequence sequence, const RunOptions& o) {
   o.train.validate();
   const train::Numerics numerics = train::numerics_for(o.train, method.device());  // fp16 on a CPU: an error now
+  InferenceEval inference(o, method, numerics);
   const auto parallel = static_cast<size_t>(o.train.parallel_tasks);
   auto* clr_method = dynamic_cast<train::ClrMethod*>(&method);
   CLR_CHECK(parallel == 1 || clr_method != nullptr, ConfigError, "train.parallel_tasks ", parallel,
@@ -182,6 +298,16 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
               checkpoint_dir(o.out_dir), "' holds results of ", r.accuracy.size(), " tasks for ", first_task,
               " finished ones; give --restart");
     for (auto& row : r.accuracy) row.resize(sequence.size());
+    bool same = r.task_inference.size() == inference.methods().size();
+    for (size_t m = 0; same && m < r.task_inference.size(); ++m) {
+      same = r.task_inference[m].method == train::task_inference_name(inference.methods()[m]) &&
+             r.task_inference[m].task_accuracy.size() == first_task;
+      for (auto* rows : {&r.task_inference[m].task_accuracy, &r.task_inference[m].agnostic_accuracy}) {
+        for (auto& row : *rows) row.resize(sequence.size());
+      }
+    }
+    CLR_CHECK(same, FormatError, "the checkpoint in '", checkpoint_dir(o.out_dir),
+              "' holds task-inference results that do not match run.task_inference; give --restart");
   }
   r.method = method.name();
   r.variant = method.name();
@@ -250,6 +376,16 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
                                     {"run_id", r.run_id}}
                          .dump();
     a.tensors = method.task_state(static_cast<int64_t>(t));
+    if (inference.has_statistics(t)) {
+      const train::TaskStatistics& st = inference.statistics(t);
+      a.mapper = st.to_tensors();
+      a.mapper_json = nlohmann::json{{"kind", "gaussian"},
+                                     {"features", "the frozen backbone's pooled features"},
+                                     {"classes", st.classes()},
+                                     {"feature_dim", st.feature_dim()},
+                                     {"images", st.class_count.sum().item<int64_t>()}}
+                          .dump();
+    }
     const store::TaskEntry e = adapters->put(std::move(a), /*replace=*/true);
     r.tasks[t].adapter_file = "adapters/" + e.file;
   };
@@ -275,10 +411,27 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
                 " '", sequence[first_task].name, "'");
     }
     // The test splits of learned tasks, for the evaluations after every later task;
-    // a learned task the store lost since (`clr tasks rm`) is stored again.
+    // a learned task the store lost since (`clr tasks rm`) is stored again. The task
+    // mapper's statistics of learned tasks come from the store, or again from their
+    // training images.
     for (size_t t = 0; t < first_task; ++t) {
       if (first_task < sequence.size()) {
         tests.push_back(data::prepare_split(sequence[t].test, sequence[t].origin + " (test)", o.prepare));
+      }
+      if (inference.gaussian() && first_task < sequence.size()) {
+        if (adapters && adapters->find(sequence[t].name) != nullptr) {
+          try {
+            const store::Adapter a = adapters->load(sequence[t].name);
+            if (!a.mapper.empty()) inference.set_statistics(t, train::TaskStatistics::from_tensors(a.mapper, a.task));
+          } catch (const Error& e) {
+            log::warn("task '", sequence[t].name, "': its stored statistics cannot be used (", e.what(), ")");
+          }
+        }
+        if (!inference.has_statistics(t)) {
+          const data::PreparedSplit train =
+              data::prepare_split(sequence[t].train, sequence[t].origin + " (train)", o.prepare);
+          inference.fit(t, train, static_cast<int64_t>(sequence[t].classes.size()));
+        }
       }
       if (adapters && adapters->find(sequence[t].name) == nullptr) {
         log::warn("task '", sequence[t].name, "' is missing from ", adapters->dir(), ": storing it again");
@@ -398,6 +551,7 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
     end.crop = o.train.crop;
     const auto end_start = std::chrono::steady_clock::now();
     if (!early) method.end_task(end);  // a task learned in parallel was appended above
+    if (inference.gaussian()) inference.fit(t, train, info.num_classes);
     const double end_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - end_start).count();
     const TensorMap method_state = method.method_state();
     const int64_t method_bytes = total_bytes(method_state);
@@ -429,8 +583,13 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
     r.tasks.push_back(rec);
 
     std::vector<std::optional<double>> row(sequence.size());
-    for (size_t j = 0; j <= t; ++j) {
-      row[j] = train::evaluate(method, static_cast<int64_t>(j), tests[j], o.train.batch_size * 2, o.train.crop, numerics);
+    if (inference.active()) {
+      inference.evaluate(t, tests, row, r);
+    } else {
+      for (size_t j = 0; j <= t; ++j) {
+        row[j] = train::evaluate(method, static_cast<int64_t>(j), tests[j], o.train.batch_size * 2, o.train.crop,
+                                 numerics);
+      }
     }
     r.accuracy.push_back(row);
 
@@ -455,6 +614,10 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
     log::info("  task ", t + 1, " done: ", rep.epochs_run, " epochs (best ", rep.best_epoch, ", val ",
               100 * rep.best_val_accuracy, "%), test ", 100 * *row[t], "%, ", rep.images_per_second,
               " train img/s; average accuracy so far ", 100 * average_accuracy(r.accuracy), "%");
+    for (const auto& ti : r.task_inference) {
+      log::info("  without a task oracle (", ti.method, "): task-ID accuracy ", 100 * average_accuracy(ti.task_accuracy),
+                "%, average accuracy ", 100 * average_accuracy(ti.agnostic_accuracy), "%");
+    }
     r.complete = t + 1 == sequence.size();
     write_results(r, o.out_dir);
     if (method.resumable()) {

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cmath>
 #include <array>
 #include <list>
 #include <map>
@@ -22,6 +23,7 @@
 #include "clr/data/image.h"
 #include "clr/models/registry.h"
 #include "clr/models/resnet.h"
+#include "clr/train/task_inference.h"
 #include "clr/train/trainer.h"
 
 namespace clr::serve {
@@ -36,7 +38,110 @@ void fields(V& v, EngineOptions& o) {
   v("memory_format", o.memory_format);
 }
 CLR_SETTINGS_JSON(EngineOptions)
+
+template <class V>
+void fields(V& v, IdentifyOptions& o) {
+  v("method", o.method);
+  v("threshold", o.threshold);
+  v("temperature", o.temperature);
+  v("top_k", o.top_k);
+  v("top_tasks", o.top_tasks);
+}
+CLR_SETTINGS_JSON(IdentifyOptions)
+
+void to_json(settings::Json& j, const Identified& r) {
+  settings::Json tasks = settings::Json::array(), top = settings::Json::array();
+  for (const TaskGuess& g : r.tasks) tasks.push_back({{"task", g.task}, {"confidence", g.confidence}, {"score", g.score}});
+  for (const TopClass& c : r.top) top.push_back({{"class", c.name}, {"index", c.index}, {"prob", c.prob}});
+  j = settings::Json{{"task", r.task ? settings::Json(*r.task) : settings::Json(nullptr)},
+                     {"confidence", r.confidence},
+                     {"tasks", tasks},
+                     {"top", top}};
+}
 namespace {
+
+// An image as a task with preprocessing `pre` takes it: uint8 [3, S, S].
+at::Tensor apply_preprocess(const store::Preprocess& pre, const at::Tensor& hwc) {
+  at::Tensor chw = data::resize_square(hwc, pre.resize);
+  if (pre.crop > 0 && pre.crop < pre.resize) {
+    const int64_t o = (pre.resize - pre.crop) / 2;
+    chw = chw.slice(1, o, o + pre.crop).slice(2, o, o + pre.crop).contiguous();
+  }
+  return chw;
+}
+
+// What distinguishes two preprocessings (a map key).
+std::string preprocess_key(const store::Preprocess& pre) {
+  std::ostringstream key;
+  key << pre.resize << "/" << pre.crop << std::hexfloat;
+  for (int c = 0; c < 3; ++c) key << "/" << pre.mean[static_cast<size_t>(c)] << "," << pre.std[static_cast<size_t>(c)];
+  return key.str();
+}
+
+// The gaussian task mapper over every task of the store as of one reload, its tasks
+// grouped by preprocessing (each group's images go through the backbone once).
+struct MapperIndex {
+  int64_t generation = -1;
+  std::vector<std::string> names;
+  struct Group {
+    store::Preprocess pre;
+    std::vector<int64_t> tasks;  // indices into names
+    train::TaskMapper mapper;
+  };
+  std::vector<Group> groups;
+};
+
+// Reads image files in batches: `load` turns a path into what `run` takes, `run` answers
+// a batch, `each` reports every file in order (its answer, or the error's message).
+// After the last file, when any failed, throws an error of the first failure's kind
+// counting them.
+template <class Answer>
+void over_files(const std::vector<std::string>& paths, int64_t batch,
+                const std::function<at::Tensor(const std::string&)>& load,
+                const std::function<std::vector<Answer>(const std::vector<at::Tensor>&)>& run,
+                const std::function<void(const std::string&, const Answer*, const std::string&)>& each) {
+  CLR_CHECK(batch >= 1, ConfigError, "batch must be at least 1, got ", batch);
+  const size_t step = static_cast<size_t>(batch);
+  size_t failed = 0;
+  std::exception_ptr first;
+  for (size_t start = 0; start < paths.size(); start += step) {
+    const size_t end = std::min(paths.size(), start + step);
+    std::vector<at::Tensor> images;
+    std::vector<std::string> errors(end - start);
+    for (size_t i = start; i < end; ++i) {
+      try {
+        images.push_back(load(paths[i]));
+        continue;
+      } catch (const FormatError& e) {
+        errors[i - start] = e.what();
+        if (!first) first = std::current_exception();
+      } catch (const NotFoundError& e) {
+        errors[i - start] = e.what();
+        if (!first) first = std::current_exception();
+      }
+      ++failed;
+    }
+    std::vector<Answer> answers;
+    if (!images.empty()) answers = run(images);
+    size_t k = 0;
+    for (size_t i = start; i < end; ++i) {
+      if (errors[i - start].empty()) {
+        each(paths[i], &answers[k++], "");
+      } else {
+        each(paths[i], nullptr, errors[i - start]);
+      }
+    }
+  }
+  if (failed == 0) return;
+  const std::string count = detail::concat(failed, " of ", paths.size(), " images could not be classified; the first: ");
+  try {
+    std::rethrow_exception(first);
+  } catch (const NotFoundError& e) {
+    throw NotFoundError(count + e.what());
+  } catch (const FormatError& e) {
+    throw FormatError(count + e.what());
+  }
+}
 
 enum class Kind { kClr, kResidual, kLinear };
 
@@ -168,6 +273,7 @@ struct Engine::Impl {
   std::map<std::string, Entry> cache;
   CacheStats stats;
   bool warned_budget = false;
+  std::shared_ptr<const MapperIndex> mapper_index;  // under mu; rebuilt after a reload
 
   explicit Impl(const EngineOptions& o)
       : options(o), store(store::Store::open(o.store_dir)), backbone_ref(store.backbone()) {}
@@ -179,7 +285,72 @@ struct Engine::Impl {
   std::vector<at::Tensor> forward(const std::vector<std::string>& tasks, const at::Tensor& images,
                                   std::vector<std::shared_ptr<const Prepared>>* used);
   void evict_to(int64_t budget);
+  // The gaussian mapper over the store's tasks as of the last reload.
+  std::shared_ptr<const MapperIndex> mapper();
+  // Backbone features [N, F] (float, on the device) of uint8 images [N, 3, S, S] taken
+  // as `pre` says, without any task's adapters.
+  at::Tensor shared_features(const at::Tensor& images, const store::Preprocess& pre);
 };
+
+std::shared_ptr<const MapperIndex> Engine::Impl::mapper() {
+  int64_t seen = 0;
+  store::Store snapshot = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    seen = generation;
+    return store;
+  }();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (mapper_index && mapper_index->generation == seen) return mapper_index;
+  }
+  CLR_CHECK(!snapshot.tasks().empty(), NotFoundError, "store '", snapshot.dir(), "' has no task to choose from");
+  auto index = std::make_shared<MapperIndex>();
+  index->generation = seen;
+  std::vector<train::TaskStatistics> stats;
+  std::vector<std::string> missing;
+  std::map<std::string, size_t> group_of;
+  for (const store::TaskEntry& e : snapshot.tasks()) {
+    const store::Adapter a = snapshot.load(e.name);
+    if (a.mapper.empty()) {
+      missing.push_back("'" + e.name + "'");
+      continue;
+    }
+    stats.push_back(train::TaskStatistics::from_tensors(a.mapper, "task '" + e.name + "'"));
+    CLR_CHECK(stats.back().feature_dim() == backbone->feature_dim(), IncompatibleError, "task '", e.name,
+              "' has statistics of ", stats.back().feature_dim(), " features, the backbone gives ",
+              backbone->feature_dim());
+    const std::string key = preprocess_key(a.preprocess);
+    if (!group_of.count(key)) {
+      group_of[key] = index->groups.size();
+      index->groups.push_back({a.preprocess, {}, {}});
+    }
+    index->groups[group_of[key]].tasks.push_back(static_cast<int64_t>(index->names.size()));
+    index->names.push_back(e.name);
+  }
+  CLR_CHECK(missing.empty(), IncompatibleError, "finding the task of an image with the gaussian mapper needs every task's "
+            "statistics, and ", join_first(missing), missing.size() == 1 ? " has" : " have",
+            " none (stored by a clr from before task inference, or imported without them): add them with `clr tasks "
+            "fit-mapper ", snapshot.dir(), " DATA`, give the task, or use --task-inference energy");
+  for (auto& g : index->groups) {
+    std::vector<const train::TaskStatistics*> members;
+    for (int64_t t : g.tasks) members.push_back(&stats[static_cast<size_t>(t)]);
+    g.mapper = train::TaskMapper(members, device);
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  if (generation == seen) mapper_index = index;
+  return index;
+}
+
+at::Tensor Engine::Impl::shared_features(const at::Tensor& images, const store::Preprocess& pre) {
+  const float mean[3] = {pre.mean[0], pre.mean[1], pre.mean[2]};
+  const float sd[3] = {pre.std[0], pre.std[1], pre.std[2]};
+  at::Tensor x = data::normalize(images.to(device), mean, sd);
+  if (numerics.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+  torch::NoGradGuard no_grad;
+  std::lock_guard<std::mutex> forward_lock(forward_mu);
+  const compat::AutocastGuard autocast(device.type(), numerics.autocast);
+  return backbone->features(x).to(torch::kFloat);
+}
 
 std::shared_ptr<const Prepared> Engine::Impl::prepare(const store::Adapter& a, const std::string& sha) const {
   auto p = std::make_shared<Prepared>();
@@ -363,13 +534,7 @@ store::Adapter Engine::describe(const std::string& name) {
 
 at::Tensor Engine::preprocess(const std::string& task, const at::Tensor& hwc) {
   const std::shared_ptr<const Prepared> p = impl_->get(task);  // held while its fields are read
-  const store::Preprocess& pre = p->meta.preprocess;
-  at::Tensor chw = data::resize_square(hwc, pre.resize);
-  if (pre.crop > 0 && pre.crop < pre.resize) {
-    const int64_t o = (pre.resize - pre.crop) / 2;
-    chw = chw.slice(1, o, o + pre.crop).slice(2, o, o + pre.crop).contiguous();
-  }
-  return chw;
+  return apply_preprocess(p->meta.preprocess, hwc);
 }
 
 std::vector<at::Tensor> Engine::logits(const std::vector<std::string>& tasks, const at::Tensor& images) {
@@ -513,48 +678,134 @@ void Engine::predict_files(
         each) {
   CLR_CHECK(this->task(task).has_value(), NotFoundError, "store '", impl_->options.store_dir, "' has no task '", task,
             "' (clr tasks list --store ", impl_->options.store_dir, ")");
-  CLR_CHECK(batch >= 1, ConfigError, "batch must be at least 1, got ", batch);
   CLR_CHECK(top_k >= 1, ConfigError, "top_k must be at least 1, got ", top_k);
-  const size_t step = static_cast<size_t>(batch);
-  size_t failed = 0;
-  std::exception_ptr first;
-  for (size_t start = 0; start < paths.size(); start += step) {
-    const size_t end = std::min(paths.size(), start + step);
-    std::vector<at::Tensor> images;
-    std::vector<std::string> errors(end - start);
-    for (size_t i = start; i < end; ++i) {
-      try {
-        images.push_back(preprocess(task, data::read_image(paths[i])));
-        continue;
-      } catch (const FormatError& e) {
-        errors[i - start] = e.what();
-        if (!first) first = std::current_exception();
-      } catch (const NotFoundError& e) {
-        errors[i - start] = e.what();
-        if (!first) first = std::current_exception();
-      }
-      ++failed;
+  using Top = std::vector<TopClass>;
+  over_files<Top>(
+      paths, batch, [&](const std::string& path) { return preprocess(task, data::read_image(path)); },
+      [&](const std::vector<at::Tensor>& images) {
+        return predict(std::vector<std::string>(images.size(), task), torch::stack(images), top_k);
+      },
+      [&](const std::string& path, const Top* top, const std::string& error) { each(path, top ? *top : Top{}, error); });
+}
+
+std::vector<Identified> Engine::identify(const std::vector<at::Tensor>& images, const IdentifyOptions& o) {
+  const train::TaskInference method = train::parse_task_inference(o.method);
+  CLR_CHECK(o.top_k >= 1 && o.top_tasks >= 1, ConfigError, "top_k and top_tasks must be at least 1, got ", o.top_k,
+            " and ", o.top_tasks);
+  CLR_CHECK(o.threshold >= 0 && o.threshold <= 1, ConfigError, "the confidence threshold must be in [0, 1], got ",
+            o.threshold);
+  CLR_CHECK(o.temperature >= 0 && std::isfinite(o.temperature), ConfigError,
+            "the temperature must be positive (0: the method's default), got ", o.temperature);
+  const double temperature = o.temperature > 0 ? o.temperature : train::default_temperature(method);
+  const int64_t n = static_cast<int64_t>(images.size());
+  std::vector<Identified> out(images.size());
+  if (n == 0) return out;
+  for (const at::Tensor& img : images) {
+    CLR_CHECK(img.dim() == 3 && img.size(2) == 3 && img.scalar_type() == torch::kByte, ConfigError,
+              "expected decoded images uint8 [H, W, 3], got ", clr::describe(img));
+  }
+  Impl& m = *impl_;
+  std::vector<std::string> names;
+  at::Tensor scores;                      // [N, T] on the CPU
+  std::vector<std::vector<at::Tensor>> pair_logits;  // energy, max-softmax: [N][T] logits
+  if (method == train::TaskInference::kGaussian) {
+    const std::shared_ptr<const MapperIndex> index = m.mapper();
+    names = index->names;
+    scores = torch::empty({n, static_cast<int64_t>(names.size())});
+    for (const auto& g : index->groups) {
+      std::vector<at::Tensor> x;
+      for (const at::Tensor& img : images) x.push_back(apply_preprocess(g.pre, img));
+      const at::Tensor s = g.mapper.scores(m.shared_features(torch::stack(x), g.pre)).to(torch::kCPU);
+      scores.index_copy_(1, torch::tensor(g.tasks), s);
     }
-    std::vector<std::vector<TopClass>> top;
-    if (!images.empty()) top = predict(std::vector<std::string>(images.size(), task), torch::stack(images), top_k);
-    size_t k = 0;
-    for (size_t i = start; i < end; ++i) {
-      if (errors[i - start].empty()) {
-        each(paths[i], top[k++], "");
-      } else {
-        each(paths[i], {}, errors[i - start]);
+  } else {
+    for (const auto& e : tasks()) names.push_back(e.name);
+    CLR_CHECK(!names.empty(), NotFoundError, "store '", m.options.store_dir, "' has no task to choose from");
+    const int64_t t_count = static_cast<int64_t>(names.size());
+    // Every (image, task) pair, in mixed batches of at most kPairs pairs of one input size.
+    constexpr int64_t kPairs = 256;
+    std::map<int64_t, std::vector<std::pair<int64_t, int64_t>>> by_size;  // input size -> (image, task)
+    for (int64_t t = 0; t < t_count; ++t) {
+      const int64_t size = m.get(names[static_cast<size_t>(t)])->meta.preprocess.input_size();
+      for (int64_t i = 0; i < n; ++i) by_size[size].push_back({i, t});
+    }
+    pair_logits.assign(images.size(), std::vector<at::Tensor>(names.size()));
+    scores = torch::empty({n, t_count});
+    for (const auto& [size, pairs] : by_size) {
+      for (size_t a = 0; a < pairs.size(); a += kPairs) {
+        const size_t b = std::min(pairs.size(), a + kPairs);
+        std::vector<std::string> batch_tasks;
+        std::vector<at::Tensor> x;
+        for (size_t p = a; p < b; ++p) {
+          batch_tasks.push_back(names[static_cast<size_t>(pairs[p].second)]);
+          x.push_back(preprocess(batch_tasks.back(), images[static_cast<size_t>(pairs[p].first)]));
+        }
+        const std::vector<at::Tensor> z = logits(batch_tasks, torch::stack(x));
+        for (size_t p = a; p < b; ++p) {
+          const auto [i, t] = pairs[p];
+          pair_logits[static_cast<size_t>(i)][static_cast<size_t>(t)] = z[p - a];
+          scores[i][t] = train::head_scores(method, z[p - a].unsqueeze(0))[0];
+        }
       }
     }
   }
-  if (failed == 0) return;
-  const std::string count = detail::concat(failed, " of ", paths.size(), " images could not be classified; the first: ");
-  try {
-    std::rethrow_exception(first);
-  } catch (const NotFoundError& e) {
-    throw NotFoundError(count + e.what());
-  } catch (const FormatError& e) {
-    throw FormatError(count + e.what());
+  const at::Tensor conf = train::task_confidences(scores, temperature);
+  const int64_t shown = std::min<int64_t>(o.top_tasks, conf.size(1));
+  const auto ranked = conf.topk(shown, 1);
+  const at::Tensor best_conf = std::get<0>(ranked), best_task = std::get<1>(ranked);
+  std::vector<int64_t> chosen;  // images with a task
+  for (int64_t i = 0; i < n; ++i) {
+    Identified& r = out[static_cast<size_t>(i)];
+    for (int64_t k = 0; k < shown; ++k) {
+      const int64_t t = best_task[i][k].item<int64_t>();
+      r.tasks.push_back({names[static_cast<size_t>(t)], best_conf[i][k].item<float>(), scores[i][t].item<float>()});
+    }
+    r.confidence = r.tasks.front().confidence;
+    if (r.confidence >= o.threshold) {
+      r.task = r.tasks.front().task;
+      chosen.push_back(i);
+    }
   }
+  if (method != train::TaskInference::kGaussian) {  // the chosen task's logits are there already
+    for (int64_t i : chosen) {
+      Identified& r = out[static_cast<size_t>(i)];
+      const int64_t t = best_task[i][0].item<int64_t>();
+      const auto classes = m.get(*r.task)->meta.classes;
+      const at::Tensor p = torch::softmax(pair_logits[static_cast<size_t>(i)][static_cast<size_t>(t)], 0);
+      const auto top = p.topk(std::min<int64_t>(o.top_k, p.size(0)));
+      for (int64_t j = 0; j < std::get<0>(top).size(0); ++j) {
+        const int64_t c = std::get<1>(top)[j].item<int64_t>();
+        r.top.push_back({c, classes.at(static_cast<size_t>(c)), std::get<0>(top)[j].item<float>()});
+      }
+    }
+    return out;
+  }
+  // One mixed forward per input size under the chosen tasks.
+  std::map<int64_t, std::vector<int64_t>> by_size;
+  for (int64_t i : chosen) by_size[m.get(*out[static_cast<size_t>(i)].task)->meta.preprocess.input_size()].push_back(i);
+  for (const auto& [size, members] : by_size) {
+    std::vector<std::string> batch_tasks;
+    std::vector<at::Tensor> x;
+    for (int64_t i : members) {
+      batch_tasks.push_back(*out[static_cast<size_t>(i)].task);
+      x.push_back(preprocess(batch_tasks.back(), images[static_cast<size_t>(i)]));
+    }
+    std::vector<std::vector<TopClass>> top = predict(batch_tasks, torch::stack(x), o.top_k);
+    for (size_t k = 0; k < members.size(); ++k) out[static_cast<size_t>(members[k])].top = std::move(top[k]);
+  }
+  return out;
+}
+
+void Engine::identify_files(const std::vector<std::string>& paths, const IdentifyOptions& options, int64_t batch,
+                            const std::function<void(const std::string& path, const Identified& answer,
+                                                     const std::string& error)>& each) {
+  train::parse_task_inference(options.method);  // a bad name before any file is read
+  over_files<Identified>(
+      paths, batch, [](const std::string& path) { return data::read_image(path); },
+      [&](const std::vector<at::Tensor>& images) { return identify(images, options); },
+      [&](const std::string& path, const Identified* answer, const std::string& error) {
+        each(path, answer ? *answer : Identified{}, error);
+      });
 }
 
 size_t Engine::reload() {

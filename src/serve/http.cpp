@@ -13,6 +13,7 @@
 #include <thread>
 #include <unordered_map>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <netdb.h>
@@ -49,6 +50,7 @@ void fields(V& v, HttpOptions& o) {
   v("top_k", o.default_top_k);
   v("watch_seconds", o.watch_seconds);
   v("batcher", o.batcher);
+  v("identify", o.identify);
 }
 CLR_SETTINGS_JSON(HttpOptions)
 namespace {
@@ -132,6 +134,10 @@ struct HttpServer::Impl {
                        detail::concat("the body is larger than the limit of ", options.max_body_bytes, " bytes"));
   }
   Reply predict(const Request& r);
+  Reply identify(const Request& r);
+  // The image of a predict request's body, decoded within the decode budget, and its
+  // top_k; or the error reply.
+  std::variant<Reply, std::pair<at::Tensor, int64_t>> decoded_body(const Request& r);
   void watch();
   void reap();
   void set_phase(MHD_Connection* c, Phase p);
@@ -360,6 +366,7 @@ Reply HttpServer::Impl::handle(const Request& r) {
       return {200, text_of(ordered_json::parse(store::adapter_json(a, &*entry))), {}};
     }
     case RouteId::kPredict: return predict(r);
+    case RouteId::kIdentify: return identify(r);
     case RouteId::kReload: {
       if (!options.admin_token.empty() && r.authorization != "Bearer " + options.admin_token) {
         return error_reply(401, "unauthorized", "POST /v1/admin/reload needs 'Authorization: Bearer TOKEN'");
@@ -399,9 +406,7 @@ Reply HttpServer::Impl::handle(const Request& r) {
   return error_reply(500, "internal", "unrouted request");
 }
 
-Reply HttpServer::Impl::predict(const Request& r) {
-  const std::string& name = r.routed.task;
-  if (!engine.task(name)) return error_reply(404, "not_found", "no task '" + name + "'; GET /v1/tasks lists them");
+std::variant<Reply, std::pair<at::Tensor, int64_t>> HttpServer::Impl::decoded_body(const Request& r) {
   int64_t top_k = options.default_top_k;
   if (r.top_k) {
     const std::string& v = *r.top_k;
@@ -431,17 +436,24 @@ Reply HttpServer::Impl::predict(const Request& r) {
     busy.headers.emplace_back("Retry-After", "1");
     return busy;
   }
-  at::Tensor decoded;
   try {
     struct Give {
       DecodeBudget& b;
       int64_t n;
       ~Give() { b.give(n); }
     } give{*decoding, pixels};
-    decoded = data::decode_image(body, "the request body");
+    return std::make_pair(data::decode_image(body, "the request body"), top_k);
   } catch (const FormatError& e) {
     return error_reply(400, "bad_image", e.what());
   }
+}
+
+Reply HttpServer::Impl::predict(const Request& r) {
+  const std::string& name = r.routed.task;
+  if (!engine.task(name)) return error_reply(404, "not_found", "no task '" + name + "'; GET /v1/tasks lists them");
+  auto got = decoded_body(r);
+  if (auto* reply = std::get_if<Reply>(&got)) return std::move(*reply);
+  const auto& [decoded, top_k] = std::get<1>(got);
   const at::Tensor image = engine.preprocess(name, decoded);  // a bad store file is a 500, not the client's fault
   auto future = batcher->submit(name, image, top_k);
   if (!future) {
@@ -458,6 +470,26 @@ Reply HttpServer::Impl::predict(const Request& r) {
   ordered_json top = ordered_json::array();
   for (const TopClass& c : result.top) top.push_back({{"class", c.name}, {"index", c.index}, {"prob", c.prob}});
   return json_reply({{"task", name}, {"top", top}});
+}
+
+// POST /v1/predict: the task found by the engine (task inference), not batched with
+// other requests; "task": null when no task is confident enough.
+Reply HttpServer::Impl::identify(const Request& r) {
+  auto got = decoded_body(r);
+  if (auto* reply = std::get_if<Reply>(&got)) return std::move(*reply);
+  IdentifyOptions io = options.identify;
+  io.top_k = std::get<1>(got).second;
+  std::vector<Identified> answer;
+  try {
+    answer = engine.identify({std::get<1>(got).first}, io);
+  } catch (const IncompatibleError& e) {  // a task without statistics: the store's state, not the request
+    return error_reply(409, "task_inference_unavailable", e.what());
+  } catch (const NotFoundError& e) {
+    return error_reply(409, "task_inference_unavailable", e.what());
+  }
+  ordered_json j = answer.front();
+  j["method"] = io.method;
+  return json_reply(j);
 }
 
 void HttpServer::Impl::watch() {

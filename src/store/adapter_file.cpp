@@ -70,8 +70,8 @@ int adapter_version(const Metadata& md, const std::string& where) {
             kAdapterFormat, "')");
   const int64_t v = meta_int(md, "version", where);
   CLR_CHECK(v >= 1, FormatError, where, ": format version ", v, " is not valid");
-  CLR_CHECK(v <= kFormatVersion, IncompatibleError, where, " was written by a newer clr (adapter format version ", v,
-            "; this build reads versions up to ", kFormatVersion, "): upgrade clr to read it");
+  CLR_CHECK(v <= kAdapterVersion, IncompatibleError, where, " was written by a newer clr (adapter format version ", v,
+            "; this build reads versions up to ", kAdapterVersion, "): upgrade clr to read it");
   return static_cast<int>(v);
 }
 
@@ -143,10 +143,16 @@ std::string encode_adapter(Adapter& a) {
   for (const auto& [k, t] : a.tensors) cpu.emplace(k, t.detach().to(at::kCPU).contiguous());
   a.tensors = cpu;
   a.tensors_sha256 = fingerprint(a.tensors);
+  TensorMap all = a.tensors;
+  for (const auto& [k, t] : a.mapper) {
+    CLR_CHECK(a.tensors.count("mapper." + k) == 0, ConfigError, "adapter: task tensor 'mapper.", k,
+              "' clashes with the task mapper's");
+    all.emplace("mapper." + k, t.detach().to(at::kCPU).contiguous());
+  }
   const json classes = a.classes;
   const json mean = decimals(a.preprocess.mean), std = decimals(a.preprocess.std);
   Metadata md = {{"format", kAdapterFormat},
-                 {"version", std::to_string(kFormatVersion)},
+                 {"version", std::to_string(a.mapper.empty() ? 1 : 2)},
                  {"task", a.task},
                  {"variant", a.variant},
                  {"kernel_size", std::to_string(a.kernel_size)},
@@ -163,7 +169,15 @@ std::string encode_adapter(Adapter& a) {
                  {"metrics", a.metrics_json.empty() ? "{}" : a.metrics_json},
                  {"created", a.created},
                  {"tensors_sha256", a.tensors_sha256}};
-  return encode_safetensors(a.tensors, md);
+  if (!a.mapper.empty()) {
+    TensorMap mapper;
+    for (const auto& [k, t] : a.mapper) mapper.emplace(k, all.at("mapper." + k));
+    a.mapper = mapper;
+    a.mapper_sha256 = fingerprint(a.mapper);
+    md["mapper"] = a.mapper_json.empty() ? "{}" : a.mapper_json;
+    md["mapper_sha256"] = a.mapper_sha256;
+  }
+  return encode_safetensors(all, md);
 }
 
 Adapter decode_adapter(const std::string& bytes, const std::string& origin) {
@@ -187,6 +201,23 @@ Adapter decode_adapter(const std::string& bytes, const std::string& origin) {
   a.preprocess.std = triple(meta_json(md, "std", where), "std", where);
   a.created = md.count("created") ? md.at("created") : "";
   a.tensors = std::move(f.tensors);
+  if (version >= 2) {  // the task mapper's tensors apart from the task's
+    for (auto it = a.tensors.begin(); it != a.tensors.end();) {
+      if (it->first.rfind("mapper.", 0) == 0) {
+        a.mapper.emplace(it->first.substr(7), std::move(it->second));
+        it = a.tensors.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (!a.mapper.empty() || md.count("mapper_sha256")) {
+      a.mapper_json = meta(md, "mapper", where);
+      a.mapper_sha256 = meta(md, "mapper_sha256", where);
+      const std::string got = fingerprint(a.mapper);
+      CLR_CHECK(a.mapper_sha256 == got, FormatError, where, " is corrupt: its task-mapper tensors hash to ", got,
+                " but the file records ", a.mapper_sha256);
+    }
+  }
   const std::string actual = fingerprint(a.tensors);
   if (version == 0) {
     // The first runner's files: no checksum, no kernel size, crop implied by input_size.
@@ -245,6 +276,15 @@ std::string adapter_json(const Adapter& a, const TaskEntry* e, int indent) {
       {"tensors_sha256", a.tensors_sha256},
       {"tensor_bytes", total_bytes(a.tensors)},
       {"values", total_numel(a.tensors)}};
+  if (!a.mapper_sha256.empty()) {  // the task-mapper statistics (task inference)
+    nlohmann::ordered_json m = parsed(a.mapper_json);
+    if (!m.is_object()) m = nlohmann::ordered_json{{"description", m}};
+    if (!a.mapper.empty()) m["bytes"] = total_bytes(a.mapper);
+    m["sha256"] = a.mapper_sha256;
+    j["task_mapper"] = m;
+  } else {
+    j["task_mapper"] = nullptr;
+  }
   if (e != nullptr) {
     j["file"] = e->file;
     j["sha256"] = e->sha256;

@@ -149,6 +149,19 @@ double accuracy(const data::PreparedSplit& split, int64_t batch_size, int64_t cr
   return static_cast<double>(correct.item<int64_t>()) / static_cast<double>(split.size());
 }
 
+at::Tensor map_split(const data::PreparedSplit& split, int64_t batch_size, int64_t crop, const Numerics& numerics,
+                     c10::Device device, const std::function<at::Tensor(const at::Tensor&)>& fn) {
+  data::BatchLoader loader(split, eval_loader_options(batch_size, crop, device));
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> parts;
+  const compat::AutocastGuard autocast(device.type(), numerics.autocast);
+  loader.for_each_batch(0, [&](const at::Tensor& x, const at::Tensor&) {
+    parts.push_back(fn(in_layout(x, numerics)).to(torch::kFloat));  // stays on the device until the end
+  });
+  if (parts.empty()) return torch::empty({0});
+  return torch::cat(parts).to(torch::kCPU);
+}
+
 double evaluate(Method& method, int64_t task, const data::PreparedSplit& split, int64_t batch_size, int64_t crop,
                 const Numerics& numerics) {
   if (split.size() == 0) return 0;

@@ -46,6 +46,16 @@ struct TaskRecord {
   std::string adapter_file;     // relative to the run directory
 };
 
+// Task inference (train/task_inference.h) evaluated beside the oracle: after learning
+// tasks 0..i, each test image of task j <= i is given to the method, which picks one of
+// tasks 0..i. task_accuracy[i][j] is the share it picks j; agnostic_accuracy[i][j] the
+// share it picks j and the class is right (the class of another task is never right).
+struct TaskInferenceResult {
+  std::string method;  // gaussian, energy, max-softmax
+  AccuracyMatrix task_accuracy;
+  AccuracyMatrix agnostic_accuracy;
+};
+
 struct Results {
   std::string method;
   std::string variant;
@@ -59,6 +69,7 @@ struct Results {
   uint64_t seed = 0;
   std::vector<TaskRecord> tasks;
   AccuracyMatrix accuracy;
+  std::vector<TaskInferenceResult> task_inference;  // one per method asked for, rows as accuracy's
   std::string config_json;      // the effective configuration, as JSON text
   std::string run_id;           // the run's identity across resumes (eval/checkpoint.h)
   bool complete = false;        // false while the run is in progress

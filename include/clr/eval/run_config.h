@@ -22,6 +22,10 @@ struct RunSettings {
   std::string out = "runs/clr";  // output directory
   uint64_t seed = 0;             // initialisation, splits, shuffling, Fisher samples, buffers
   std::string device = "cpu";    // cpu | cuda | cuda:N | auto
+  // Task inference measured beside the oracle after every task (gaussian, energy,
+  // max-softmax; empty: none). gaussian also stores each task's mapper statistics, so
+  // that `clr predict` and `clr serve` can find the task of an image themselves.
+  std::vector<std::string> task_inference = {"gaussian"};
 };
 void to_json(settings::Json& j, const RunSettings& s);
 void from_json(const settings::Json& j, RunSettings& s);
@@ -50,6 +54,7 @@ RunConfig read_run_config(const std::string& input);
 // then validated by finalize(), so a bad value is an error, never ignored).
 struct RunOverrides {
   std::optional<std::string> method, out, device, optimizer, schedule, precision, memory_format;
+  std::optional<std::vector<std::string>> task_inference;  // --task-inference a,b (none: empty)
   std::optional<std::string> backbone;  // a weight file, or an architecture name (random backbone)
   std::optional<std::string> arch;
   std::optional<std::string> scale;     // the whole suite at this scale (DataConfig::whole_suite)

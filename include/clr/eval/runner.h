@@ -8,6 +8,9 @@
 
 #include <functional>
 #include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
 
 #include "clr/core/stop.h"
 #include "clr/data/dataset.h"
@@ -32,6 +35,15 @@ struct RunOptions {
   // this is set; with it, the run starts over there (and may replace what the earlier
   // run stored, task by task, as each new one is learned).
   bool restart = false;
+  // Task inference evaluated after every task beside the oracle accuracy
+  // (train/task_inference.h names: gaussian, energy, max-softmax); empty: none. With
+  // gaussian, every task's mapper statistics are fitted from its training images when
+  // it ends and stored with it (OUT/adapters) for `clr predict` / `clr serve` without
+  // a task; it needs `shared_features`.
+  std::vector<std::string> task_inference;
+  // Pooled features [N, F] of the frozen pretrained backbone, as it was before any task,
+  // of a batch of normalised images (eval mode): what the gaussian mapper is fitted on.
+  std::function<at::Tensor(const at::Tensor&)> shared_features;
   // Asked after every epoch and every task, once their checkpoint is written (a stop
   // request, Ctrl-C or SIGTERM, by default): true stops the run there with a
   // StoppedError, and the same call goes on from that point.

@@ -57,6 +57,37 @@ struct TopClass {
   float prob = 0;
 };
 
+// Task inference (train/task_inference.h) when no task is given.
+struct IdentifyOptions {
+  std::string method = "gaussian";  // gaussian | energy | max-softmax
+  // A confidence (softmax over tasks of score / temperature) below this is "unknown".
+  double threshold = 0;
+  double temperature = 0;  // 0: the method's default
+  int64_t top_k = 5;       // classes of the chosen task
+  int64_t top_tasks = 3;   // tasks reported, best first
+};
+// Keys method, threshold, temperature, top_k, top_tasks.
+void to_json(settings::Json& j, const IdentifyOptions& o);
+void from_json(const settings::Json& j, IdentifyOptions& o);
+
+struct TaskGuess {
+  std::string task;
+  float confidence = 0;
+  float score = 0;  // the method's score (log density per feature, energy, max softmax)
+};
+
+struct Identified {
+  std::optional<std::string> task;  // the chosen task; nullopt: no task was confident enough
+  float confidence = 0;             // of the best task
+  std::vector<TaskGuess> tasks;     // the best tasks, best first (top_tasks of them)
+  std::vector<TopClass> top;        // classes under the chosen task (empty when unknown)
+};
+
+// {"task": name or null, "confidence", "tasks": [{"task", "confidence", "score"}...],
+// "top": [{"class", "index", "prob"}...]}: the answer of `clr predict` and
+// POST /v1/predict.
+void to_json(settings::Json& j, const Identified& r);
+
 class Engine {
  public:
   // Loads the backbone (the store's source file, or options.backbone_file) and checks
@@ -95,6 +126,20 @@ class Engine {
   void predict_files(const std::string& task, const std::vector<std::string>& paths, int64_t top_k, int64_t batch,
                      const std::function<void(const std::string& path, const std::vector<TopClass>& top,
                                               const std::string& error)>& each);
+
+  // Finds the task of each decoded image (uint8 [H, W, 3]) among all the store's tasks,
+  // then classifies it under that task (unless unknown). gaussian: one forward of the
+  // frozen backbone per image (per preprocessing the tasks use) scores every task from
+  // its stored statistics, then one forward under the chosen tasks; IncompatibleError
+  // naming the tasks without statistics (`clr tasks fit-mapper` adds them). energy,
+  // max-softmax: the image under every task's adapters and head, in mixed batches.
+  // NotFoundError for an empty store.
+  std::vector<Identified> identify(const std::vector<at::Tensor>& images, const IdentifyOptions& options);
+  // `clr predict` without a task: image files, `batch` per call of identify, each
+  // file's answer or error reported as predict_files does.
+  void identify_files(const std::vector<std::string>& paths, const IdentifyOptions& options, int64_t batch,
+                      const std::function<void(const std::string& path, const Identified& answer,
+                                               const std::string& error)>& each);
 
   // Re-reads the store's manifest; returns the number of tasks.
   size_t reload();

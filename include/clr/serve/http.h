@@ -54,10 +54,12 @@ struct HttpOptions {
   std::string admin_token;                  // empty: /v1/admin/reload needs no token
   double watch_seconds = 1.0;               // poll the manifest this often (0: never)
   BatcherOptions batcher;
+  // POST /v1/predict (no task given): how the task is found (top_k: default_top_k).
+  IdentifyOptions identify;
 };
 // Keys host, port, http_threads, max_connections, request_timeout_s, body_timeout_s,
-// max_body_bytes, max_pixels, max_decode_pixels, decode_wait_ms, top_k, watch_seconds and
-// batcher. The admin token is a secret: it is
+// max_body_bytes, max_pixels, max_decode_pixels, decode_wait_ms, top_k, watch_seconds,
+// batcher and identify. The admin token is a secret: it is
 // never written, and `clr serve` reads it only from a file (--admin-token-file) or
 // $CLR_ADMIN_TOKEN, so it can end up neither in a printed or stored configuration nor in
 // the process list.

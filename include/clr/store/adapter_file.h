@@ -20,9 +20,13 @@
 namespace clr::store {
 
 inline constexpr const char* kAdapterFormat = "clr.adapter";
-// The newest format version this build reads and the one it writes (manifest and
-// adapter files). A file from a newer clr is refused with IncompatibleError.
+// The newest format versions this build reads. A file from a newer clr is refused with
+// IncompatibleError. The manifest is version 1. An adapter file is version 2 when it
+// holds task-mapper statistics ("mapper." tensors and "mapper" metadata, for task
+// inference), version 1 otherwise, so that a clr from before task inference still
+// reads every file it could use.
 inline constexpr int kFormatVersion = 1;
+inline constexpr int kAdapterVersion = 2;
 inline constexpr size_t kMaxTaskNameBytes = 128;
 
 // Empty when `name` can name a task (and so a file in the store): 1 to 128 bytes, no
@@ -64,6 +68,12 @@ struct Adapter {
   std::string created;               // UTC, ISO 8601; filled by encode_adapter when empty
   TensorMap tensors;                 // clr.*, residual.*, bn.*, head.weight, head.bias
   std::string tensors_sha256;        // fingerprint(tensors); filled by encode/decode
+  // Task-mapper statistics (train::TaskStatistics::to_tensors: class_mean, variance,
+  // class_count), empty when the task has none; stored as "mapper.<key>" tensors with
+  // their own checksum, and `mapper_json` describing how they were made.
+  TensorMap mapper;
+  std::string mapper_json = "{}";
+  std::string mapper_sha256;         // fingerprint(mapper); filled by encode/decode
 };
 
 // The self-contained safetensors bytes of an adapter (the store's task file and the

@@ -133,6 +133,12 @@ at::Tensor in_layout(const at::Tensor& x, const Numerics& numerics);
 double accuracy(const data::PreparedSplit& split, int64_t batch_size, int64_t crop, const Numerics& numerics,
                 c10::Device device, const std::function<at::Tensor(const at::Tensor&)>& logits);
 
+// `fn` (eval-mode outputs [B, ...] of a batch of images) over every image of `split`,
+// batched as evaluation is, in the precision and layout of `numerics`: the outputs
+// concatenated in the split's order, float, on the CPU.
+at::Tensor map_split(const data::PreparedSplit& split, int64_t batch_size, int64_t crop, const Numerics& numerics,
+                     c10::Device device, const std::function<at::Tensor(const at::Tensor&)>& fn);
+
 // After an epoch of `task_name` (0-based `epoch`) with validation accuracy `val_acc`:
 // when it is the best so far, records it in `report` and calls `on_best` (which keeps
 // the state); otherwise counts it in `since_best`. True when the task stops early:

@@ -58,7 +58,7 @@ inline std::pair<int, std::string> status_of(ErrorKind kind) {
 }
 
 // Every route of the server.
-enum class RouteId { kHealthz, kTasks, kTask, kPredict, kReload, kStats };
+enum class RouteId { kHealthz, kTasks, kTask, kPredict, kIdentify, kReload, kStats };
 struct Route {
   const char* method;
   const char* pattern;
@@ -68,6 +68,7 @@ constexpr Route kRoutes[] = {{"GET", "/healthz", RouteId::kHealthz},
                              {"GET", "/v1/tasks", RouteId::kTasks},
                              {"GET", R"(/v1/tasks/([^/]+))", RouteId::kTask},
                              {"POST", R"(/v1/tasks/([^/]+)/predict)", RouteId::kPredict},
+                             {"POST", "/v1/predict", RouteId::kIdentify},
                              {"POST", "/v1/admin/reload", RouteId::kReload},
                              {"GET", "/v1/stats", RouteId::kStats}};
 
