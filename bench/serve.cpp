@@ -4,6 +4,8 @@
 //   - the alternatives without mixed batches: per-task sub-batches (swap the task
 //     state into the network, forward the task's samples, next task) and swapping per
 //     request (one sample per forward);
+//   - serving without a task (task inference: gaussian, energy) against the same
+//     decoded images with their task given;
 //   - the time of one adapter switch (load_task_state) and of loading a task from the
 //     store (read, verify checksums, prepare);
 //   - bytes stored per task against the backbone.
@@ -35,6 +37,7 @@
 #include "clr/models/registry.h"
 #include "clr/serve/engine.h"
 #include "clr/store/store.h"
+#include "clr/train/task_inference.h"
 #include "clr/train/trainer.h"
 #include "bench_util.h"
 
@@ -72,6 +75,11 @@ int main(int argc, char** argv) {
   app.add_option("--steps", steps, "Timed repetitions")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (default: hardware)");
   app.add_option("--dir", dir, "Scratch directory for the store (default: /tmp/clr-bench-serve-PID)");
+  std::string identify = "gaussian";
+  app.add_option("--identify", identify,
+                 "Also time serving without a task: gaussian, energy (one forward per task and image), all or none")
+      ->check(CLI::IsMember({"gaussian", "energy", "all", "none"}))
+      ->capture_default_str();
   app.add_flag("--keep", keep, "Keep the directory (DIR/store, DIR/backbone.safetensors) for clr serve");
   CLI11_PARSE(app, argc, argv);
 
@@ -108,6 +116,13 @@ int main(int argc, char** argv) {
       a.preprocess.resize = size;
       a.backbone = ref;
       a.tensors = s;
+      // Task-mapper statistics of the backbone's feature size (random: the arithmetic
+      // of fitted ones), so that the store serves without a task too.
+      clr::train::TaskStatistics stats;
+      stats.class_mean = torch::rand({classes, backbone->feature_dim()});
+      stats.variance = torch::rand({backbone->feature_dim()}) + 0.1;
+      stats.class_count = torch::full({classes}, 10, torch::kLong);
+      a.mapper = stats.to_tensors();
       store.put(a);
       states.push_back(s);
       names.push_back(a.task);
@@ -199,6 +214,38 @@ int main(int argc, char** argv) {
                                           warmup, steps, dev),
                                       static_cast<double>(n)));
       report("swap per request, batch 1", "img/s", s, {{"relative_to_single_task", s.median / single_rate}});
+    }
+    // 2b. Without a task (task inference): decoded images in, the task found and the
+    //     classes out, against the same images with their task given (each image
+    //     preprocessed for its task, then one mixed forward over `tasks` tasks).
+    if (identify != "none") {
+      std::vector<at::Tensor> hwc;
+      for (int64_t i = 0; i < batch; ++i) hwc.push_back(images[i].permute({1, 2, 0}).contiguous());
+      const auto assignment = mix(std::min(tasks, batch));
+      const Stats given = summarise(rates(seconds(
+                                              [&] {
+                                                std::vector<at::Tensor> x;
+                                                for (int64_t i = 0; i < batch; ++i) {
+                                                  x.push_back(engine.preprocess(assignment[static_cast<size_t>(i)],
+                                                                                hwc[static_cast<size_t>(i)]));
+                                                }
+                                                engine.predict(assignment, torch::stack(x), 5);
+                                              },
+                                              warmup, steps, dev),
+                                          static_cast<double>(batch)));
+      report("task given, decoded images, batch of " + std::to_string(batch) + " over " +
+                 std::to_string(assignment.size() < 64 ? assignment.size() : 64) + " tasks",
+             "img/s", given, {{"relative_to_single_task", given.median / single_rate}});
+      for (const std::string& m : {std::string("gaussian"), std::string("energy")}) {
+        if (identify != "all" && identify != m) continue;
+        clr::serve::IdentifyOptions io;
+        io.method = m;
+        const Stats s = summarise(rates(seconds([&] { engine.identify(hwc, io); }, warmup, steps, dev),
+                                        static_cast<double>(batch)));
+        report("task found (" + m + ") among " + std::to_string(tasks) + " tasks, batch of " + std::to_string(batch),
+               "img/s", s,
+               {{"method", m}, {"tasks", tasks}, {"relative_to_task_given", s.median / given.median}});
+      }
     }
     // 3. Switching: install a task's state in the live network; load one from the store.
     {

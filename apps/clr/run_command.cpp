@@ -85,8 +85,9 @@ void add_run_options(CLI::App* sub, RunArgs* a) {
          },
          "Task inference measured beside the oracle after every task: a comma-separated list of gaussian (the "
          "task mapper: class Gaussians of the frozen backbone's features, stored with each task so that `clr "
-         "predict` and `clr serve` work without --task), energy and max-softmax (every task's head on the image), "
-         "or none (default gaussian; docs/METHODS.md)")
+         "predict` and `clr serve` work without --task), task-gaussian (the same statistics as one Gaussian per "
+         "task), energy and max-softmax (every task's head on the image), or none (default gaussian; "
+         "docs/METHODS.md)")
       ->type_name("METHODS");
   sub->add_option("--seed", f.seed, "Seed for initialisation, splits, shuffling, Fisher samples, buffers (default 0)");
   sub->add_option("--scale", f.scale,

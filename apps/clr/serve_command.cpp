@@ -159,9 +159,10 @@ void register_predict(CLI::App& app) {
                   "Task name. Without it clr finds the task of each image (--task-inference) and prints it with its "
                   "confidence, the runner-up tasks and the classes");
   sub->add_option("--task-inference", a->identify.method,
-                  "Without --task: gaussian (the tasks' stored feature statistics, one backbone pass), energy or "
-                  "max-softmax (every task's head on the image: one pass per task)")
-      ->check(CLI::IsMember({"gaussian", "energy", "max-softmax"}))
+                  "Without --task: gaussian (the tasks' stored class statistics, one backbone pass), task-gaussian "
+                  "(the same statistics as one Gaussian per task: tasks of the same images come out as equally likely), "
+                  "energy or max-softmax (every task's head on the image: one pass per task)")
+      ->check(CLI::IsMember({"gaussian", "task-gaussian", "energy", "max-softmax"}))
       ->capture_default_str();
   sub->add_option("--unknown-below", a->identify.threshold,
                   "Without --task: a best task's confidence under this gives \"task\": null (unknown)")
@@ -227,9 +228,10 @@ void register_serve(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--top-k", a->http.default_top_k, "Classes per answer unless ?top_k= says")->capture_default_str();
   sub->add_option("--task-inference", a->http.identify.method,
-                  "POST /v1/predict (no task given): gaussian (the tasks' stored feature statistics, one backbone "
-                  "pass), energy or max-softmax (every task's head on the image)")
-      ->check(CLI::IsMember({"gaussian", "energy", "max-softmax"}))
+                  "POST /v1/predict (no task given): gaussian (the tasks' stored class statistics, one backbone "
+                  "pass), task-gaussian (the same as one Gaussian per task), energy or max-softmax (every task's head "
+                  "on the image)")
+      ->check(CLI::IsMember({"gaussian", "task-gaussian", "energy", "max-softmax"}))
       ->capture_default_str();
   sub->add_option("--unknown-below", a->http.identify.threshold,
                   "POST /v1/predict: a best task's confidence under this answers \"task\": null")

@@ -7,6 +7,9 @@
 
 #include "clr/core/error.h"
 #include "clr/core/strings.h"
+#include "clr/data/config.h"
+#include "clr/eval/run_config.h"
+#include "clr/eval/task_mapper.h"
 #include "clr/store/store.h"
 #include "commands.h"
 
@@ -75,10 +78,26 @@ void tasks_import(const std::string& dir, const std::string& file, const std::st
             << ") into " << dir << std::endl;
 }
 
+void tasks_fit_mapper(eval::FitMapperOptions o, const std::string& input) {
+  eval::RunConfig config = eval::read_run_config(input);
+  config.finalize();
+  const eval::FitMapperReport r = eval::fit_task_mappers(o, data::load_sequence(config.data),
+                                                         [](const std::string& task, int64_t images) {
+                                                           std::cout << "fitted " << task << " (" << images
+                                                                     << " training images)" << std::endl;
+                                                         });
+  if (!r.kept.empty()) {
+    std::cout << "kept " << join_first(r.kept) << ": statistics there already (--replace fits them again)" << std::endl;
+  }
+  if (!r.no_data.empty()) std::cout << "not in the data: " << join_first(r.no_data) << std::endl;
+  std::cout << r.fitted.size() << " task" << (r.fitted.size() == 1 ? "" : "s") << " fitted in " << o.store_dir
+            << std::endl;
+}
+
 }  // namespace
 
 void register_tasks(CLI::App& app) {
-  CLI::App* tasks = app.add_subcommand("tasks", "List, show, verify, remove, export and import the tasks of an adapter store");
+  CLI::App* tasks = app.add_subcommand("tasks", "List, show, verify, remove, export and import the tasks of an adapter store, or add their task-mapper statistics");
   tasks->require_subcommand(1);
   auto dir = std::make_shared<std::string>();
   auto add_store = [dir](CLI::App* sub) {
@@ -133,6 +152,27 @@ void register_tasks(CLI::App& app) {
     sub->add_option("--name", *rename, "Store it under this task name");
     sub->add_flag("--replace", *replace, "Replace a task of the same name");
     register_action(sub, [dir, file, rename, replace] { tasks_import(*dir, *file, *rename, *replace); });
+  }
+  {
+    auto o = std::make_shared<eval::FitMapperOptions>();
+    auto input = std::make_shared<std::string>();
+    CLI::App* sub = tasks->add_subcommand(
+        "fit-mapper",
+        "Add the statistics task inference needs (clr predict / POST /v1/predict without a task) to tasks that lack "
+        "them, from the data they were learned on");
+    add_store(sub);
+    sub->add_option("data", *input,
+                    "The run config (TOML) or ImageFolder ROOT the tasks were learned from; each store task is matched "
+                    "to the data's task of the same name and its training images")
+        ->required();
+    sub->add_option("--task", o->tasks, "Only these tasks (default: every store task the data has)");
+    sub->add_flag("--replace", o->replace, "Fit tasks that have statistics again");
+    sub->add_option("--backbone", o->backbone_file, "Backbone file (default: the one the store records)");
+    sub->add_option("--device", o->device, "cpu, cuda, cuda:N or auto")->capture_default_str();
+    register_action(sub, [dir, o, input] {
+      o->store_dir = *dir;
+      tasks_fit_mapper(*o, *input);
+    });
   }
   register_action(tasks, [tasks] {
     for (CLI::App* sub : tasks->get_subcommands()) run_selected(*sub);

@@ -168,6 +168,35 @@ ReportFiles run_report(const std::string& dir) {
     o.title = "Accuracy on the first task after each task";
     page.figure("first_task", line_chart({{r.method, first_task_curve(r.accuracy)}}, names, o),
                 "Accuracy on task 1 after each new task");
+    if (!r.task_inference.empty()) {
+      // The average over the tasks learned so far, after each task: the oracle's, and
+      // each task-inference method's task-agnostic and task-ID accuracy.
+      auto averages = [](const AccuracyMatrix& a) {
+        std::vector<double> out;
+        for (size_t i = 0; i < a.size(); ++i) {
+          double sum = 0;
+          for (size_t j = 0; j <= i; ++j) sum += a[i][j].value_or(kNaN);
+          out.push_back(sum / static_cast<double>(i + 1));
+        }
+        return out;
+      };
+      std::vector<Series> series{{"oracle (task given)", averages(r.accuracy)}};
+      page.body << "<p>without a task oracle:";
+      for (const auto& ti : r.task_inference) {
+        series.push_back({ti.method + ": task-agnostic", averages(ti.agnostic_accuracy)});
+        series.push_back({ti.method + ": task-ID", averages(ti.task_accuracy)});
+        page.body << " " << xml_escape(ti.method) << " average accuracy " << pct(average_accuracy(ti.agnostic_accuracy))
+                  << " (task-ID " << pct(average_accuracy(ti.task_accuracy)) << ");";
+      }
+      page.body << "</p>\n";
+      ChartOptions t;
+      t.percent = true;
+      t.y_min = 0;
+      t.title = "Average accuracy over the tasks learned so far, without a task oracle";
+      page.figure("task_inference", line_chart(series, names, t),
+                  "Average accuracy with the task given (oracle) and found by each task-inference method (task-agnostic), "
+                  "and how often the task was found (task-ID)");
+    }
   }
   page.files.html = dir + "/report.html";
   write_file_atomic(page.files.html, html_page("clr run: " + dir, page.body.str()));

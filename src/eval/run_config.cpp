@@ -141,7 +141,8 @@ Results run(const RunConfig& c, data::Sequence seq, bool restart) {
   // The gaussian task mapper reads the backbone as it is now, before any task: a copy
   // of its own, since methods that train the backbone change theirs.
   models::ResNet frozen{nullptr};
-  if (std::find(c.run.task_inference.begin(), c.run.task_inference.end(), "gaussian") != c.run.task_inference.end()) {
+  if (std::any_of(c.run.task_inference.begin(), c.run.task_inference.end(),
+                  [](const std::string& m) { return !train::uses_heads(train::parse_task_inference(m)); })) {
     frozen = models::make_resnet(c.backbone.arch_name(), 0, c.backbone.has_small_stem());
     models::LoadOptions lo;
     lo.model_name = c.backbone.arch_name();

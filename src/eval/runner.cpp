@@ -117,7 +117,7 @@ class InferenceEval {
                 "task inference '", name, "' is asked for twice");
       methods_.push_back(m);
     }
-    gaussian_ = std::find(methods_.begin(), methods_.end(), train::TaskInference::kGaussian) != methods_.end();
+    gaussian_ = !std::all_of(methods_.begin(), methods_.end(), train::uses_heads);  // needs the statistics
     CLR_CHECK(!gaussian_ || o.shared_features, ConfigError,
               "the gaussian task mapper needs the frozen backbone's features (RunOptions::shared_features)");
     fixed_ = !method.store_variant().empty() && !method.changes_old_task_states();
@@ -152,17 +152,20 @@ class InferenceEval {
                                         : z.argmax(1).eq(tests[j].labels.to(torch::kCPU));
       row[j] = share(correct[j]);
     }
-    std::unique_ptr<train::TaskMapper> mapper;
+    std::vector<const train::TaskStatistics*> stats;
     if (gaussian_) {
-      std::vector<const train::TaskStatistics*> stats;
       for (size_t i = 0; i <= t; ++i) stats.push_back(&stats_.at(i));
-      mapper = std::make_unique<train::TaskMapper>(stats, c10::Device(c10::kCPU));
     }
     for (size_t m = 0; m < methods_.size(); ++m) {
       std::vector<std::optional<double>> task_row(row.size()), agnostic_row(row.size());
+      std::unique_ptr<train::TaskMapper> mapper;
+      if (!train::uses_heads(methods_[m])) {
+        mapper = std::make_unique<train::TaskMapper>(stats, c10::Device(c10::kCPU),
+                                                     methods_[m] == train::TaskInference::kTaskGaussian);
+      }
       for (size_t j = 0; j <= t; ++j) {
         at::Tensor scores;
-        if (methods_[m] == train::TaskInference::kGaussian) {
+        if (mapper) {
           scores = mapper->scores(test_features(j, tests[j]));
         } else {
           std::vector<at::Tensor> cols;

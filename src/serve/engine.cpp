@@ -273,7 +273,7 @@ struct Engine::Impl {
   std::map<std::string, Entry> cache;
   CacheStats stats;
   bool warned_budget = false;
-  std::shared_ptr<const MapperIndex> mapper_index;  // under mu; rebuilt after a reload
+  std::shared_ptr<const MapperIndex> mapper_index[2];  // gaussian, task-gaussian; under mu; rebuilt after a reload
 
   explicit Impl(const EngineOptions& o)
       : options(o), store(store::Store::open(o.store_dir)), backbone_ref(store.backbone()) {}
@@ -285,14 +285,15 @@ struct Engine::Impl {
   std::vector<at::Tensor> forward(const std::vector<std::string>& tasks, const at::Tensor& images,
                                   std::vector<std::shared_ptr<const Prepared>>* used);
   void evict_to(int64_t budget);
-  // The gaussian mapper over the store's tasks as of the last reload.
-  std::shared_ptr<const MapperIndex> mapper();
+  // The gaussian mapper (whole_task: task-gaussian) over the store's tasks as of the last reload.
+  std::shared_ptr<const MapperIndex> mapper(bool whole_task);
   // Backbone features [N, F] (float, on the device) of uint8 images [N, 3, S, S] taken
   // as `pre` says, without any task's adapters.
   at::Tensor shared_features(const at::Tensor& images, const store::Preprocess& pre);
 };
 
-std::shared_ptr<const MapperIndex> Engine::Impl::mapper() {
+std::shared_ptr<const MapperIndex> Engine::Impl::mapper(bool whole_task) {
+  std::shared_ptr<const MapperIndex>& cached = mapper_index[whole_task ? 1 : 0];
   int64_t seen = 0;
   store::Store snapshot = [&] {
     std::lock_guard<std::mutex> lock(mu);
@@ -301,7 +302,7 @@ std::shared_ptr<const MapperIndex> Engine::Impl::mapper() {
   }();
   {
     std::lock_guard<std::mutex> lock(mu);
-    if (mapper_index && mapper_index->generation == seen) return mapper_index;
+    if (cached && cached->generation == seen) return cached;
   }
   CLR_CHECK(!snapshot.tasks().empty(), NotFoundError, "store '", snapshot.dir(), "' has no task to choose from");
   auto index = std::make_shared<MapperIndex>();
@@ -334,10 +335,10 @@ std::shared_ptr<const MapperIndex> Engine::Impl::mapper() {
   for (auto& g : index->groups) {
     std::vector<const train::TaskStatistics*> members;
     for (int64_t t : g.tasks) members.push_back(&stats[static_cast<size_t>(t)]);
-    g.mapper = train::TaskMapper(members, device);
+    g.mapper = train::TaskMapper(members, device, whole_task);
   }
   std::lock_guard<std::mutex> lock(mu);
-  if (generation == seen) mapper_index = index;
+  if (generation == seen) cached = index;
   return index;
 }
 
@@ -486,17 +487,8 @@ Engine::Engine(const EngineOptions& options) : impl_(std::make_unique<Impl>(opti
   m.device = runtime::parse_device(options.device);
   m.numerics = train::inference_numerics(options.precision, options.memory_format, m.device, "serve");
   const store::BackboneRef& ref = m.backbone_ref;
-  std::string file = options.backbone_file.empty() ? ref.source : options.backbone_file;
-  CLR_CHECK(!file.empty() && file != "random", ConfigError, "store '", options.store_dir,
-            "' records no backbone file (its tasks were trained on ",
-            file == "random" ? "a randomly initialised backbone" : "a backbone of unknown origin",
-            "); pass the backbone with --backbone FILE");
-  CLR_CHECK(file_exists(file), NotFoundError, "the store's backbone file '", file,
-            "' does not exist; pass its new place with --backbone FILE");
-  m.backbone = models::load_resnet(ref.arch, file, 0, ref.small_stem);
-  const std::string fp = fingerprint(models::state_dict(*m.backbone));
-  CLR_CHECK(fp == ref.fingerprint, IncompatibleError, "backbone '", file, "' has fingerprint ", fp, ", but store '",
-            options.store_dir, "' was made for ", ref.fingerprint, ": its adapters would compute nonsense");
+  const std::string file = options.backbone_file.empty() ? ref.source : options.backbone_file;
+  m.backbone = store::load_store_backbone(m.store, options.backbone_file);
   for (auto& p : m.backbone->parameters()) p.requires_grad_(false);
   m.backbone->eval();
   m.backbone->to(m.device);
@@ -708,8 +700,8 @@ std::vector<Identified> Engine::identify(const std::vector<at::Tensor>& images, 
   std::vector<std::string> names;
   at::Tensor scores;                      // [N, T] on the CPU
   std::vector<std::vector<at::Tensor>> pair_logits;  // energy, max-softmax: [N][T] logits
-  if (method == train::TaskInference::kGaussian) {
-    const std::shared_ptr<const MapperIndex> index = m.mapper();
+  if (!train::uses_heads(method)) {
+    const std::shared_ptr<const MapperIndex> index = m.mapper(method == train::TaskInference::kTaskGaussian);
     names = index->names;
     scores = torch::empty({n, static_cast<int64_t>(names.size())});
     for (const auto& g : index->groups) {
@@ -766,7 +758,7 @@ std::vector<Identified> Engine::identify(const std::vector<at::Tensor>& images, 
       chosen.push_back(i);
     }
   }
-  if (method != train::TaskInference::kGaussian) {  // the chosen task's logits are there already
+  if (train::uses_heads(method)) {  // the chosen task's logits are there already
     for (int64_t i : chosen) {
       Identified& r = out[static_cast<size_t>(i)];
       const int64_t t = best_task[i][0].item<int64_t>();

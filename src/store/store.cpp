@@ -20,6 +20,8 @@
 #include "clr/core/hash.h"
 #include "clr/core/log.h"
 #include "clr/core/runtime.h"
+#include "clr/models/registry.h"
+#include "clr/models/resnet.h"
 
 namespace clr::store {
 namespace {
@@ -333,6 +335,22 @@ std::string store_json(const Store& store, int indent) {
        {{"arch", b.arch}, {"small_stem", b.small_stem}, {"fingerprint", b.fingerprint}, {"source", b.source}}},
       {"tasks", tasks}};
   return j.dump(indent);
+}
+
+models::ResNet load_store_backbone(const Store& store, const std::string& given) {
+  const BackboneRef& ref = store.backbone();
+  const std::string file = given.empty() ? ref.source : given;
+  CLR_CHECK(!file.empty() && file != "random", ConfigError, "store '", store.dir(),
+            "' records no backbone file (its tasks were trained on ",
+            file == "random" ? "a randomly initialised backbone" : "a backbone of unknown origin",
+            "); pass the backbone with --backbone FILE");
+  CLR_CHECK(file_exists(file), NotFoundError, "the store's backbone file '", file,
+            "' does not exist; pass its new place with --backbone FILE");
+  models::ResNet backbone = models::load_resnet(ref.arch, file, 0, ref.small_stem);
+  const std::string fp = fingerprint(models::state_dict(*backbone));
+  CLR_CHECK(fp == ref.fingerprint, IncompatibleError, "backbone '", file, "' has fingerprint ", fp, ", but store '",
+            store.dir(), "' was made for ", ref.fingerprint, ": its adapters would compute nonsense");
+  return backbone;
 }
 
 }  // namespace clr::store

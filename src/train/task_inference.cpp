@@ -20,33 +20,38 @@ constexpr double kShrink = 0.1;
 
 TaskInference parse_task_inference(const std::string& name) {
   if (name == "gaussian") return TaskInference::kGaussian;
+  if (name == "task-gaussian") return TaskInference::kTaskGaussian;
   if (name == "energy") return TaskInference::kEnergy;
   if (name == "max-softmax") return TaskInference::kMaxSoftmax;
   throw ConfigError(detail::concat("unknown task-inference method '", name,
-                                   "' (expected gaussian, energy or max-softmax)"));
+                                   "' (expected gaussian, task-gaussian, energy or max-softmax)"));
 }
 
 std::string task_inference_name(TaskInference method) {
   switch (method) {
     case TaskInference::kGaussian: return "gaussian";
+    case TaskInference::kTaskGaussian: return "task-gaussian";
     case TaskInference::kEnergy: return "energy";
     case TaskInference::kMaxSoftmax: return "max-softmax";
   }
   return "?";
 }
 
-std::vector<std::string> task_inference_names() { return {"gaussian", "energy", "max-softmax"}; }
+std::vector<std::string> task_inference_names() { return {"gaussian", "task-gaussian", "energy", "max-softmax"}; }
 
 double default_temperature(TaskInference method) {
   switch (method) {
     case TaskInference::kGaussian: return 0.05;
+    case TaskInference::kTaskGaussian: return 0.05;
     case TaskInference::kEnergy: return 1.0;
     case TaskInference::kMaxSoftmax: return 0.05;
   }
   return 1.0;
 }
 
-bool uses_heads(TaskInference method) { return method != TaskInference::kGaussian; }
+bool uses_heads(TaskInference method) {
+  return method == TaskInference::kEnergy || method == TaskInference::kMaxSoftmax;
+}
 
 TensorMap TaskStatistics::to_tensors() const {
   CLR_CHECK(!empty(), ConfigError, "task statistics are empty");
@@ -126,7 +131,7 @@ TaskStatistics StatisticsAccumulator::finish() const {
   return s;
 }
 
-TaskMapper::TaskMapper(const std::vector<const TaskStatistics*>& tasks, c10::Device device) {
+TaskMapper::TaskMapper(const std::vector<const TaskStatistics*>& tasks, c10::Device device, bool whole_task) {
   CLR_CHECK(!tasks.empty(), ConfigError, "a task mapper needs at least one task's statistics");
   tasks_ = static_cast<int64_t>(tasks.size());
   dim_ = tasks.front()->feature_dim();
@@ -144,11 +149,20 @@ TaskMapper::TaskMapper(const std::vector<const TaskStatistics*>& tasks, c10::Dev
   const double log2pi = std::log(2 * M_PI);
   for (int64_t t = 0; t < tasks_; ++t) {
     const TaskStatistics& s = *tasks[static_cast<size_t>(t)];
-    const at::Tensor var = s.variance.to(torch::kDouble);
+    at::Tensor var = s.variance.to(torch::kDouble);
+    at::Tensor mu = s.class_mean.to(torch::kDouble);
+    int64_t k = s.classes();
+    if (whole_task) {  // one Gaussian of all the task's images: their mean and total variance
+      const at::Tensor n_k = s.class_count.to(torch::kDouble).unsqueeze(1);
+      const double n = std::max(1.0, n_k.sum().item<double>());
+      const at::Tensor m = (n_k * mu).sum(0) / n;
+      const at::Tensor between = (n_k * (mu - m) * (mu - m)).sum(0) / n;
+      var = var * std::max(0.0, n - static_cast<double>(k)) / n + between;
+      mu = m.unsqueeze(0);
+      k = 1;
+    }
     const double floor = std::max(var.mean().item<double>(), 1e-12);
     const at::Tensor v = (1 - kShrink) * var + kShrink * floor;
-    const at::Tensor mu = s.class_mean.to(torch::kDouble);
-    const int64_t k = s.classes();
     inv[t] = 1 / v;
     w[t].narrow(0, 0, k).copy_(mu / v);
     b[t].narrow(0, 0, k).copy_(-0.5 * ((mu * mu / v).sum(1) + v.log().sum() + static_cast<double>(dim_) * log2pi));
@@ -182,9 +196,10 @@ at::Tensor head_scores(TaskInference method, const at::Tensor& logits) {
     case TaskInference::kMaxSoftmax:
       return std::get<0>(torch::softmax(z, 1).max(1));
     case TaskInference::kGaussian:
+    case TaskInference::kTaskGaussian:
       break;
   }
-  throw ConfigError("the gaussian task mapper does not score with the task heads");
+  throw ConfigError("the gaussian task mappers do not score with the task heads");
 }
 
 at::Tensor task_confidences(const at::Tensor& scores, double temperature) {

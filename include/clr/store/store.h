@@ -26,6 +26,10 @@
 
 #include "clr/store/adapter_file.h"
 
+namespace clr::models {
+class ResNet;
+}
+
 namespace clr::store {
 
 inline constexpr const char* kStoreFormat = "clr.store";
@@ -105,6 +109,12 @@ TaskEntry import_adapter(const std::string& dir, const std::string& file, const 
 // file written and puts its size in bytes into `bytes`.
 std::string export_adapter(const Store& store, const std::string& name, const std::string& out,
                            int64_t* bytes = nullptr);
+// The backbone a store's tasks run on, loaded from `file` (empty: the file the store
+// records) and checked against the store's fingerprint. ConfigError when the store
+// records no file (a random backbone) and none is given, NotFoundError when the file is
+// gone, IncompatibleError when its fingerprint is not the store's.
+models::ResNet load_store_backbone(const Store& store, const std::string& file = "");
+
 // The store as JSON (`clr tasks list --json`): the directory, the backbone and one
 // object per task (name, variant, classes, input_size, bytes, sha256, created).
 std::string store_json(const Store& store, int indent = -1);

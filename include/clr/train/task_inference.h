@@ -10,6 +10,10 @@
 //                Gaussians, per feature dimension. One backbone forward per image scores
 //                every task; nothing of a task's images is kept, only its statistics
 //                (class count x feature dim means, in the task's file).
+//   task-gaussian  the same statistics taken as one Gaussian per task (the mean and total
+//                variance of all its training images, labels ignored): less sharp where a
+//                task's classes lie apart, but two tasks of the same images get the same
+//                score, so its confidence says "either" where gaussian's picks one.
 //   energy       the task heads: the image is run under every task's adapters and head;
 //                score log(mean_k exp z_k) of the task's logits z (energy with the
 //                class-count bias removed). T forwards per image for T tasks.
@@ -27,14 +31,15 @@
 
 namespace clr::train {
 
-enum class TaskInference { kGaussian, kEnergy, kMaxSoftmax };
-// "gaussian", "energy", "max-softmax"; parse throws ConfigError naming them.
+enum class TaskInference { kGaussian, kTaskGaussian, kEnergy, kMaxSoftmax };
+// "gaussian", "task-gaussian", "energy", "max-softmax"; parse throws ConfigError naming them.
 TaskInference parse_task_inference(const std::string& name);
 std::string task_inference_name(TaskInference method);
 std::vector<std::string> task_inference_names();
 // The temperature of a method's confidences (docs/METHODS.md says how they were chosen).
 double default_temperature(TaskInference method);
-// True for the methods that score with the task heads (energy, max-softmax).
+// True for the methods that score with the task heads (energy, max-softmax); the
+// others score with the stored statistics.
 bool uses_heads(TaskInference method);
 
 // The statistics the gaussian mapper keeps for one task.
@@ -69,12 +74,13 @@ class StatisticsAccumulator {
   at::Tensor sum_, sum_sq_, count_;  // [K, F], [F], [K]
 };
 
-// The gaussian mapper over several tasks' statistics (same feature dimension), ready on
-// a device: scores of a batch of features for every task in one pass.
+// A gaussian mapper over several tasks' statistics (same feature dimension), ready on
+// a device: scores of a batch of features for every task in one pass. `whole_task`:
+// task-gaussian (one Gaussian per task), else gaussian (the class mixture).
 class TaskMapper {
  public:
   TaskMapper() = default;
-  TaskMapper(const std::vector<const TaskStatistics*>& tasks, c10::Device device);
+  TaskMapper(const std::vector<const TaskStatistics*>& tasks, c10::Device device, bool whole_task = false);
   int64_t tasks() const { return tasks_; }
   // features [N, F] (float, on the mapper's device) -> [N, T] scores, float.
   at::Tensor scores(const at::Tensor& features) const;
