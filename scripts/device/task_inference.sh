@@ -43,11 +43,13 @@ stage "serving benchmarks done"
 wait $suite
 tail -2 "$W/suite.log" | tee -a "$OUT/stages.log"
 stage "clr on the suite with every task-inference method"
-timeout "${RUN_SECONDS:-400}" "$CLR" run "$W/suite/imagefolder" --backbone models/resnet18-pretrain-64px.safetensors \
+left=$(( ${DEADLINE:-575} - ($(date +%s) - start) ))
+timeout "$left" "$CLR" run "$W/suite/imagefolder" --backbone models/resnet18-pretrain-64px.safetensors \
   --size 32 --epochs 5 --patience 100 --device cuda --seed 0 --precision fp32 --memory-format contiguous \
-  --task-inference gaussian,energy,max-softmax --out "$W/clr" > "$OUT/clr-run.log" 2>&1
+  --task-inference gaussian,task-gaussian,energy,max-softmax --out "$W/clr" > "$OUT/clr-run.log" 2>&1
 stage "clr run exit $?"
 cp "$W/clr/results.json" "$OUT/clr-results.json" 2>/dev/null
+grep -E "without a task oracle|task [0-9]+ done" "$OUT/clr-run.log" | tail -8 >> "$OUT/stages.log"
 tar -czf "$OUT/clr-adapters.tgz" -C "$W/clr" adapters 2>/dev/null
 nvidia-smi --query-gpu=name --format=csv,noheader > "$OUT/gpu-name.txt"
 stage "done"
