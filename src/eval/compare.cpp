@@ -34,6 +34,10 @@ std::vector<CompareRow> compare_rows(const std::vector<Results>& runs, const std
       row.forgetting = forgetting(r.accuracy);
       row.first_task_curve = first_task_curve(r.accuracy);
       row.first_task_final = row.first_task_curve.back();
+      for (const auto& ti : r.task_inference) {
+        if (ti.task_accuracy.size() != r.accuracy.size()) continue;
+        row.no_oracle.push_back({ti.method, average_accuracy(ti.task_accuracy), average_accuracy(ti.agnostic_accuracy)});
+      }
     }
     for (const auto& t : r.tasks) {
       row.extra_params_per_task += static_cast<double>(t.extra_params);
@@ -74,6 +78,11 @@ std::string compare_json(const std::vector<CompareRow>& rows, const std::string&
                        {"stored_bytes_total", r.stored_bytes_total},
                        {"train_seconds", r.train_seconds},
                        {"train_time_vs_sgd", r.train_time_vs_sgd ? json(*r.train_time_vs_sgd) : json(nullptr)}});
+    json no_oracle = json::object();
+    for (const auto& n : r.no_oracle) {
+      no_oracle[n.method] = {{"average_task_accuracy", n.task_accuracy}, {"average_agnostic_accuracy", n.agnostic_accuracy}};
+    }
+    methods.back()["task_inference"] = no_oracle;
   }
   json j = {{"schema", "clr.compare/1"}, {"methods", methods}};
   if (!config_json.empty()) j["config"] = json::parse(config_json);
@@ -103,23 +112,45 @@ std::string compare_csv(const std::vector<CompareRow>& rows) {
 std::string format_compare(const std::vector<CompareRow>& rows) {
   std::ostringstream os;
   char buf[256];
-  std::snprintf(buf, sizeof buf, "%-15s %8s %8s %10s %8s %14s %12s %9s\n", "method", "avg acc", "BWT", "forgetting",
+  // The first task-inference method the runs share, as one more column.
+  std::string inference;
+  for (const auto& r : rows) {
+    if (!r.no_oracle.empty()) {
+      inference = r.no_oracle.front().method;
+      break;
+    }
+  }
+  std::snprintf(buf, sizeof buf, "%-15s %8s %8s %10s %8s %14s %12s %9s", "method", "avg acc", "BWT", "forgetting",
                 "task 1", "extra params", "stored/task", "time/sgd");
-  os << buf;
+  os << buf << (inference.empty() ? "" : "  no oracle") << '\n';
   for (const auto& r : rows) {
     std::string ratio = "-";
     if (r.train_time_vs_sgd) {
       std::snprintf(buf, sizeof buf, "%.2fx", *r.train_time_vs_sgd);
       ratio = buf;
     }
-    std::snprintf(buf, sizeof buf, "%-15s %7.2f%% %+7.2f %9.2f%% %7.2f%% %13.3f%% %12s %9s\n", r.method.c_str(),
+    std::snprintf(buf, sizeof buf, "%-15s %7.2f%% %+7.2f %9.2f%% %7.2f%% %13.3f%% %12s %9s", r.method.c_str(),
                   100 * r.average_accuracy, 100 * r.bwt, 100 * r.forgetting, 100 * r.first_task_final,
                   100 * r.extra_params_fraction, human_bytes(r.stored_bytes_per_task).c_str(), ratio.c_str());
     os << buf;
+    if (!inference.empty()) {
+      std::string cell = "-";
+      for (const auto& n : r.no_oracle) {
+        if (n.method != inference) continue;
+        std::snprintf(buf, sizeof buf, "%10.2f%%", 100 * n.agnostic_accuracy);
+        cell = buf;
+      }
+      os << ' ' << cell;
+    }
+    os << '\n';
   }
   os << "avg acc: mean over tasks after the last one; BWT and forgetting in points; task 1: accuracy on the first\n"
         "task after the last; extra params: mean per task, % of the backbone; stored/task: mean bytes kept per task\n"
         "beyond the shared backbone (heads, adapters, Fisher, buffers); time/sgd: training time relative to sgd.\n";
+  if (!inference.empty()) {
+    os << "no oracle: average accuracy when the task of each test image is found by " << inference
+       << " (task inference,\ndocs/METHODS.md) instead of given.\n";
+  }
   return os.str();
 }
 

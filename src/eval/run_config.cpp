@@ -1,6 +1,7 @@
 #include "clr/eval/run_config.h"
 
 #include <algorithm>
+#include <mutex>
 
 #include <torch/torch.h>
 
@@ -143,7 +144,19 @@ Results run(const RunConfig& c, data::Sequence seq, bool restart) {
   models::ResNet frozen{nullptr};
   if (std::any_of(c.run.task_inference.begin(), c.run.task_inference.end(),
                   [](const std::string& m) { return !train::uses_heads(train::parse_task_inference(m)); })) {
+    // Made without drawing from the global generator (its weights are overwritten):
+    // a run draws the same random numbers with task inference as without.
+    at::Generator rng = at::detail::getDefaultCPUGenerator();
+    at::Tensor rng_state;
+    {
+      std::lock_guard<std::mutex> lock(rng.mutex());
+      rng_state = rng.get_state();
+    }
     frozen = models::make_resnet(c.backbone.arch_name(), 0, c.backbone.has_small_stem());
+    {
+      std::lock_guard<std::mutex> lock(rng.mutex());
+      rng.set_state(rng_state);
+    }
     models::LoadOptions lo;
     lo.model_name = c.backbone.arch_name();
     models::load_state_dict(*frozen, models::state_dict(*backbone), lo, "the run's backbone");

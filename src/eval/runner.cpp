@@ -301,7 +301,8 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
               checkpoint_dir(o.out_dir), "' holds results of ", r.accuracy.size(), " tasks for ", first_task,
               " finished ones; give --restart");
     for (auto& row : r.accuracy) row.resize(sequence.size());
-    bool same = r.task_inference.size() == inference.methods().size();
+    if (first_task == 0) r.task_inference.clear();  // checkpointed before the first task ended: no rows yet
+    bool same = first_task == 0 || r.task_inference.size() == inference.methods().size();
     for (size_t m = 0; same && m < r.task_inference.size(); ++m) {
       same = r.task_inference[m].method == train::task_inference_name(inference.methods()[m]) &&
              r.task_inference[m].task_accuracy.size() == first_task;

@@ -42,6 +42,10 @@ void expect_same_run(const std::string& a, const std::string& b) {
   const json ja = results_of(a), jb = results_of(b);
   EXPECT_TRUE(jb["complete"].get<bool>());
   EXPECT_EQ(ja["accuracy_matrix"], jb["accuracy_matrix"]);
+  // Task inference (the gaussian mapper, on by default) too: its statistics of finished
+  // tasks come back from the store or their training images.
+  EXPECT_FALSE(ja["task_inference"].empty());
+  EXPECT_EQ(ja["task_inference"], jb["task_inference"]);
   ASSERT_EQ(ja["tasks"].size(), jb["tasks"].size());
   for (size_t t = 0; t < ja["tasks"].size(); ++t) {
     EXPECT_EQ(ja["tasks"][t]["best_epoch"], jb["tasks"][t]["best_epoch"]) << t;

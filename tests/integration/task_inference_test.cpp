@@ -236,6 +236,7 @@ TEST(TaskInference, ServedAnswersAreTheEnginesAndOldStoresCanBeFitted) {
     const json a = json::parse(test::run_clr("tasks show --store " + store + " " + task).out);
     const json b = json::parse(test::run_clr("tasks show --store " + old + " " + task).out);
     EXPECT_EQ(a["task_mapper"]["sha256"], b["task_mapper"]["sha256"]) << task;
+    EXPECT_EQ(a["tensors_sha256"], b["tensors_sha256"]) << task;  // task inference never changes what is learned
   }
   p = test::run_clr("predict --store " + old + " " + images.back());
   EXPECT_EQ(p.code, 0) << p.out;

@@ -127,7 +127,7 @@ TEST(Store, NewerFormatVersionsAreRefused) {
   s.put(small_adapter("alpha"));
   // An adapter file from the future.
   SafetensorsFile f = read_safetensors(dir.file("s/" + s.find("alpha")->file));
-  f.metadata["version"] = "2";
+  f.metadata["version"] = std::to_string(store::kAdapterVersion + 1);
   write_safetensors(dir.file("future.safetensors"), f.tensors, f.metadata);
   std::string msg = test::message_of<IncompatibleError>([&] { store::read_adapter_file(dir.file("future.safetensors")); });
   EXPECT_NE(msg.find("newer clr"), std::string::npos) << msg;

@@ -27,6 +27,13 @@ struct CompareRow {
   int64_t stored_bytes_total = 0;
   double train_seconds = 0;            // all tasks: training epochs and closing each task
   std::optional<double> train_time_vs_sgd;  // train_seconds / sgd's (when sgd ran)
+  // Without a task oracle, per task-inference method of the run: the average task-ID
+  // and task-agnostic accuracy after the last task.
+  struct NoOracle {
+    std::string method;
+    double task_accuracy = 0, agnostic_accuracy = 0;
+  };
+  std::vector<NoOracle> no_oracle;
 };
 
 // One row per run, in the order given; the time ratio uses the run named "sgd".
