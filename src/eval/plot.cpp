@@ -140,7 +140,12 @@ std::string line_chart(const std::vector<Series>& series, const std::vector<std:
   Frame f;
   f.width = o.width;
   f.height = o.height;
-  f.right = 150;  // legend
+  // The legend: a swatch and the longest name (about 7 px a character at 12 px), the
+  // figure widened by what the names need beyond the usual 150 px.
+  size_t longest = 0;
+  for (const auto& s : series) longest = std::max(longest, s.name.size());
+  f.right = std::max(150, 46 + 7 * static_cast<int>(longest));
+  f.width += f.right - 150;
   f.bottom = 90;  // rotated labels
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
   for (const auto& s : series) data_range(s.y, lo, hi);
