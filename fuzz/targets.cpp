@@ -37,6 +37,7 @@
 #include "clr/serve/http.h"
 #include "clr/store/adapter_file.h"
 #include "clr/store/store.h"
+#include "clr/train/task_inference.h"
 
 namespace {
 
@@ -88,6 +89,11 @@ Served& served() {
     a.preprocess.resize = 8;
     a.backbone = ref;
     a.tensors = net->new_task_state(3);
+    clr::train::TaskStatistics stats;  // so that POST /v1/predict finds the task
+    stats.class_mean = torch::rand({3, backbone->feature_dim()});
+    stats.variance = torch::rand({backbone->feature_dim()}) + 0.1;
+    stats.class_count = torch::full({3}, 4, torch::kLong);
+    a.mapper = stats.to_tensors();
     store.put(a);
     clr::serve::EngineOptions eo;
     eo.store_dir = dir + "/store";
@@ -118,10 +124,11 @@ void http_exchange(const std::string& bytes) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  // Reading stops after 250 ms of silence: a request the server waits on (a body shorter
+  // Reading stops after 60 ms of silence: a request the server waits on (a body shorter
   // than its Content-Length, after the half-close) would otherwise hold each execution
-  // until the server's deadline.
-  timeval tv{0, 250000};
+  // until the server's deadline. An answer slower than that is cut short, its request
+  // still handled.
+  timeval tv{0, 60000};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   for (int tries = 0; ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0; ++tries) {

@@ -2,7 +2,9 @@
 // on two tasks of the same images with different labels; the engine's answers, the
 // served ones, `clr predict` without a task and `clr tasks fit-mapper`.
 #include <algorithm>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -201,6 +203,27 @@ TEST(TaskInference, ServedAnswersAreTheEnginesAndOldStoresCanBeFitted) {
     EXPECT_EQ(json::parse(res->body), json::parse(want.dump())) << res->body;
     EXPECT_EQ(json::parse(res->body)["task"], "stripes");
     EXPECT_EQ(json::parse(res->body)["tasks"].size(), 2u);
+  }
+  // A threshold no answer reaches: HTTP 200 with "task": null, the tasks still ranked.
+  {
+    serve::HttpOptions strict = ho;
+    strict.identify.threshold = 1.0;
+    strict.identify.temperature = 1000;  // confidences near 1/T: always under the threshold
+    serve::HttpServer unsure(engine, strict);
+    const int port2 = unsure.bind();
+    std::thread t([&] { unsure.serve(); });
+    httplib::Client c2("127.0.0.1", port2);
+    c2.set_read_timeout(30);
+    for (int i = 0; i < 100 && !c2.Get("/healthz"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const auto res = c2.Post("/v1/predict", read_file(images.front()), "image/png");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200) << res->body;
+    const json j = json::parse(res->body);
+    EXPECT_TRUE(j["task"].is_null()) << res->body;
+    EXPECT_TRUE(j["top"].empty()) << res->body;
+    EXPECT_EQ(j["tasks"].size(), 2u) << res->body;
+    unsure.stop();
+    t.join();
   }
   server.stop();
   serving.join();
