@@ -131,6 +131,28 @@ ReportFiles compare_report(const std::string& dir) {
     t.x_label = "x sgd's training time";
     page.figure("train_time", bar_chart(methods, time, t, "clr"), "Analysis 1: training compute normalised to sgd");
   }
+  // Without a task oracle: each method's average accuracy when the first task-inference
+  // method its run measured finds the task (NaN for runs without task inference).
+  std::string inference;
+  std::vector<double> no_oracle;
+  for (const auto& m : rows) {
+    const auto it = m.find("task_inference");
+    if (inference.empty() && it != m.end() && it->is_object() && !it->empty()) inference = it->begin().key();
+  }
+  for (const auto& m : rows) {
+    const auto it = m.find("task_inference");
+    const bool has = !inference.empty() && it != m.end() && it->is_object() && it->contains(inference);
+    no_oracle.push_back(has ? it->at(inference).at("average_agnostic_accuracy").get<double>() : kNaN);
+  }
+  if (!inference.empty()) {
+    ChartOptions n;
+    n.percent = true;
+    n.y_min = 0;
+    n.title = "Average accuracy without a task oracle (" + inference + ")";
+    page.figure("no_oracle_accuracy", bar_chart(methods, no_oracle, n, "clr"),
+                "Average accuracy after the last task when " + inference +
+                    " finds the task of each test image instead of being told it (task-agnostic)");
+  }
   ChartOptions h;
   h.title = "Accuracy on each task after the last one";
   page.figure("final_accuracy", heatmap(finals, methods, task_names, h), "Final test accuracy per method and task (%)");

@@ -131,7 +131,12 @@ TEST(Compare, AllMethodsEndToEnd) {
     EXPECT_EQ(res["stored_bytes_per_task"].size(), 3u);
     EXPECT_EQ(m["average_accuracy"].get<double>(), res["average_accuracy"].get<double>());
     EXPECT_GT(m["stored_bytes_per_task"].get<double>(), 0);
+    // Task inference (gaussian, the default) for every method, as its run measured it.
+    ASSERT_TRUE(m["task_inference"].contains("gaussian")) << m["method"];
+    EXPECT_EQ(m["task_inference"]["gaussian"]["average_agnostic_accuracy"].get<double>(),
+              res["task_inference"][0]["average_agnostic_accuracy"].get<double>());
   }
+  EXPECT_NE(r.out.find("no oracle"), std::string::npos) << r.out;
   // Every method started from the same backbone.
   const auto clr_fp = nlohmann::json::parse(read_file(out.path() + "/clr/results.json"))["backbone"]["fingerprint"];
   for (const auto& m : methods) {
@@ -164,8 +169,9 @@ TEST(Compare, AllMethodsEndToEnd) {
   const std::string html = read_file(out.file("report.html"));
   size_t svgs = 0;
   for (size_t at = html.find("<svg"); at != std::string::npos; at = html.find("<svg", at + 1)) ++svgs;
-  EXPECT_EQ(svgs, 5u);
-  for (const char* fig : {"first_task", "average_accuracy", "params_vs_accuracy", "train_time", "final_accuracy"}) {
+  EXPECT_EQ(svgs, 6u);
+  for (const char* fig : {"first_task", "average_accuracy", "params_vs_accuracy", "train_time", "no_oracle_accuracy",
+                          "final_accuracy"}) {
     const std::string svg = out.path() + "/figures/" + fig + ".svg";
     ASSERT_TRUE(file_exists(svg)) << fig;
     if (test::missing_system_data_allowed() && std::system("command -v rsvg-convert > /dev/null") != 0) continue;
@@ -174,6 +180,7 @@ TEST(Compare, AllMethodsEndToEnd) {
   // One run's report: the accuracy matrix.
   ASSERT_EQ(clr_cmd("report " + out.path() + "/clr").code, 0);
   EXPECT_NE(read_file(out.path() + "/clr/report.html").find("accuracy_matrix.svg"), std::string::npos);
+  EXPECT_NE(read_file(out.path() + "/clr/report.html").find("task_inference.svg"), std::string::npos);
   EXPECT_EQ(clr_cmd("report " + out.path() + "/nothing-here").code, 3);
 }
 
