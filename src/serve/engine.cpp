@@ -86,7 +86,8 @@ struct MapperIndex {
   struct Group {
     store::Preprocess pre;
     std::vector<int64_t> tasks;  // indices into names
-    train::TaskMapper mapper;
+    train::TaskMapper classes;   // gaussian: the class mixtures
+    train::TaskMapper whole;     // task-gaussian: one Gaussian per task
   };
   std::vector<Group> groups;
 };
@@ -273,7 +274,7 @@ struct Engine::Impl {
   std::map<std::string, Entry> cache;
   CacheStats stats;
   bool warned_budget = false;
-  std::shared_ptr<const MapperIndex> mapper_index[2];  // gaussian, task-gaussian; under mu; rebuilt after a reload
+  std::shared_ptr<const MapperIndex> mapper_index;  // under mu; rebuilt after a reload
 
   explicit Impl(const EngineOptions& o)
       : options(o), store(store::Store::open(o.store_dir)), backbone_ref(store.backbone()) {}
@@ -285,15 +286,15 @@ struct Engine::Impl {
   std::vector<at::Tensor> forward(const std::vector<std::string>& tasks, const at::Tensor& images,
                                   std::vector<std::shared_ptr<const Prepared>>* used);
   void evict_to(int64_t budget);
-  // The gaussian mapper (whole_task: task-gaussian) over the store's tasks as of the last reload.
-  std::shared_ptr<const MapperIndex> mapper(bool whole_task);
+  // The gaussian mappers over the store's tasks as of the last reload.
+  std::shared_ptr<const MapperIndex> mapper();
   // Backbone features [N, F] (float, on the device) of uint8 images [N, 3, S, S] taken
   // as `pre` says, without any task's adapters.
   at::Tensor shared_features(const at::Tensor& images, const store::Preprocess& pre);
 };
 
-std::shared_ptr<const MapperIndex> Engine::Impl::mapper(bool whole_task) {
-  std::shared_ptr<const MapperIndex>& cached = mapper_index[whole_task ? 1 : 0];
+std::shared_ptr<const MapperIndex> Engine::Impl::mapper() {
+  std::shared_ptr<const MapperIndex>& cached = mapper_index;
   int64_t seen = 0;
   store::Store snapshot = [&] {
     std::lock_guard<std::mutex> lock(mu);
@@ -323,7 +324,7 @@ std::shared_ptr<const MapperIndex> Engine::Impl::mapper(bool whole_task) {
     const std::string key = preprocess_key(a.preprocess);
     if (!group_of.count(key)) {
       group_of[key] = index->groups.size();
-      index->groups.push_back({a.preprocess, {}, {}});
+      index->groups.push_back({a.preprocess, {}, {}, {}});
     }
     index->groups[group_of[key]].tasks.push_back(static_cast<int64_t>(index->names.size()));
     index->names.push_back(e.name);
@@ -335,7 +336,8 @@ std::shared_ptr<const MapperIndex> Engine::Impl::mapper(bool whole_task) {
   for (auto& g : index->groups) {
     std::vector<const train::TaskStatistics*> members;
     for (int64_t t : g.tasks) members.push_back(&stats[static_cast<size_t>(t)]);
-    g.mapper = train::TaskMapper(members, device, whole_task);
+    g.classes = train::TaskMapper(members, device, /*whole_task=*/false);
+    g.whole = train::TaskMapper(members, device, /*whole_task=*/true);
   }
   std::lock_guard<std::mutex> lock(mu);
   if (generation == seen) cached = index;
@@ -699,16 +701,27 @@ std::vector<Identified> Engine::identify(const std::vector<at::Tensor>& images, 
   Impl& m = *impl_;
   std::vector<std::string> names;
   at::Tensor scores;                      // [N, T] on the CPU
+  at::Tensor whole;                       // gaussian: task-gaussian's scores too, for the confidence
   std::vector<std::vector<at::Tensor>> pair_logits;  // energy, max-softmax: [N][T] logits
   if (!train::uses_heads(method)) {
-    const std::shared_ptr<const MapperIndex> index = m.mapper(method == train::TaskInference::kTaskGaussian);
+    const std::shared_ptr<const MapperIndex> index = m.mapper();
     names = index->names;
-    scores = torch::empty({n, static_cast<int64_t>(names.size())});
+    const auto t_count = static_cast<int64_t>(names.size());
+    scores = torch::empty({n, t_count});
+    whole = torch::empty({n, t_count});
     for (const auto& g : index->groups) {
       std::vector<at::Tensor> x;
       for (const at::Tensor& img : images) x.push_back(apply_preprocess(g.pre, img));
-      const at::Tensor s = g.mapper.scores(m.shared_features(torch::stack(x), g.pre)).to(torch::kCPU);
-      scores.index_copy_(1, torch::tensor(g.tasks), s);
+      const at::Tensor features = m.shared_features(torch::stack(x), g.pre);
+      const at::Tensor index_of = torch::tensor(g.tasks);
+      whole.index_copy_(1, index_of, g.whole.scores(features).to(torch::kCPU));
+      if (method == train::TaskInference::kGaussian) {
+        scores.index_copy_(1, index_of, g.classes.scores(features).to(torch::kCPU));
+      }
+    }
+    if (method == train::TaskInference::kTaskGaussian) {
+      scores = whole;
+      whole = at::Tensor();
     }
   } else {
     for (const auto& e : tasks()) names.push_back(e.name);
@@ -741,10 +754,13 @@ std::vector<Identified> Engine::identify(const std::vector<at::Tensor>& images, 
       }
     }
   }
-  const at::Tensor conf = train::task_confidences(scores, temperature);
+  // Tasks ranked by score; each with its confidence (for gaussian the smaller of its
+  // class mixture's and task-gaussian's: train::mapper_confidences).
+  const at::Tensor conf = whole.defined() ? train::mapper_confidences(scores, whole, temperature)
+                                          : train::task_confidences(scores, temperature);
   const int64_t shown = std::min<int64_t>(o.top_tasks, conf.size(1));
-  const auto ranked = conf.topk(shown, 1);
-  const at::Tensor best_conf = std::get<0>(ranked), best_task = std::get<1>(ranked);
+  const at::Tensor best_task = std::get<1>(scores.topk(shown, 1));
+  const at::Tensor best_conf = conf.gather(1, best_task);
   std::vector<int64_t> chosen;  // images with a task
   for (int64_t i = 0; i < n; ++i) {
     Identified& r = out[static_cast<size_t>(i)];

@@ -208,4 +208,9 @@ at::Tensor task_confidences(const at::Tensor& scores, double temperature) {
   return torch::softmax(scores.to(torch::kFloat) / temperature, 1);
 }
 
+at::Tensor mapper_confidences(const at::Tensor& classes, const at::Tensor& whole, double temperature) {
+  CLR_CHECK(classes.sizes() == whole.sizes(), ConfigError, "scores of ", describe(classes), " beside ", describe(whole));
+  return torch::min(task_confidences(classes, temperature), task_confidences(whole, temperature));
+}
+
 }  // namespace clr::train

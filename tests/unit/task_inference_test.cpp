@@ -107,6 +107,10 @@ TEST(TaskInference, HeadScoresAndConfidences) {
   EXPECT_NEAR(c[0][0].item<double>(), 0.5, 1e-6);
   EXPECT_NEAR(c[1][0].item<double>(), 1 / (1 + std::exp(-1.0)), 1e-6);
   EXPECT_THROW(train::task_confidences(c, 0), ConfigError);
+  // gaussian's: the smaller of the two mappers' confidences, task by task.
+  const at::Tensor both = train::mapper_confidences(torch::tensor({{3.0f, 0.0f}}), torch::tensor({{0.0f, 0.0f}}), 1.0);
+  EXPECT_NEAR(both[0][0].item<double>(), 0.5, 1e-6);
+  EXPECT_NEAR(both[0][1].item<double>(), 1 / (1 + std::exp(3.0)), 1e-6);
   EXPECT_THROW(train::parse_task_inference("oracle"), ConfigError);
   EXPECT_THROW(train::head_scores(train::TaskInference::kGaussian, z), ConfigError);
 }

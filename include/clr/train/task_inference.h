@@ -98,5 +98,10 @@ at::Tensor head_scores(TaskInference method, const at::Tensor& logits);
 
 // Confidences [N, T] (rows sum to 1) of scores [N, T] at a temperature.
 at::Tensor task_confidences(const at::Tensor& scores, double temperature);
+// gaussian's confidences: for each task the smaller of the class mixture's (`classes`
+// scores) and task-gaussian's (`whole` scores) — the class mixture alone is confident
+// between two tasks of the same images, which one Gaussian per task cannot tell apart;
+// so a task is confident only when both models favour it.
+at::Tensor mapper_confidences(const at::Tensor& classes, const at::Tensor& whole, double temperature);
 
 }  // namespace clr::train
