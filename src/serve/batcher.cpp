@@ -35,16 +35,28 @@ Batcher::~Batcher() {
 }
 
 std::optional<std::future<BatchResult>> Batcher::submit(const std::string& task, at::Tensor image, int64_t top_k) {
+  Request r;
+  r.task = task;
+  r.image = std::move(image);
+  r.top_k = top_k;
+  return enqueue(std::move(r));
+}
+
+std::optional<std::future<BatchResult>> Batcher::submit_identify(at::Tensor image, const IdentifyOptions& options) {
+  Request r;
+  r.image = std::move(image);
+  r.top_k = options.top_k;
+  r.identify = options;
+  return enqueue(std::move(r));
+}
+
+std::optional<std::future<BatchResult>> Batcher::enqueue(Request r) {
   std::unique_lock<std::mutex> lock(mu_);
   ++stats_.requests;
   if (stopping_ || static_cast<int64_t>(queue_.size()) >= options_.capacity) {
     ++stats_.rejected;
     return std::nullopt;
   }
-  Request r;
-  r.task = task;
-  r.image = std::move(image);
-  r.top_k = top_k;
   std::future<BatchResult> f = r.done.get_future();
   queue_.push_back(std::move(r));
   stats_.queued = static_cast<int64_t>(queue_.size());
@@ -84,10 +96,58 @@ void Batcher::work() {
 }
 
 void Batcher::run_batch(std::vector<Request>& batch) {
-  // Images of different sizes cannot share a tensor: one forward per size.
+  // Images of different sizes cannot share a tensor: one forward per size. Requests
+  // without a task go to one identify call.
   std::map<int64_t, std::vector<size_t>> by_size;
-  for (size_t i = 0; i < batch.size(); ++i) by_size[batch[i].image.size(1)].push_back(i);
+  std::vector<size_t> unknown;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (batch[i].identify) {
+      unknown.push_back(i);
+    } else {
+      by_size[batch[i].image.size(1)].push_back(i);
+    }
+  }
   int64_t failed = 0;
+  // Finds the task of some requests' images in one call; false (nothing answered) if it throws.
+  auto find = [&](const std::vector<size_t>& members, std::string* error, int* kind) {
+    IdentifyOptions o = *batch[members.front()].identify;
+    std::vector<at::Tensor> images;
+    for (size_t i : members) {
+      images.push_back(batch[i].image);
+      o.top_k = std::max(o.top_k, batch[i].top_k);
+    }
+    std::vector<Identified> found;
+    try {
+      found = engine_.identify(images, o);
+    } catch (const std::exception& e) {
+      const auto* err = dynamic_cast<const Error*>(&e);
+      *error = e.what();
+      *kind = static_cast<int>(err ? err->kind() : ErrorKind::kInternal);
+      return false;
+    }
+    for (size_t j = 0; j < members.size(); ++j) {
+      BatchResult r;
+      const auto want = static_cast<size_t>(batch[members[j]].top_k);
+      if (found[j].top.size() > want) found[j].top.resize(want);
+      r.identified = std::move(found[j]);
+      batch[members[j]].done.set_value(std::move(r));
+    }
+    return true;
+  };
+  if (!unknown.empty()) {
+    std::string error;
+    int kind = 0;
+    if (!find(unknown, &error, &kind)) {
+      for (size_t i : unknown) {
+        if (unknown.size() > 1 && find({i}, &error, &kind)) continue;
+        BatchResult r;
+        r.error = error;
+        r.error_kind = kind;
+        batch[i].done.set_value(std::move(r));
+        ++failed;
+      }
+    }
+  }
   // Runs some requests as one forward; false (and nothing answered) if it throws.
   auto run = [&](const std::vector<size_t>& members, std::string* error, int* kind) {
     std::vector<std::string> tasks;

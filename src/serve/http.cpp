@@ -472,22 +472,31 @@ Reply HttpServer::Impl::predict(const Request& r) {
   return json_reply({{"task", name}, {"top", top}});
 }
 
-// POST /v1/predict: the task found by the engine (task inference), not batched with
-// other requests; "task": null when no task is confident enough.
+// POST /v1/predict: the task found by the engine (task inference), batched with the
+// other requests of the moment; "task": null when no task is confident enough.
 Reply HttpServer::Impl::identify(const Request& r) {
   auto got = decoded_body(r);
   if (auto* reply = std::get_if<Reply>(&got)) return std::move(*reply);
   IdentifyOptions io = options.identify;
   io.top_k = std::get<1>(got).second;
-  std::vector<Identified> answer;
-  try {
-    answer = engine.identify({std::get<1>(got).first}, io);
-  } catch (const IncompatibleError& e) {  // a task without statistics: the store's state, not the request
-    return error_reply(409, "task_inference_unavailable", e.what());
-  } catch (const NotFoundError& e) {
-    return error_reply(409, "task_inference_unavailable", e.what());
+  auto future = batcher->submit_identify(std::get<1>(got).first, io);
+  if (!future) {
+    Reply full = error_reply(503, "overloaded", detail::concat("the request queue is full (", batcher->options().capacity,
+                                                               " waiting); retry later"));
+    full.headers.emplace_back("Retry-After", "1");
+    return full;
   }
-  ordered_json j = answer.front();
+  const BatchResult result = future->get();
+  if (!result.error.empty()) {
+    const auto kind = static_cast<ErrorKind>(result.error_kind);
+    // A task without statistics, or an empty store: the store's state, not the request's.
+    if (kind == ErrorKind::kIncompatible || kind == ErrorKind::kNotFound) {
+      return error_reply(409, "task_inference_unavailable", result.error);
+    }
+    const auto [status, type] = status_of(kind);
+    return error_reply(status, type, result.error);
+  }
+  ordered_json j = *result.identified;
   j["method"] = io.method;
   return json_reply(j);
 }

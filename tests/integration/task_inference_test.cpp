@@ -2,6 +2,7 @@
 // on two tasks of the same images with different labels; the engine's answers, the
 // served ones, `clr predict` without a task and `clr tasks fit-mapper`.
 #include <algorithm>
+#include <future>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -15,6 +16,7 @@
 #include "clr/core/error.h"
 #include "clr/core/file_io.h"
 #include "clr/data/image.h"
+#include "clr/serve/batcher.h"
 #include "clr/serve/engine.h"
 #include "clr/serve/http.h"
 #include "test_util.h"
@@ -94,6 +96,17 @@ std::vector<std::string> test_files(const std::string& root, const std::string& 
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+// The batcher's counters, from GET /v1/stats.
+serve::BatcherStats server_stats(httplib::Client& client) {
+  const auto res = client.Get("/v1/stats");
+  serve::BatcherStats s;
+  if (!res) return s;
+  const json j = json::parse(res->body);
+  s.served = j["served"].get<int64_t>();
+  s.batches = j["batches"].get<int64_t>();
+  return s;
 }
 
 const json& method_of(const json& results, const std::string& name) {
@@ -190,6 +203,7 @@ TEST(TaskInference, ServedAnswersAreTheEnginesAndOldStoresCanBeFitted) {
   ho.host = "127.0.0.1";
   ho.port = 0;
   ho.identify.top_tasks = 2;
+  ho.batcher.max_wait_ms = 300;  // requests sent at once surely meet in a batch
   serve::HttpServer server(engine, ho);
   const int port = server.bind();
   std::thread serving([&] { server.serve(); });
@@ -206,6 +220,33 @@ TEST(TaskInference, ServedAnswersAreTheEnginesAndOldStoresCanBeFitted) {
     EXPECT_EQ(json::parse(res->body), json::parse(want.dump())) << res->body;
     EXPECT_EQ(json::parse(res->body)["task"], "stripes");
     EXPECT_EQ(json::parse(res->body)["tasks"].size(), 2u);
+  }
+  // Requests at once share batches and get the answers they get alone (the task and the
+  // classes; the last bits of a probability may depend on the batch's size).
+  {
+    const serve::BatcherStats before = server_stats(client);
+    std::vector<std::future<httplib::Result>> answers;
+    for (size_t i = 0; i < 12; ++i) {
+      answers.push_back(std::async(std::launch::async, [&, i] {
+        httplib::Client c("127.0.0.1", port);
+        c.set_read_timeout(30);
+        return c.Post("/v1/predict?top_k=1", read_file(images[i % images.size()]), "image/png");
+      }));
+    }
+    for (size_t i = 0; i < answers.size(); ++i) {
+      const auto res = answers[i].get();
+      ASSERT_TRUE(res);
+      ASSERT_EQ(res->status, 200) << res->body;
+      serve::IdentifyOptions o = ho.identify;
+      o.top_k = 1;
+      const serve::Identified alone = engine.identify({data::read_image(images[i % images.size()])}, o)[0];
+      const json got = json::parse(res->body);
+      EXPECT_EQ(got["task"], *alone.task);
+      EXPECT_EQ(got["top"][0]["class"], alone.top[0].name);
+    }
+    const serve::BatcherStats after = server_stats(client);
+    EXPECT_EQ(after.served - before.served, 12);
+    EXPECT_LT(after.batches - before.batches, 12);  // some ran together
   }
   // A threshold no answer reaches: HTTP 200 with "task": null, the tasks still ranked.
   {

@@ -1,6 +1,7 @@
 // A bounded request queue in front of the engine: requests of any tasks are collected
 // for up to max_wait_ms (or until max_batch are waiting) and run as one mixed-task
-// forward pass by a single worker thread. submit() never blocks: a full queue is
+// forward pass by a single worker thread; requests without a task (task inference) in
+// the same batch go through one Engine::identify call. submit() never blocks: a full queue is
 // refused at once so the caller can answer 503.
 #pragma once
 
@@ -32,6 +33,7 @@ void from_json(const settings::Json& j, BatcherOptions& o);
 
 struct BatchResult {
   std::vector<TopClass> top;
+  std::optional<Identified> identified;  // submit_identify's answer
   std::string error;       // non-empty when the batch failed for this request
   int error_kind = 0;      // ErrorKind of the failure
 };
@@ -55,6 +57,10 @@ class Batcher {
   // Queues one preprocessed image (uint8 [3, S, S]) for `task`; nullopt when the
   // queue is full.
   std::optional<std::future<BatchResult>> submit(const std::string& task, at::Tensor image, int64_t top_k);
+  // Queues one decoded image (uint8 [H, W, 3]) whose task the engine finds (`options`,
+  // the same for every such request of a server: those of one batch run together with
+  // the largest top_k); nullopt when the queue is full.
+  std::optional<std::future<BatchResult>> submit_identify(at::Tensor image, const IdentifyOptions& options);
   BatcherStats stats() const;
   const BatcherOptions& options() const { return options_; }
 
@@ -63,8 +69,10 @@ class Batcher {
     std::string task;
     at::Tensor image;
     int64_t top_k = 1;
+    std::optional<IdentifyOptions> identify;  // set: no task, find it
     std::promise<BatchResult> done;
   };
+  std::optional<std::future<BatchResult>> enqueue(Request r);
   void work();
   void run_batch(std::vector<Request>& batch);
 
