@@ -73,6 +73,8 @@ w("predict-multipart", b"POST /v1/tasks/t/predict HTTP/1.1\r\nHost: x\r\nContent
 w("pipelined", b"GET /v1/tasks HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/tasks/t HTTP/1.1\r\nHost: x\r\n\r\n"
   b"HEAD /v1/stats HTTP/1.1\r\nHost: x\r\n\r\nPOST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx"
   b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+w("identify-png", b"POST /v1/predict?top_k=1 HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+  b"Content-Length: %d\r\n\r\n" % len(png) + png)
 w("chunked", b"POST /v1/tasks/t/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
 w("reload", b"POST /v1/admin/reload HTTP/1.0\r\nAuthorization: Bearer x\r\n\r\n")
 PY

@@ -8,12 +8,14 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <string>
@@ -66,8 +68,15 @@ struct Served {
   std::unique_ptr<clr::serve::Engine> engine;
   std::unique_ptr<clr::serve::HttpServer> server;
   std::thread thread;
+  std::promise<void> stopped;  // set when serve() has returned
   int port = 0;
 };
+
+// At exit (libFuzzer's, after the last input, or a replay's) the server is stopped and
+// the requests it still handles are finished first: an exchange may have given up on a
+// slow answer, and a forward still running while LibTorch's and oneDNN's globals are
+// destroyed would crash the process after the fuzzing is over.
+void stop_served();
 
 Served& served() {
   static Served* s = [] {
@@ -107,15 +116,35 @@ Served& served() {
     ho.body_timeout_s = 1;
     out->server = std::make_unique<clr::serve::HttpServer>(*out->engine, ho);
     out->port = out->server->bind();
-    out->thread = std::thread([out] { out->server->serve(); });
+    // Every path of a forward runs once before the server starts, so that the lazily
+    // made globals of LibTorch and oneDNN exist before stop_served is registered (and
+    // so are destroyed after it runs).
+    const at::Tensor hwc = torch::zeros({8, 8, 3}, torch::kByte);
+    out->engine->predict({"t"}, out->engine->preprocess("t", hwc).unsqueeze(0), 1);
+    for (const char* method : {"gaussian", "energy"}) {
+      clr::serve::IdentifyOptions io;
+      io.method = method;
+      out->engine->identify({hwc}, io);
+    }
+    out->thread = std::thread([out] {
+      out->server->serve();
+      out->stopped.set_value();
+    });
     out->thread.detach();
+    std::atexit(stop_served);
     return out;
   }();
   return *s;
 }
 
+void stop_served() {
+  Served& s = served();
+  s.server->stop();
+  s.stopped.get_future().wait_for(std::chrono::seconds(30));
+}
+
 // What a client sends on one connection (then it stops sending and reads the answers
-// until the server closes or is silent for 250 ms).
+// until the server closes or is silent for 60 ms).
 void http_exchange(const std::string& bytes) {
   const int port = served().port;
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
