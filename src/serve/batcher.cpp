@@ -108,23 +108,44 @@ void Batcher::run_batch(std::vector<Request>& batch) {
     }
   }
   int64_t failed = 0;
-  // Finds the task of some requests' images in one call; false (nothing answered) if it throws.
-  auto find = [&](const std::vector<size_t>& members, std::string* error, int* kind) {
+  // Runs `attempt` (which answers its members, or throws and answers none) over all
+  // `members`; when it throws, over each alone, so that one bad request (a task whose
+  // file went bad, say) does not fail the others, and answers those that still fail
+  // with their error.
+  auto settle = [&](const std::vector<size_t>& members, const auto& attempt, bool warn) {
+    auto tried = [&](const std::vector<size_t>& some, std::string* error, int* kind) {
+      try {
+        attempt(some);
+        return true;
+      } catch (const std::exception& e) {
+        const auto* err = dynamic_cast<const Error*>(&e);
+        *error = e.what();
+        *kind = static_cast<int>(err ? err->kind() : ErrorKind::kInternal);
+        return false;
+      }
+    };
+    std::string error;
+    int kind = 0;
+    if (tried(members, &error, &kind)) return;
+    if (warn) log::warn("serve: a batch of ", members.size(), " failed (", error, "); running its requests one by one");
+    for (size_t i : members) {
+      if (members.size() > 1 && tried({i}, &error, &kind)) continue;
+      BatchResult r;
+      r.error = error;
+      r.error_kind = kind;
+      batch[i].done.set_value(std::move(r));
+      ++failed;
+    }
+  };
+  // Finds the task of some requests' images in one identify call.
+  auto find = [&](const std::vector<size_t>& members) {
     IdentifyOptions o = *batch[members.front()].identify;
     std::vector<at::Tensor> images;
     for (size_t i : members) {
       images.push_back(batch[i].image);
       o.top_k = std::max(o.top_k, batch[i].top_k);
     }
-    std::vector<Identified> found;
-    try {
-      found = engine_.identify(images, o);
-    } catch (const std::exception& e) {
-      const auto* err = dynamic_cast<const Error*>(&e);
-      *error = e.what();
-      *kind = static_cast<int>(err ? err->kind() : ErrorKind::kInternal);
-      return false;
-    }
+    std::vector<Identified> found = engine_.identify(images, o);
     for (size_t j = 0; j < members.size(); ++j) {
       BatchResult r;
       const auto want = static_cast<size_t>(batch[members[j]].top_k);
@@ -132,24 +153,9 @@ void Batcher::run_batch(std::vector<Request>& batch) {
       r.identified = std::move(found[j]);
       batch[members[j]].done.set_value(std::move(r));
     }
-    return true;
   };
-  if (!unknown.empty()) {
-    std::string error;
-    int kind = 0;
-    if (!find(unknown, &error, &kind)) {
-      for (size_t i : unknown) {
-        if (unknown.size() > 1 && find({i}, &error, &kind)) continue;
-        BatchResult r;
-        r.error = error;
-        r.error_kind = kind;
-        batch[i].done.set_value(std::move(r));
-        ++failed;
-      }
-    }
-  }
-  // Runs some requests as one forward; false (and nothing answered) if it throws.
-  auto run = [&](const std::vector<size_t>& members, std::string* error, int* kind) {
+  // Runs some requests as one forward.
+  auto run = [&](const std::vector<size_t>& members) {
     std::vector<std::string> tasks;
     std::vector<at::Tensor> images;
     int64_t k = 1;
@@ -158,15 +164,7 @@ void Batcher::run_batch(std::vector<Request>& batch) {
       images.push_back(batch[i].image);
       k = std::max(k, batch[i].top_k);
     }
-    std::vector<std::vector<TopClass>> top;
-    try {
-      top = engine_.predict(tasks, torch::stack(images), k);
-    } catch (const std::exception& e) {
-      const auto* err = dynamic_cast<const Error*>(&e);
-      *error = e.what();
-      *kind = static_cast<int>(err ? err->kind() : ErrorKind::kInternal);
-      return false;
-    }
+    std::vector<std::vector<TopClass>> top = engine_.predict(tasks, torch::stack(images), k);
     // Answered only once the whole forward succeeded: each promise is set exactly once.
     for (size_t j = 0; j < members.size(); ++j) {
       BatchResult r;
@@ -175,24 +173,9 @@ void Batcher::run_batch(std::vector<Request>& batch) {
       if (r.top.size() > want) r.top.resize(want);
       batch[members[j]].done.set_value(std::move(r));
     }
-    return true;
   };
-  for (const auto& [size, members] : by_size) {
-    std::string error;
-    int kind = 0;
-    if (run(members, &error, &kind)) continue;
-    // One bad request (a task whose file went bad, say) must not fail the others:
-    // run them one by one and answer each with its own outcome.
-    log::warn("serve: a batch of ", members.size(), " failed (", error, "); running its requests one by one");
-    for (size_t i : members) {
-      if (members.size() > 1 && run({i}, &error, &kind)) continue;
-      BatchResult r;
-      r.error = error;
-      r.error_kind = kind;
-      batch[i].done.set_value(std::move(r));
-      ++failed;
-    }
-  }
+  if (!unknown.empty()) settle(unknown, find, /*warn=*/false);
+  for (const auto& [size, members] : by_size) settle(members, run, /*warn=*/true);
   std::lock_guard<std::mutex> lock(mu_);
   ++stats_.batches;
   stats_.served += static_cast<int64_t>(batch.size());

@@ -138,6 +138,8 @@ struct HttpServer::Impl {
   // The image of a predict request's body, decoded within the decode budget, and its
   // top_k; or the error reply.
   std::variant<Reply, std::pair<at::Tensor, int64_t>> decoded_body(const Request& r);
+  // The batch's answer to a queued request, or 503 when the queue refused it.
+  std::variant<Reply, BatchResult> await(std::optional<std::future<BatchResult>> future);
   void watch();
   void reap();
   void set_phase(MHD_Connection* c, Phase p);
@@ -448,6 +450,16 @@ std::variant<Reply, std::pair<at::Tensor, int64_t>> HttpServer::Impl::decoded_bo
   }
 }
 
+std::variant<Reply, BatchResult> HttpServer::Impl::await(std::optional<std::future<BatchResult>> future) {
+  if (!future) {
+    Reply full = error_reply(503, "overloaded", detail::concat("the request queue is full (", batcher->options().capacity,
+                                                               " waiting); retry later"));
+    full.headers.emplace_back("Retry-After", "1");
+    return full;
+  }
+  return future->get();
+}
+
 Reply HttpServer::Impl::predict(const Request& r) {
   const std::string& name = r.routed.task;
   if (!engine.task(name)) return error_reply(404, "not_found", "no task '" + name + "'; GET /v1/tasks lists them");
@@ -455,14 +467,9 @@ Reply HttpServer::Impl::predict(const Request& r) {
   if (auto* reply = std::get_if<Reply>(&got)) return std::move(*reply);
   const auto& [decoded, top_k] = std::get<1>(got);
   const at::Tensor image = engine.preprocess(name, decoded);  // a bad store file is a 500, not the client's fault
-  auto future = batcher->submit(name, image, top_k);
-  if (!future) {
-    Reply full = error_reply(503, "overloaded", detail::concat("the request queue is full (", batcher->options().capacity,
-                                                               " waiting); retry later"));
-    full.headers.emplace_back("Retry-After", "1");
-    return full;
-  }
-  const BatchResult result = future->get();
+  auto waited = await(batcher->submit(name, image, top_k));
+  if (auto* reply = std::get_if<Reply>(&waited)) return std::move(*reply);
+  const BatchResult& result = std::get<BatchResult>(waited);
   if (!result.error.empty()) {
     const auto [status, type] = status_of(static_cast<ErrorKind>(result.error_kind));
     return error_reply(status, type, result.error);
@@ -479,14 +486,9 @@ Reply HttpServer::Impl::identify(const Request& r) {
   if (auto* reply = std::get_if<Reply>(&got)) return std::move(*reply);
   IdentifyOptions io = options.identify;
   io.top_k = std::get<1>(got).second;
-  auto future = batcher->submit_identify(std::get<1>(got).first, io);
-  if (!future) {
-    Reply full = error_reply(503, "overloaded", detail::concat("the request queue is full (", batcher->options().capacity,
-                                                               " waiting); retry later"));
-    full.headers.emplace_back("Retry-After", "1");
-    return full;
-  }
-  const BatchResult result = future->get();
+  auto waited = await(batcher->submit_identify(std::get<1>(got).first, io));
+  if (auto* reply = std::get_if<Reply>(&waited)) return std::move(*reply);
+  const BatchResult& result = std::get<BatchResult>(waited);
   if (!result.error.empty()) {
     const auto kind = static_cast<ErrorKind>(result.error_kind);
     // A task without statistics, or an empty store: the store's state, not the request's.
