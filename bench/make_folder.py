@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes an ImageFolder sequence of JPEG/PNG files for end-to-end benchmarks of
 `clr run` on files (decoding included): TASKS tasks, CLASSES classes each, PER_CLASS
-training and PER_CLASS // 4 test images per class, SIZE px, drawn with PIL from a seed.
+training and PER_CLASS // 4 test (and with --val, validation) images per class, SIZE px, drawn with PIL from a seed.
 
     python3 bench/make_folder.py --out /tmp/bench-folder --tasks 3 --classes 4 --per-class 300 --size 96
 """
@@ -43,10 +43,14 @@ def main():
     p.add_argument("--per-class", type=int, default=300)
     p.add_argument("--size", type=int, default=96)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val", action="store_true", help="also a val split of PER_CLASS // 4 images per class")
     a = p.parse_args()
     rng = random.Random(a.seed)
     for t in range(a.tasks):
-        for split, n in (("train", a.per_class), ("test", max(1, a.per_class // 4))):
+        splits = [("train", a.per_class), ("test", max(1, a.per_class // 4))]
+        if a.val:
+            splits.insert(1, ("val", max(1, a.per_class // 4)))
+        for split, n in splits:
             for c in range(a.classes):
                 d = os.path.join(a.out, f"task{t}", split, f"class{c}")
                 os.makedirs(d, exist_ok=True)
