@@ -31,6 +31,7 @@
 #include "clr/core/settings_io.h"
 #include "clr/data/image.h"
 #include "clr/serve/engine.h"
+#include "detail/http_impl.h"
 #include "detail/http_parts.h"
 
 namespace clr::serve {
@@ -55,8 +56,8 @@ void fields(V& v, HttpOptions& o) {
 CLR_SETTINGS_JSON(HttpOptions)
 namespace {
 
+
 using nlohmann::ordered_json;
-using Clock = std::chrono::steady_clock;
 
 constexpr const char* kJson = "application/json";
 // The longest request target (path and query) answered with a route; longer ones get 414.
@@ -66,95 +67,11 @@ constexpr size_t kMaxTarget = 8192;
 constexpr size_t kConnectionMemory = 64 * 1024;
 
 using namespace http_detail;
-
-
-// One request as libmicrohttpd hands it over in pieces: what the handler needs of its
-// head, copied on the event-loop thread, and its body.
-struct Request {
-  std::string method, path;
-  Routed routed;
-  std::optional<Reply> early;  // an answer known from the head alone (no route, ...)
-  std::optional<std::string> top_k;
-  std::string authorization;
-  std::string body;
-  bool too_large = false;  // the body passed max_body_bytes: the rest is read and dropped
-  // A multipart form: its first part is the body.
-  MHD_PostProcessor* form = nullptr;
-  std::optional<std::string> first_field;
-  bool form_failed = false;
-  // Set by the worker, read by the event loop after MHD_resume_connection.
-  bool dispatched = false;
-  std::atomic<bool> ready{false};
-  Reply reply;
-  ~Request() {
-    if (form != nullptr) MHD_destroy_post_processor(form);
-  }
-};
-
-// Where a connection is, for the deadlines of HttpOptions.
-enum class Phase { kHead, kBody, kHandled, kCutOff };
-struct Connection {
-  MHD_socket fd;
-  Phase phase;
-  Clock::time_point since;
-};
+using Clock = http_detail::Clock;
+using http_detail::Phase;
+using http_detail::Request;
 
 }  // namespace
-
-struct HttpServer::Impl {
-  Engine& engine;
-  HttpOptions options;
-  std::unique_ptr<Batcher> batcher;
-  std::unique_ptr<DecodeBudget> decoding;
-  std::unique_ptr<Workers> workers;  // while serve() runs
-  int listen_fd = -1;
-  int port = -1;
-  Clock::time_point started = Clock::now();
-  std::atomic<int64_t> http_errors{0}, reloads{0}, cut_off{0}, connections_opened{0};
-
-  // serve()'s life: stop() sets `stopping`; the watcher and the reaper wait on `cv`.
-  std::mutex mu;
-  std::condition_variable cv;
-  bool stopping = false;
-  bool closing = false;  // serve() is winding down: new requests get 503
-  int in_flight = 0;     // requests posted to the workers and not yet resumed
-
-  std::mutex conns_mu;
-  std::unordered_map<MHD_Connection*, Connection> conns;
-
-  std::mutex log_mu;
-  std::string last_mhd_message;
-
-  Impl(Engine& e, HttpOptions o)
-      : engine(e), options(std::move(o)), decoding(std::make_unique<DecodeBudget>(options.max_decode_pixels)) {}
-
-  Reply handle(const Request& r);
-  Reply too_large() const {
-    return error_reply(413, "payload_too_large",
-                       detail::concat("the body is larger than the limit of ", options.max_body_bytes, " bytes"));
-  }
-  Reply predict(const Request& r);
-  Reply identify(const Request& r);
-  // The image of a predict request's body, decoded within the decode budget, and its
-  // top_k; or the error reply.
-  std::variant<Reply, std::pair<at::Tensor, int64_t>> decoded_body(const Request& r);
-  // The batch's answer to a queued request, or 503 when the queue refused it.
-  std::variant<Reply, BatchResult> await(std::optional<std::future<BatchResult>> future);
-  void watch();
-  void reap();
-  void set_phase(MHD_Connection* c, Phase p);
-  MHD_Result send(MHD_Connection* c, const Reply& reply);
-
-  // libmicrohttpd's callbacks (cls: the Impl).
-  static MHD_Result on_request(void* cls, MHD_Connection* c, const char* url, const char* method, const char* version,
-                               const char* upload, size_t* upload_size, void** req_cls);
-  static void on_completed(void* cls, MHD_Connection* c, void** req_cls, MHD_RequestTerminationCode why);
-  static void on_connection(void* cls, MHD_Connection* c, void** socket_context, MHD_ConnectionNotificationCode what);
-  static MHD_Result on_form(void* cls, MHD_ValueKind kind, const char* key, const char* filename,
-                            const char* content_type, const char* encoding, const char* data, uint64_t off,
-                            size_t size);
-  static void on_log(void* cls, const char* fmt, va_list ap);
-};
 
 void HttpServer::Impl::set_phase(MHD_Connection* c, Phase p) {
   std::lock_guard<std::mutex> lock(conns_mu);
@@ -342,165 +259,6 @@ void HttpServer::Impl::reap() {
       ++cut_off;
     }
   }
-}
-
-Reply HttpServer::Impl::handle(const Request& r) {
-  switch (*r.routed.id) {
-    case RouteId::kHealthz: {
-      const BatcherStats b = batcher->stats();
-      const double up = std::chrono::duration<double>(Clock::now() - started).count();
-      return json_reply({{"status", "ok"},
-                         {"tasks", engine.tasks().size()},
-                         {"backbone", {{"arch", engine.backbone().arch}, {"fingerprint", engine.backbone().fingerprint}}},
-                         {"device", engine.device()},
-                         {"queue", b.queued},
-                         {"uptime_seconds", up}});
-    }
-    case RouteId::kTasks: {
-      ordered_json tasks = ordered_json::array();
-      for (const auto& e : engine.tasks()) tasks.push_back(task_line(e));
-      return json_reply({{"tasks", tasks}});
-    }
-    case RouteId::kTask: {
-      const auto entry = engine.task(r.routed.task);
-      if (!entry) return error_reply(404, "not_found", "no task '" + r.routed.task + "'; GET /v1/tasks lists them");
-      const store::Adapter a = engine.describe(r.routed.task);
-      return {200, text_of(ordered_json::parse(store::adapter_json(a, &*entry))), {}};
-    }
-    case RouteId::kPredict: return predict(r);
-    case RouteId::kIdentify: return identify(r);
-    case RouteId::kReload: {
-      if (!options.admin_token.empty() && r.authorization != "Bearer " + options.admin_token) {
-        return error_reply(401, "unauthorized", "POST /v1/admin/reload needs 'Authorization: Bearer TOKEN'");
-      }
-      const size_t n = engine.reload();
-      ++reloads;
-      return json_reply({{"status", "reloaded"}, {"tasks", n}});
-    }
-    case RouteId::kStats: {
-      const BatcherStats b = batcher->stats();
-      const CacheStats c = engine.cache_stats();
-      size_t open = 0;
-      {
-        std::lock_guard<std::mutex> lock(conns_mu);
-        open = conns.size();
-      }
-      return json_reply({{"requests", b.requests},
-                         {"rejected", b.rejected},
-                         {"served", b.served},
-                         {"failed", b.failed},
-                         {"batches", b.batches},
-                         {"mean_batch", b.mean_batch()},
-                         {"max_batch", b.max_batch_seen},
-                         {"queued", b.queued},
-                         {"http_errors", http_errors.load()},
-                         {"reloads", reloads.load()},
-                         {"connections", {{"open", open}, {"opened", connections_opened.load()}, {"cut_off", cut_off.load()}}},
-                         {"cache",
-                          {{"bytes", c.bytes},
-                           {"budget", c.budget},
-                           {"entries", c.entries},
-                           {"hits", c.hits},
-                           {"misses", c.misses},
-                           {"evictions", c.evictions}}}});
-    }
-  }
-  return error_reply(500, "internal", "unrouted request");
-}
-
-std::variant<Reply, std::pair<at::Tensor, int64_t>> HttpServer::Impl::decoded_body(const Request& r) {
-  int64_t top_k = options.default_top_k;
-  if (r.top_k) {
-    const std::string& v = *r.top_k;
-    char* end = nullptr;
-    const long long k = std::strtoll(v.c_str(), &end, 10);
-    if (v.empty() || *end != '\0' || k < 1 || k > 100000) {
-      return error_reply(400, "bad_request", "top_k must be an integer in [1, 100000], got '" + v + "'");
-    }
-    top_k = k;
-  }
-  const std::string& body = r.body;
-  if (body.empty()) return error_reply(400, "bad_request", "empty body: POST the image's bytes");
-  // The header's size first, before anything is allocated for what it claims.
-  const auto wh = data::declared_size(body);
-  if (options.max_pixels > 0 && wh && wh->first * wh->second > options.max_pixels) {
-    return error_reply(413, "image_too_large",
-                       detail::concat("image 'the request body' is ", wh->first, "x", wh->second,
-                                      " pixels, more than the limit of ", options.max_pixels));
-  }
-  // What the header declares, or for a header that says nothing readable the bytes
-  // themselves (the decoder will refuse it, or it is small).
-  const int64_t pixels = wh ? wh->first * wh->second : static_cast<int64_t>(body.size());
-  if (!decoding->take(pixels, std::chrono::milliseconds(options.decode_wait_ms))) {
-    Reply busy = error_reply(503, "overloaded",
-                             detail::concat("images of ", options.max_decode_pixels,
-                                            " pixels are being decoded already; retry later"));
-    busy.headers.emplace_back("Retry-After", "1");
-    return busy;
-  }
-  try {
-    struct Give {
-      DecodeBudget& b;
-      int64_t n;
-      ~Give() { b.give(n); }
-    } give{*decoding, pixels};
-    return std::make_pair(data::decode_image(body, "the request body"), top_k);
-  } catch (const FormatError& e) {
-    return error_reply(400, "bad_image", e.what());
-  }
-}
-
-std::variant<Reply, BatchResult> HttpServer::Impl::await(std::optional<std::future<BatchResult>> future) {
-  if (!future) {
-    Reply full = error_reply(503, "overloaded", detail::concat("the request queue is full (", batcher->options().capacity,
-                                                               " waiting); retry later"));
-    full.headers.emplace_back("Retry-After", "1");
-    return full;
-  }
-  return future->get();
-}
-
-Reply HttpServer::Impl::predict(const Request& r) {
-  const std::string& name = r.routed.task;
-  if (!engine.task(name)) return error_reply(404, "not_found", "no task '" + name + "'; GET /v1/tasks lists them");
-  auto got = decoded_body(r);
-  if (auto* reply = std::get_if<Reply>(&got)) return std::move(*reply);
-  const auto& [decoded, top_k] = std::get<1>(got);
-  const at::Tensor image = engine.preprocess(name, decoded);  // a bad store file is a 500, not the client's fault
-  auto waited = await(batcher->submit(name, image, top_k));
-  if (auto* reply = std::get_if<Reply>(&waited)) return std::move(*reply);
-  const BatchResult& result = std::get<BatchResult>(waited);
-  if (!result.error.empty()) {
-    const auto [status, type] = status_of(static_cast<ErrorKind>(result.error_kind));
-    return error_reply(status, type, result.error);
-  }
-  ordered_json top = ordered_json::array();
-  for (const TopClass& c : result.top) top.push_back({{"class", c.name}, {"index", c.index}, {"prob", c.prob}});
-  return json_reply({{"task", name}, {"top", top}});
-}
-
-// POST /v1/predict: the task found by the engine (task inference), batched with the
-// other requests of the moment; "task": null when no task is confident enough.
-Reply HttpServer::Impl::identify(const Request& r) {
-  auto got = decoded_body(r);
-  if (auto* reply = std::get_if<Reply>(&got)) return std::move(*reply);
-  IdentifyOptions io = options.identify;
-  io.top_k = std::get<1>(got).second;
-  auto waited = await(batcher->submit_identify(std::get<1>(got).first, io));
-  if (auto* reply = std::get_if<Reply>(&waited)) return std::move(*reply);
-  const BatchResult& result = std::get<BatchResult>(waited);
-  if (!result.error.empty()) {
-    const auto kind = static_cast<ErrorKind>(result.error_kind);
-    // A task without statistics, or an empty store: the store's state, not the request's.
-    if (kind == ErrorKind::kIncompatible || kind == ErrorKind::kNotFound) {
-      return error_reply(409, "task_inference_unavailable", result.error);
-    }
-    const auto [status, type] = status_of(kind);
-    return error_reply(status, type, result.error);
-  }
-  ordered_json j = *result.identified;
-  j["method"] = io.method;
-  return json_reply(j);
 }
 
 void HttpServer::Impl::watch() {
