@@ -38,6 +38,8 @@ PACKAGES=(
   fonts-gfs-artemisia fonts-gfs-neohellenic fonts-urw-base35 fonts-dancingscript
   fonts-kaushanscript fonts-blankenburg fonts-gotico-antiqua fonts-comic-neue
   python3 python3-torch python3-torchvision python3-numpy python3-pil  # reference outputs and test data
+  pybind11-dev python3-dev python3-pytest  # the Python module clr (docs/PYTHON.md) and its tests
+  help2man                                 # the man page (cmake --install, cpack: docs/INSTALL.md)
 )
 
 run_tests=0

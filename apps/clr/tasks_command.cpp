@@ -66,9 +66,9 @@ void tasks_rm(const std::string& dir, const std::vector<std::string>& names) {
   }
 }
 
-void tasks_export(const std::string& dir, const std::string& name, const std::string& out) {
+void tasks_export(const std::string& dir, const std::string& name, const std::string& out, const std::string& format) {
   int64_t bytes = 0;
-  const std::string file = store::export_adapter(store::Store::open(dir), name, out, &bytes);
+  const std::string file = store::export_adapter(store::Store::open(dir), name, out, &bytes, format);
   std::cout << file << ": task " << name << ", " << human_bytes(static_cast<double>(bytes)) << std::endl;
 }
 
@@ -133,12 +133,20 @@ void register_tasks(CLI::App& app) {
   {
     auto name = std::make_shared<std::string>();
     auto out = std::make_shared<std::string>();
-    CLI::App* sub = tasks->add_subcommand("export", "Copy a task's self-contained adapter file out of the store");
+    auto format = std::make_shared<std::string>("safetensors");
+    CLI::App* sub = tasks->add_subcommand(
+        "export", "Copy a task's self-contained adapter file out of the store, or write it as a PEFT-style folder");
     add_store(sub);
     sub->add_option("task", *name, "Task name")->required();
-    sub->add_option("--out", *out, "The adapter file to write (.safetensors), or a directory for <task>.safetensors")
+    sub->add_option("--out", *out,
+                    "The adapter file to write (.safetensors), or a directory for <task>.safetensors; with --format "
+                    "peft, the folder to write")
         ->required();
-    register_action(sub, [dir, name, out] { tasks_export(*dir, *name, *out); });
+    sub->add_option("--format", *format,
+                    "safetensors (default: clr's own adapter file) or peft (adapter_config.json and "
+                    "adapter_model.safetensors with PEFT-style keys, for PyTorch: python/clr_torch.py, docs/PYTHON.md)")
+        ->check(CLI::IsMember({"safetensors", "peft"}));
+    register_action(sub, [dir, name, out, format] { tasks_export(*dir, *name, *out, *format); });
   }
   {
     auto file = std::make_shared<std::string>();
@@ -148,7 +156,7 @@ void register_tasks(CLI::App& app) {
         "import", "Add an adapter file (from export, or a run's adapters/tasks/) to a store; a new store starts with "
                   "the file's backbone");
     add_store(sub);
-    sub->add_option("file", *file, "Adapter file")->required();
+    sub->add_option("file", *file, "Adapter file, or a folder written by `tasks export --format peft`")->required();
     sub->add_option("--name", *rename, "Store it under this task name");
     sub->add_flag("--replace", *replace, "Replace a task of the same name");
     register_action(sub, [dir, file, rename, replace] { tasks_import(*dir, *file, *rename, *replace); });

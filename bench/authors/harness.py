@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import statistics
-import struct
 import sys
 import time
 
@@ -36,6 +35,8 @@ import torch.nn as nn
 import torchvision
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
+from clr_torch import read_safetensors  # noqa: E402  (this project's plain-PyTorch reader)
 CODE_COMMIT = "unknown"
 
 
@@ -55,23 +56,6 @@ def their_code(path):
     import network.utils as netutils  # noqa: E402  (their code)
     import utils as loops  # noqa: E402  (their code: train, eval)
     return netutils, loops
-
-
-def read_safetensors(path):
-    """A state_dict from a safetensors file (fp16/fp32/int64 tensors), without the safetensors package."""
-    dtypes = {"F16": torch.float16, "F32": torch.float32, "BF16": torch.bfloat16, "I64": torch.int64}
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = info["data_offsets"]
-        t = torch.frombuffer(bytearray(data[begin:end]), dtype=dtypes[info["dtype"]])
-        out[name] = t.reshape(info["shape"]).clone()
-    return out, header.get("__metadata__", {})
 
 
 def backbone(arch, small_stem, weights):

@@ -129,7 +129,7 @@ void RunOverrides::apply(RunConfig& c) const {
   if (ccll_init) m.ccll.init = *ccll_init;
 }
 
-Results run(const RunConfig& c, data::Sequence seq, bool restart) {
+Results run(const RunConfig& c, data::Sequence seq, bool restart, const RunHooks& hooks) {
   const c10::Device device = runtime::parse_device(c.run.device);
   torch::manual_seed(c.run.seed);
   if (c.backbone.weights.empty()) {
@@ -180,6 +180,8 @@ Results run(const RunConfig& c, data::Sequence seq, bool restart) {
   o.config_json = settings::Json(c).dump();
   o.restart = restart;
   o.task_inference = c.run.task_inference;
+  o.on_task = hooks.on_task;
+  if (hooks.stop) o.stop = hooks.stop;
   if (frozen) o.shared_features = [frozen](const at::Tensor& x) mutable { return frozen->features(x); };
   return run_sequence(*method, std::move(seq), o);
 }

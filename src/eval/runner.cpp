@@ -515,6 +515,7 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
       write_run_checkpoint(o.out_dir, c);
       remove_task_checkpoint(o.out_dir);
     }
+    if (o.on_task) o.on_task(r);
     CLR_CHECK(r.complete || !o.stop || !o.stop(), StoppedError, "stopped after task ", t + 1, " '", task.name, "' (",
               t + 1, " of ", sequence.size(), " tasks learned); the same command goes on from there");
   }

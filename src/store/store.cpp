@@ -2,6 +2,8 @@
 // and verifying tasks. One task's file is adapter_file.cpp.
 #include "clr/store/store.h"
 
+#include "clr/store/peft.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -302,7 +304,7 @@ std::vector<TaskCheck> Store::verify() const {
 }
 
 TaskEntry import_adapter(const std::string& dir, const std::string& file, const std::string& name, bool replace) {
-  Adapter a = read_adapter_file(file);
+  Adapter a = is_peft_folder(file) ? read_peft_folder(file) : read_adapter_file(file);
   if (!name.empty()) a.task = name;
   check_task_name(a.task);
   Store s = Store::exists(dir) ? Store::open(dir) : Store::create(dir, a.backbone);
@@ -312,10 +314,22 @@ TaskEntry import_adapter(const std::string& dir, const std::string& file, const 
   return s.put(std::move(a), replace);
 }
 
-std::string export_adapter(const Store& store, const std::string& name, const std::string& out, int64_t* bytes_out) {
+std::string export_adapter(const Store& store, const std::string& name, const std::string& out, int64_t* bytes_out,
+                           const std::string& format) {
   CLR_CHECK(!out.empty(), ConfigError, "no file to export task '", name, "' to");
+  CLR_CHECK(format == "safetensors" || format == "peft", ConfigError, "unknown export format '", format,
+            "' (expected safetensors or peft)");
   const std::string bytes = store.load_bytes(name);  // the file's checksum is verified
-  decode_adapter(bytes, store.dir() + "/" + store.find(name)->file);  // and its tensors'
+  Adapter a = decode_adapter(bytes, store.dir() + "/" + store.find(name)->file);  // and its tensors'
+  if (format == "peft") {
+    a.backbone.source = store.backbone().source;
+    write_peft_folder(a, out);
+    if (bytes_out != nullptr) {
+      *bytes_out = 0;
+      for (const std::string& f : list_directory(out)) *bytes_out += static_cast<int64_t>(read_file(out + "/" + f).size());
+    }
+    return out;
+  }
   const std::string file = directory_exists(out) ? out + "/" + name + ".safetensors" : out;
   write_file_atomic(file, bytes);
   if (bytes_out != nullptr) *bytes_out = static_cast<int64_t>(bytes.size());

@@ -10,6 +10,7 @@
 #include "clr/core/file_io.h"
 #include "clr/core/hash.h"
 #include "clr/core/safetensors.h"
+#include "clr/store/peft.h"
 #include "clr/store/store.h"
 #include "test_util.h"
 
@@ -91,6 +92,61 @@ TEST(Store, RoundTripKeepsTensorsAndMetadata) {
   // The exported bytes decode to the same adapter.
   const Adapter c = store::decode_adapter(again.load_bytes("alpha"), "export");
   EXPECT_EQ(c.tensors_sha256, b.tensors_sha256);
+}
+
+TEST(Peft, FolderRoundTripIsLosslessAndTamperingIsRefused) {
+  test::TempDir dir("peft");
+  Store s = Store::create(dir.file("s"), backbone_ref());
+  Adapter a = small_adapter("alpha", 3, 2);
+  a.tensors.emplace("clr.layer1.0.conv1.weight", torch::randn({4, 1, 3, 3}));
+  a.tensors.emplace("bn.layer1.0.downsample.1.running_mean", torch::randn({4}));
+  a.mapper = {{"class_mean", torch::randn({3, 8}).to(torch::kHalf)}, {"variance", torch::rand({8})},
+              {"class_count", torch::tensor({2, 3, 4})}};
+  a.mapper_json = R"({"method":"gaussian"})";
+  s.put(a);
+  const std::string folder = dir.file("alpha-peft");
+  store::export_adapter(s, "alpha", folder, nullptr, "peft");
+  EXPECT_TRUE(store::is_peft_folder(folder));
+  const SafetensorsFile model = read_safetensors(folder + "/adapter_model.safetensors");
+  EXPECT_EQ(model.metadata, (Metadata{{"format", "pt"}}));
+  for (const char* key : {"base_model.model.conv1.clr.weight", "base_model.model.layer1.0.conv1.clr.weight",
+                          "base_model.model.bn1.weight", "base_model.model.bn1.num_batches_tracked",
+                          "base_model.model.layer1.0.downsample.1.running_mean", "base_model.model.fc.weight",
+                          "base_model.model.fc.bias"}) {
+    EXPECT_TRUE(model.tensors.count(key)) << key;
+  }
+  const auto config = nlohmann::json::parse(read_file(folder + "/adapter_config.json"));
+  EXPECT_EQ(config["peft_type"], "CLR");
+  EXPECT_EQ(config["target_modules"], nlohmann::json({"conv1", "layer1.0.conv1"}));
+  EXPECT_EQ(config["modules_to_save"], nlohmann::json({"bn1", "layer1.0.downsample.1", "fc"}));
+  EXPECT_EQ(config["base_model_name_or_path"], "backbone.safetensors");
+  EXPECT_EQ(config["backbone_fingerprint"], backbone_ref().fingerprint);
+
+  const Adapter stored = s.load("alpha");
+  const Adapter back = store::read_peft_folder(folder);
+  EXPECT_EQ(back.tensors_sha256, stored.tensors_sha256);
+  EXPECT_EQ(back.mapper_sha256, stored.mapper_sha256);
+  for (const auto& [k, t] : stored.tensors) EXPECT_TRUE(test::bit_identical(back.tensors.at(k), t)) << k;
+  for (const auto& [k, t] : stored.mapper) EXPECT_TRUE(test::bit_identical(back.mapper.at(k), t)) << k;
+  EXPECT_EQ(back.classes, stored.classes);
+  EXPECT_EQ(back.metrics_json, stored.metrics_json);
+  EXPECT_EQ(back.mapper_json, stored.mapper_json);
+  EXPECT_EQ(back.created, stored.created);
+  EXPECT_EQ(back.backbone.small_stem, stored.backbone.small_stem);
+  // Imported into a store of the same backbone: the same task file, byte for byte.
+  Store::create(dir.file("t"), backbone_ref());
+  const store::TaskEntry e = store::import_adapter(dir.file("t"), folder);
+  EXPECT_EQ(e.sha256, s.find("alpha")->sha256);
+
+  // A tensor changed after export, or a folder that holds other files, is refused.
+  overwrite_byte(folder + "/adapter_model.safetensors", 3);
+  EXPECT_NE(test::message_of<FormatError>([&] { store::read_peft_folder(folder); }).find("does not hold the tensors"),
+            std::string::npos);
+  make_directories(dir.file("busy"));
+  write_file_atomic(dir.file("busy/notes.txt"), "mine");
+  EXPECT_NE(test::message_of<ConfigError>([&] { store::export_adapter(s, "alpha", dir.file("busy"), nullptr, "peft"); })
+                .find("notes.txt"),
+            std::string::npos);
 }
 
 TEST(Store, CorruptOrTruncatedFilesAreRefusedAndLeaveTheStoreAlone) {

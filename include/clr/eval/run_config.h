@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -74,6 +75,10 @@ struct RunOverrides {
 // Learns `sequence` with config.run.method from a freshly loaded backbone, writing
 // config.run.out (runner.h): a run of the same configuration stopped there is resumed,
 // unless `restart`. `config` must be finalized.
-Results run(const RunConfig& config, data::Sequence sequence, bool restart = false);
+struct RunHooks {
+  std::function<void(const Results&)> on_task;  // after every task (RunOptions::on_task)
+  std::function<bool()> stop;                   // RunOptions::stop; empty: stop_requested()
+};
+Results run(const RunConfig& config, data::Sequence sequence, bool restart = false, const RunHooks& hooks = {});
 
 }  // namespace clr::eval

@@ -48,6 +48,10 @@ struct RunOptions {
   // request, Ctrl-C or SIGTERM, by default): true stops the run there with a
   // StoppedError, and the same call goes on from that point.
   std::function<bool()> stop = stop_requested;
+  // Called after every task once its results (and checkpoint) are written, with the
+  // results so far; a resumed run calls it only for the tasks it learns. An exception
+  // thrown here stops the run there, as a stop request would, and propagates.
+  std::function<void(const Results&)> on_task;
 };
 
 // Runs the whole sequence. The sequence is completed (missing val carved, test

@@ -97,7 +97,8 @@ class Store {
   std::vector<TaskEntry> tasks_;
 };
 
-// `clr tasks import`: adds the adapter file at `file` to the store in `dir` (under the
+// `clr tasks import`: adds the adapter file at `file` (or a PEFT folder, store/peft.h)
+// to the store in `dir` (under the
 // name `name` when not empty), making a new store for the file's backbone when `dir`
 // holds none. FormatError for a bad file, ConfigError for a bad name or an existing
 // task without `replace`, IncompatibleError when the file was trained on another
@@ -105,10 +106,11 @@ class Store {
 TaskEntry import_adapter(const std::string& dir, const std::string& file, const std::string& name = "",
                          bool replace = false);
 // `clr tasks export`: writes task `name`'s verified, self-contained file to `out`
-// (atomically), or to OUT/<name>.safetensors when `out` is a directory; returns the
-// file written and puts its size in bytes into `bytes`.
+// (atomically), or to OUT/<name>.safetensors when `out` is a directory; with format
+// "peft", the PEFT-style folder `out` instead (store/peft.h). Returns the file or folder
+// written and puts its size in bytes into `bytes`.
 std::string export_adapter(const Store& store, const std::string& name, const std::string& out,
-                           int64_t* bytes = nullptr);
+                           int64_t* bytes = nullptr, const std::string& format = "safetensors");
 // The backbone a store's tasks run on, loaded from `file` (empty: the file the store
 // records) and checked against the store's fingerprint. ConfigError when the store
 // records no file (a random backbone) and none is given, NotFoundError when the file is

@@ -1,0 +1,168 @@
+"""The Python module against the program: the same run, predictions and task inference
+as `clr run` and `clr predict` give, errors as clr's exception kinds. Run by ctest
+(Python.Module) with PYTHONPATH=BUILD/python and CLR_BIN=BUILD/clr."""
+import json
+import os
+import random
+import subprocess
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+import clr
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+CLR_BIN = os.environ.get("CLR_BIN", os.path.join(ROOT, "build", "clr"))
+BACKBONE = os.path.join(ROOT, "models", "resnet18-pretrain-64px.safetensors")
+SIZE = 16
+
+
+def draw_folder(root, tasks=2, classes=3, train=10, test=4, seed=0):
+    """An ImageFolder sequence ROOT/task<t>/{train,test}/c<k>/<i>.png of coloured shapes."""
+    rng = random.Random(seed)
+    for t in range(tasks):
+        for split, n in (("train", train), ("test", test)):
+            for k in range(classes):
+                d = os.path.join(root, f"task{t}", split, f"c{k}")
+                os.makedirs(d, exist_ok=True)
+                for i in range(n):
+                    im = Image.new("RGB", (24, 24), tuple(rng.randint(0, 80) for _ in range(3)))
+                    draw = ImageDraw.Draw(im)
+                    x, y, r = rng.randint(4, 12), rng.randint(4, 12), rng.randint(4, 8)
+                    colour = [(220, 40, 40), (40, 220, 40), (40, 40, 220)][(k + t) % 3]
+                    if k == 0:
+                        draw.ellipse([x, y, x + r, y + r], fill=colour)
+                    elif k == 1:
+                        draw.rectangle([x, y, x + r, y + r], fill=colour)
+                    else:
+                        draw.line([x, y, x + r, y + r], fill=colour, width=3)
+                    im.save(os.path.join(d, f"{i}.png"))
+
+
+def config(root, out):
+    return {
+        "run": {"out": out, "seed": 0, "task_inference": ["gaussian"]},
+        "backbone": {"weights": BACKBONE},
+        "data": {"root": root, "size": SIZE},
+        "train": {"epochs": 2, "batch": 8},
+    }
+
+
+def cli(*args):
+    return subprocess.run([CLR_BIN, *args], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory):
+    base = tmp_path_factory.mktemp("clr-python")
+    root, out = str(base / "data"), str(base / "run")
+    draw_folder(root)
+    seen = []
+    results = clr.run(config(root, out), on_task=lambda r: seen.append(r))
+    return {"base": base, "root": root, "out": out, "results": results, "seen": seen}
+
+
+def test_version_and_threads():
+    assert clr.__version__.count(".") == 2
+    assert clr.libtorch_version == torch.__version__.split("+")[0].split("a")[0] or clr.libtorch_version
+    assert clr.set_threads(1) == 1
+
+
+def test_run_equals_the_programs_run(learned):
+    r = learned["results"]
+    assert r["complete"] and len(r["tasks"]) == 2
+    out2 = str(learned["base"] / "run-cli")
+    cli("run", learned["root"], "--out", out2, "--backbone", BACKBONE, "--size", str(SIZE),
+        "--epochs", "2", "--batch", "8", "--seed", "0")
+    with open(os.path.join(out2, "results.json")) as f:
+        theirs = json.load(f)
+    assert r["accuracy_matrix"] == theirs["accuracy_matrix"]  # CPU runs are deterministic
+    assert r["task_inference"] == theirs["task_inference"]
+    # The callback saw each task's results as they were written.
+    seen = learned["seen"]
+    learned_rows = [sum(1 for i, row in enumerate(s["accuracy_matrix"]) if i < len(row) and row[i] is not None)
+                    for s in seen]
+    assert learned_rows == [1, 2]
+    assert seen[-1]["accuracy_matrix"] == r["accuracy_matrix"]
+    with open(os.path.join(learned["out"], "results.json")) as f:
+        assert json.load(f)["accuracy_matrix"] == r["accuracy_matrix"]
+
+
+def test_load_config_is_the_finalized_config(learned):
+    c = clr.load_config(config(learned["root"], learned["out"]))
+    assert c["backbone"]["arch"] == "resnet18" and c["backbone"]["small_stem"] is True
+    assert c["data"]["size"] == SIZE and c["train"]["epochs"] == 2
+
+
+def test_engine_predicts_as_clr_predict(learned):
+    store = os.path.join(learned["out"], "adapters")
+    engine = clr.Engine(store)
+    assert [t["name"] for t in engine.tasks()] == ["task0", "task1"]
+    assert engine.backbone["arch"] == "resnet18"
+    files = [os.path.join(learned["root"], "task1", "test", f"c{k}", "0.png") for k in range(3)]
+    lines = [json.loads(line) for line in cli("predict", "--store", store, "--task", "task1", "--top-k", "3", *files).splitlines()]
+    image = clr.read_image(files[0])
+    assert isinstance(image, torch.Tensor) and image.dtype == torch.uint8 and image.shape[2] == 3
+    batch = torch.stack([engine.preprocess("task1", clr.read_image(f)) for f in files])
+    assert batch.shape == (3, 3, SIZE, SIZE)
+    ours = engine.predict(batch, "task1", top_k=3)
+    for line, top in zip(lines, ours):
+        assert [c["class"] for c in top] == [c["class"] for c in line["top"]]
+        for a, b in zip(top, line["top"]):
+            assert abs(a["prob"] - b["prob"]) < 1e-6
+    # A batch mixing tasks gives each image its own task's answer.
+    mixed = engine.logits(batch, ["task0", "task1", "task0"])
+    alone0 = engine.logits(batch, "task0")
+    alone1 = engine.logits(batch, "task1")
+    for i, z in enumerate(mixed):
+        ref = (alone0 if i % 2 == 0 else alone1)[i]
+        assert torch.allclose(z, ref, atol=1e-5)
+    probs = torch.softmax(alone1[0], 0)
+    assert abs(float(probs.max()) - ours[0][0]["prob"]) < 1e-6
+
+
+def test_identify_answers_as_clr_predict_without_a_task(learned):
+    store = os.path.join(learned["out"], "adapters")
+    engine = clr.Engine(store)
+    files = [os.path.join(learned["root"], f"task{t}", "test", "c1", "2.png") for t in range(2)]
+    lines = [json.loads(line) for line in cli("predict", "--store", store, *files).splitlines()]
+    answers = engine.identify([clr.read_image(f) for f in files])
+    for line, a in zip(lines, answers):
+        assert a["task"] == line["task"]
+        assert abs(a["confidence"] - line["confidence"]) < 1e-5
+        assert [c["class"] for c in a["top"]] == [c["class"] for c in line["top"]]
+
+
+def test_errors_are_clrs_kinds(learned, tmp_path):
+    with pytest.raises(clr.NotFoundError):
+        clr.Engine(str(tmp_path / "no-store"))
+    with pytest.raises(clr.ConfigError, match="epochs"):
+        bad = config(learned["root"], str(tmp_path / "bad"))
+        bad["train"]["epochs"] = -1
+        clr.run(bad)
+    engine = clr.Engine(os.path.join(learned["out"], "adapters"))
+    with pytest.raises(clr.NotFoundError):
+        engine.predict(torch.zeros(1, 3, SIZE, SIZE, dtype=torch.uint8), "no-such-task")
+    with pytest.raises(clr.ConfigError, match="uint8"):
+        engine.predict(torch.zeros(1, 3, SIZE, SIZE), "task0")
+    with pytest.raises(clr.FormatError):
+        clr.decode_image(b"not an image")
+    assert issubclass(clr.ConfigError, clr.Error)
+
+
+def test_an_exception_in_the_callback_stops_the_run_and_it_resumes(learned, tmp_path):
+    out = str(tmp_path / "stopped")
+
+    def stop_after_first(results):
+        raise KeyError("enough")
+
+    with pytest.raises(KeyError):
+        clr.run(config(learned["root"], out), on_task=stop_after_first)
+    with open(os.path.join(out, "results.json")) as f:
+        assert not json.load(f)["complete"]
+    seen = []
+    resumed = clr.run(config(learned["root"], out), on_task=seen.append)
+    assert len(seen) == 1  # only the task left
+    assert resumed["accuracy_matrix"] == learned["results"]["accuracy_matrix"]
