@@ -177,11 +177,12 @@ py::object load_config(const py::object& config) {
   return to_python(Json(c));
 }
 
-py::object run(const py::object& config, const py::object& on_task, bool restart) {
+py::object run(const py::object& config, const py::object& on_task, bool restart, const std::string& tensorboard) {
   clr::eval::RunConfig c = config_of(config);
   c.finalize();
   bool interrupted = false;
   clr::eval::RunHooks hooks;
+  hooks.tensorboard_dir = tensorboard;
   // Ctrl-C reaches the run at its next checkpoint, as with `clr run`: it stops there
   // and the same call goes on later.
   hooks.stop = [&interrupted] {
@@ -255,10 +256,11 @@ PYBIND11_MODULE(_clr, m) {
         "The whole run configuration (a dict, as results.json's 'config') of a TOML file, an ImageFolder root or a "
         "dict of settings, validated and with the backbone resolved from its file.");
   m.def("run", &run, py::arg("config"), py::arg("on_task") = py::none(), py::arg("restart") = false,
+        py::arg("tensorboard") = "",
         "Learns a sequence as `clr run` does (config: TOML path, ImageFolder root or dict, docs/CONFIG.md) and "
         "returns results.json as a dict. on_task(results) is called after every task with the results so far. "
         "A run stopped (Ctrl-C, an exception in on_task) goes on from its checkpoint when called again unless "
-        "restart=True.");
+        "restart=True. tensorboard: a directory for TensorBoard event files (as clr run --tensorboard).");
 
   py::class_<PyEngine>(m, "Engine",
                        "The serving engine over a task store (OUT/adapters of a run): the backbone loaded once, "

@@ -39,6 +39,7 @@ PACKAGES=(
   fonts-kaushanscript fonts-blankenburg fonts-gotico-antiqua fonts-comic-neue
   python3 python3-torch python3-torchvision python3-numpy python3-pil  # reference outputs and test data
   pybind11-dev python3-dev python3-pytest  # the Python module clr (docs/PYTHON.md) and its tests
+  python3-protobuf python3-crc32c          # the tests read clr run --tensorboard's files with them
   help2man                                 # the man page (cmake --install, cpack: docs/INSTALL.md)
 )
 

@@ -22,6 +22,7 @@ struct RunArgs {
   std::string input;
   eval::RunOverrides flags;
   bool restart = false;
+  std::string tensorboard;
 };
 
 // The configuration a run or comparison uses: the config (or ROOT), the flags over it.
@@ -188,6 +189,11 @@ void register_run(CLI::App& app) {
   sub->add_flag("--restart", a->restart,
                 "Learn every task again even when OUT holds this run stopped part-way (by default it goes on from "
                 "its last checkpoint)");
+  sub->add_option("--tensorboard", a->tensorboard,
+                  "Also write TensorBoard event files into this directory: per epoch each task's loss, val accuracy "
+                  "and lr (loss/TASK, val_accuracy/TASK, lr/TASK), after each task the test accuracies and averages "
+                  "(test_accuracy/TASK, average_accuracy, task_id_accuracy/METHOD, agnostic_accuracy/METHOD); "
+                  "`tensorboard --logdir DIR` shows them");
   sub->footer("Methods:\n" + train::methods_help() +
               "Writes OUT/results.json, OUT/results.csv, OUT/log.txt; the tasks of clr, clr-full, residual and\n"
               "linear into the adapter store OUT/adapters (clr tasks, clr predict, clr serve), those of the\n"
@@ -204,7 +210,9 @@ void register_run(CLI::App& app) {
   register_action(sub, [a] {
     const eval::RunConfig c = config_of(*a);
     install_stop_handlers();
-    const eval::Results r = eval::run(c, data::load_sequence(c.data), a->restart);
+    eval::RunHooks hooks;
+    hooks.tensorboard_dir = a->tensorboard;
+    const eval::Results r = eval::run(c, data::load_sequence(c.data), a->restart, hooks);
     std::cout << eval::format_matrix(r) << "results: " << c.run.out << "/results.json" << std::endl;
   });
 }

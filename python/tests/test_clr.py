@@ -60,8 +60,8 @@ def learned(tmp_path_factory):
     root, out = str(base / "data"), str(base / "run")
     draw_folder(root)
     seen = []
-    results = clr.run(config(root, out), on_task=lambda r: seen.append(r))
-    return {"base": base, "root": root, "out": out, "results": results, "seen": seen}
+    results = clr.run(config(root, out), on_task=lambda r: seen.append(r), tensorboard=str(base / "board"))
+    return {"base": base, "root": root, "out": out, "results": results, "seen": seen, "board": str(base / "board")}
 
 
 def test_version_and_threads():
@@ -75,9 +75,13 @@ def test_run_equals_the_programs_run(learned):
     assert r["complete"] and len(r["tasks"]) == 2
     out2 = str(learned["base"] / "run-cli")
     cli("run", learned["root"], "--out", out2, "--backbone", BACKBONE, "--size", str(SIZE),
-        "--epochs", "2", "--batch", "8", "--seed", "0")
+        "--epochs", "2", "--batch", "8", "--seed", "0", "--tensorboard", out2 + "-board")
     with open(os.path.join(out2, "results.json")) as f:
         theirs = json.load(f)
+    board = os.path.join(out2 + "-board", os.listdir(out2 + "-board")[0])
+    averages = [v.simple_value for e in tensorboard_events(board)[1:] for v in e.summary.value
+                if v.tag == "average_accuracy"]
+    assert averages[-1] == pytest.approx(theirs["average_accuracy"])
     assert r["accuracy_matrix"] == theirs["accuracy_matrix"]  # CPU runs are deterministic
     assert r["task_inference"] == theirs["task_inference"]
     # The callback saw each task's results as they were written.
@@ -166,3 +170,68 @@ def test_an_exception_in_the_callback_stops_the_run_and_it_resumes(learned, tmp_
     resumed = clr.run(config(learned["root"], out), on_task=seen.append)
     assert len(seen) == 1  # only the task left
     assert resumed["accuracy_matrix"] == learned["results"]["accuracy_matrix"]
+
+
+def tensorboard_events(path):
+    """The events of a TensorBoard file, read with Google's protobuf and crc32c packages
+    (Debian's python3-protobuf, python3-crc32c): tensorflow.Event declared here."""
+    import struct
+
+    import crc32c
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    fdp = descriptor_pb2.FileDescriptorProto(name="clr_test_event.proto", package="clrtest", syntax="proto3")
+    T = descriptor_pb2.FieldDescriptorProto
+    value = fdp.message_type.add(name="Value")
+    value.field.add(name="tag", number=1, type=T.TYPE_STRING, label=T.LABEL_OPTIONAL)
+    value.field.add(name="simple_value", number=2, type=T.TYPE_FLOAT, label=T.LABEL_OPTIONAL)
+    summary = fdp.message_type.add(name="Summary")
+    summary.field.add(name="value", number=1, type=T.TYPE_MESSAGE, type_name=".clrtest.Value", label=T.LABEL_REPEATED)
+    event = fdp.message_type.add(name="Event")
+    event.field.add(name="wall_time", number=1, type=T.TYPE_DOUBLE, label=T.LABEL_OPTIONAL)
+    event.field.add(name="step", number=2, type=T.TYPE_INT64, label=T.LABEL_OPTIONAL)
+    event.field.add(name="file_version", number=3, type=T.TYPE_STRING, label=T.LABEL_OPTIONAL)
+    event.field.add(name="summary", number=5, type=T.TYPE_MESSAGE, type_name=".clrtest.Summary", label=T.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    desc = pool.FindMessageTypeByName("clrtest.Event")
+    Event = (message_factory.GetMessageClass(desc) if hasattr(message_factory, "GetMessageClass")
+             else message_factory.MessageFactory(pool).GetPrototype(desc))
+
+    def masked(crc):
+        return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+    data = open(path, "rb").read()
+    at, events = 0, []
+    while at < len(data):
+        (n,) = struct.unpack_from("<Q", data, at)
+        (crc_n,) = struct.unpack_from("<I", data, at + 8)
+        assert masked(crc32c.crc32c(data[at:at + 8])) == crc_n
+        body = data[at + 12:at + 12 + n]
+        (crc_d,) = struct.unpack_from("<I", data, at + 12 + n)
+        assert masked(crc32c.crc32c(body)) == crc_d
+        e = Event()
+        e.ParseFromString(body)
+        events.append(e)
+        at += 12 + n + 4
+    return events
+
+
+def test_tensorboard_files_hold_the_runs_curves(learned):
+    files = os.listdir(learned["board"])
+    assert len(files) == 1 and files[0].startswith("events.out.tfevents.")
+    events = tensorboard_events(os.path.join(learned["board"], files[0]))
+    assert events[0].file_version == "brain.Event:2"
+    scalars = {}
+    for e in events[1:]:
+        for v in e.summary.value:
+            scalars.setdefault(v.tag, {})[e.step] = v.simple_value
+    r = learned["results"]
+    for t in ("task0", "task1"):
+        assert sorted(scalars[f"loss/{t}"]) == [1, 2]
+        assert scalars[f"lr/{t}"] == {1: pytest.approx(1e-3), 2: pytest.approx(1e-3)}
+        assert max(scalars[f"val_accuracy/{t}"].values()) == pytest.approx(r["tasks"][int(t[-1])]["best_val_accuracy"])
+    assert scalars["test_accuracy/task0"] == {1: pytest.approx(r["accuracy_matrix"][0][0]),
+                                               2: pytest.approx(r["accuracy_matrix"][1][0])}
+    assert scalars["average_accuracy"][2] == pytest.approx(r["average_accuracy"])
+    assert 1 in scalars["task_id_accuracy/gaussian"] and 2 in scalars["agnostic_accuracy/gaussian"]

@@ -182,6 +182,7 @@ Results run(const RunConfig& c, data::Sequence seq, bool restart, const RunHooks
   o.task_inference = c.run.task_inference;
   o.on_task = hooks.on_task;
   if (hooks.stop) o.stop = hooks.stop;
+  o.tensorboard_dir = hooks.tensorboard_dir;
   if (frozen) o.shared_features = [frozen](const at::Tensor& x) mutable { return frozen->features(x); };
   return run_sequence(*method, std::move(seq), o);
 }

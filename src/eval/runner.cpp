@@ -19,6 +19,7 @@
 #include "clr/core/strings.h"
 #include "clr/core/tensor_map.h"
 #include "clr/eval/checkpoint.h"
+#include "clr/eval/tensorboard.h"
 #include "clr/store/store.h"
 #include "clr/train/clr_method.h"
 #include "clr/train/parallel.h"
@@ -339,6 +340,24 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
   // validation splits and what train_parallel gave each, kept until the task's turn.
   std::map<size_t, data::PreparedSplit> early_train, early_val;
   std::map<size_t, std::pair<TensorMap, train::TaskTrainReport>> learned;
+  // TensorBoard scalars (--tensorboard): each task's epochs (loss, val accuracy, lr;
+  // step = the epoch), and after each task the test accuracies and averages (step = the
+  // tasks learned).
+  std::unique_ptr<TensorBoardWriter> board;
+  if (!o.tensorboard_dir.empty()) board = std::make_unique<TensorBoardWriter>(o.tensorboard_dir);
+  std::map<size_t, int64_t> board_written;  // epochs written per task
+  auto board_epochs = [&](size_t t, const train::TaskTrainReport& rep) {
+    if (!board) return;
+    const std::string& name = sequence[t].name;
+    const auto n = std::min({rep.epochs_run, static_cast<int64_t>(rep.epoch_loss.size()),
+                             static_cast<int64_t>(rep.epoch_val_accuracy.size())});
+    for (int64_t e = board_written[t]; e < n; ++e) {
+      board->scalar("loss/" + name, rep.epoch_loss[static_cast<size_t>(e)], e + 1);
+      board->scalar("val_accuracy/" + name, rep.epoch_val_accuracy[static_cast<size_t>(e)], e + 1);
+      board->scalar("lr/" + name, train::lr_at(o.train, e), e + 1);
+    }
+    board_written[t] = std::max(board_written[t], n);
+  };
   for (size_t t = first_task; t < sequence.size(); ++t) {
     const data::TaskData& task = sequence[t];
     const size_t chunk_end = std::min(sequence.size(), t + parallel);
@@ -409,17 +428,19 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
       train::TaskResume hooks;
       std::optional<train::TaskProgress> progress;
       double write_seconds = 0, last_write = 0;
-      if (method.resumable()) {
-        if (previous && t == first_task) {
-          try {
-            progress = read_task_checkpoint(o.out_dir, r.run_id, static_cast<int64_t>(t));
-          } catch (const FormatError& e) {
-            log::warn("task '", task.name, "' starts again from its first epoch: ", e.what());
-          }
+      if (method.resumable() && previous && t == first_task) {
+        try {
+          progress = read_task_checkpoint(o.out_dir, r.run_id, static_cast<int64_t>(t));
+        } catch (const FormatError& e) {
+          log::warn("task '", task.name, "' starts again from its first epoch: ", e.what());
         }
-        hooks.from = progress ? &*progress : nullptr;
+      }
+      hooks.from = progress ? &*progress : nullptr;
+      if (board || method.resumable()) {
         hooks.on_epoch_end = [&](const train::TaskTrainReport& so_far,
                                  const std::function<train::TaskProgress()>& progress) {
+          board_epochs(t, so_far);
+          if (!method.resumable()) return;
           const bool stop = o.stop && o.stop();
           if (!stop && write_seconds + last_write > kCheckpointShare * so_far.train_seconds) return;
           const auto w0 = std::chrono::steady_clock::now();  // the copy out counts with the write
@@ -479,6 +500,18 @@ Results run_sequence(train::Method& method, data::Sequence sequence, const RunOp
       }
     }
     r.accuracy.push_back(row);
+    if (board) {
+      board_epochs(t, rep);
+      const auto step = static_cast<int64_t>(t + 1);
+      for (size_t j = 0; j <= t; ++j) {
+        if (row[j]) board->scalar("test_accuracy/" + sequence[j].name, *row[j], step);
+      }
+      board->scalar("average_accuracy", average_accuracy(r.accuracy), step);
+      for (const auto& ti : r.task_inference) {
+        board->scalar("task_id_accuracy/" + ti.method, average_accuracy(ti.task_accuracy), step);
+        board->scalar("agnostic_accuracy/" + ti.method, average_accuracy(ti.agnostic_accuracy), step);
+      }
+    }
 
     if (adapters) {
       store_task(t);

@@ -4,6 +4,10 @@
 #include <gtest/gtest.h>
 
 #include "clr/eval/results.h"
+#include "clr/eval/tensorboard.h"
+#include "clr/core/error.h"
+#include "clr/core/file_io.h"
+#include "test_util.h"
 
 namespace clr {
 namespace {
@@ -54,4 +58,35 @@ TEST(Metrics, OneTaskHasNoTransferOrForgetting) {
 }
 
 }  // namespace
+
+TEST(TensorBoard, EventFilesReadBackWithTheirChecksums) {
+  EXPECT_EQ(eval::crc32c("123456789", 9), 0xE3069283u);  // the CRC-32C check value
+  EXPECT_EQ(eval::crc32c("", 0), 0u);
+  test::TempDir dir("tensorboard");
+  std::string file;
+  {
+    eval::TensorBoardWriter w(dir.file("board"));
+    w.scalar("loss/digits", 1.25, 1);
+    w.scalar("loss/digits", 0.5, 2);
+    w.scalar("average_accuracy", 0.875, 3000000000ll);
+    file = w.path();
+  }
+  EXPECT_NE(file.find("/events.out.tfevents."), std::string::npos);
+  const auto s = eval::read_tensorboard_scalars(file);
+  ASSERT_EQ(s.size(), 3u);  // the file_version record carries no scalar
+  EXPECT_EQ(s[0].tag, "loss/digits");
+  EXPECT_EQ(s[0].step, 1);
+  EXPECT_EQ(s[0].value, 1.25f);
+  EXPECT_EQ(s[1].value, 0.5f);
+  EXPECT_EQ(s[2].tag, "average_accuracy");
+  EXPECT_EQ(s[2].step, 3000000000ll);
+  EXPECT_GT(s[2].wall_time, 1.7e9);
+  // A flipped byte in an event fails its checksum.
+  std::string bytes = read_file(file);
+  bytes[bytes.size() - 6] ^= 0x01;
+  write_file_atomic(file, bytes);
+  EXPECT_NE(test::message_of<FormatError>([&] { eval::read_tensorboard_scalars(file); }).find("checksum"),
+            std::string::npos);
+}
+
 }  // namespace clr

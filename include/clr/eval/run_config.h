@@ -78,6 +78,7 @@ struct RunOverrides {
 struct RunHooks {
   std::function<void(const Results&)> on_task;  // after every task (RunOptions::on_task)
   std::function<bool()> stop;                   // RunOptions::stop; empty: stop_requested()
+  std::string tensorboard_dir;                  // RunOptions::tensorboard_dir
 };
 Results run(const RunConfig& config, data::Sequence sequence, bool restart = false, const RunHooks& hooks = {});
 

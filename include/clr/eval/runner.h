@@ -52,6 +52,9 @@ struct RunOptions {
   // results so far; a resumed run calls it only for the tasks it learns. An exception
   // thrown here stops the run there, as a stop request would, and propagates.
   std::function<void(const Results&)> on_task;
+  // TensorBoard event files go here when set (eval/tensorboard.h); not part of the
+  // run's configuration, so a resumed run may add or drop it.
+  std::string tensorboard_dir;
 };
 
 // Runs the whole sequence. The sequence is completed (missing val carved, test
