@@ -41,6 +41,7 @@ PACKAGES=(
   pybind11-dev python3-dev python3-pytest  # the Python module clr (docs/PYTHON.md) and its tests
   python3-protobuf python3-crc32c          # the tests read clr run --tensorboard's files with them
   help2man                                 # the man page (cmake --install, cpack: docs/INSTALL.md)
+  chromium                                 # clr report's pages checked in a headless browser (tests/browser)
 )
 
 run_tests=0

@@ -304,12 +304,24 @@ std::string scatter_chart(const std::vector<std::string>& labels, const std::vec
 
 std::string heatmap(const std::vector<std::vector<double>>& values, const std::vector<std::string>& row_labels,
                     const std::vector<std::string>& col_labels, const ChartOptions& o) {
+  // Room for every label and the title (DejaVu Sans: about 0.6 em per character; the
+  // bold 15 px title about 9.5 px): nothing is clipped however long the task names.
+  auto longest = [](const std::vector<std::string>& v) {
+    size_t n = 0;
+    for (const auto& s : v) n = std::max(n, s.size());
+    return static_cast<double>(n);
+  };
   Frame f;
-  f.left = 130;
+  f.left = static_cast<int>(std::max(130.0, 14 + 6.2 * longest(row_labels)));
   f.bottom = 20;
-  f.top = 110;
+  // Column labels are rotated by 50 degrees: their height is about sin 50 of their length.
+  f.top = static_cast<int>(std::max(110.0, 40 + 0.77 * 6.2 * longest(col_labels)));
   const double cell = std::clamp(560.0 / std::max<size_t>(col_labels.size(), 1), 18.0, 56.0);
-  f.width = static_cast<int>(f.left + cell * col_labels.size() + 20);
+  double right = f.left + cell * static_cast<double>(col_labels.size()) + 20;
+  for (size_t j = 0; j < col_labels.size(); ++j) {  // and their width about cos 50 of it
+    right = std::max(right, f.left + cell * (static_cast<double>(j) + 0.5) + 0.64 * 6.2 * col_labels[j].size() + 10);
+  }
+  f.width = static_cast<int>(std::max(right, 9.5 * static_cast<double>(o.title.size()) + 30));
   f.height = static_cast<int>(f.top + cell * row_labels.size() + f.bottom);
   std::ostringstream os;
   os << open_svg(f, o);

@@ -38,10 +38,11 @@ struct Page {
 };
 
 std::string html_page(const std::string& title, const std::string& body) {
-  return "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" + xml_escape(title) +
+  return "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>" + xml_escape(title) +
          "</title><style>body{font-family:DejaVu Sans,Arial,sans-serif;margin:2em;max-width:1100px}"
          "table{border-collapse:collapse}td,th{padding:3px 9px;border-bottom:1px solid #ddd;text-align:right}"
-         "td:first-child,th:first-child{text-align:left}figure{margin:1.5em 0}figcaption{color:#444;font-size:90%}"
+         "td:first-child,th:first-child{text-align:left}figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}figcaption{color:#444;font-size:90%}"
          "</style></head><body><h1>" +
          xml_escape(title) + "</h1>\n" + body + "</body></html>\n";
 }
