@@ -393,7 +393,8 @@ TensorMap read_pytorch_state_dict(const std::string& path) {
   CLR_CHECK(collect_tensors(*root, tensors, others), FormatError, "'", path, "' holds a ", root->kind(),
             ", expected a dict of tensors (a state dict)");
   if (tensors.empty()) {
-    for (const char* nested : {"state_dict", "model", "model_state_dict"}) {
+    // Training checkpoints nest the weights (timm's train.py: state_dict, state_dict_ema).
+    for (const char* nested : {"state_dict", "model", "model_state_dict", "state_dict_ema"}) {
       for (auto& [k, v] : root->as<Dict>().items) {
         if (k->is<std::string>() && std::get<std::string>(k->v) == nested) {
           TensorMap inner;

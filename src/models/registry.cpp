@@ -1,5 +1,7 @@
 #include "clr/models/registry.h"
 
+#include <algorithm>
+
 #include <set>
 
 #include <torch/torch.h>
@@ -122,12 +124,55 @@ void load_state_dict(torch::nn::Module& module, const TensorMap& tensors, const 
   }
 }
 
+TensorMap as_torchvision_names(TensorMap tensors, const TensorMap& target) {
+  auto matches = [&](const TensorMap& m) {
+    int64_t n = 0;
+    for (const auto& kv : m) n += target.count(kv.first) ? 1 : 0;
+    return n;
+  };
+  // Wrappers' prefixes, shared by every key: DDP's "module.", torch.compile's
+  // "_orig_mod.", Lightning's and others' "model." / "backbone." / "encoder.".
+  for (bool stripped = true; stripped && !tensors.empty();) {
+    stripped = false;
+    for (const std::string p : {"module.", "_orig_mod.", "model.", "backbone.", "encoder."}) {
+      const bool all = std::all_of(tensors.begin(), tensors.end(), [&](const auto& kv) { return kv.first.rfind(p, 0) == 0; });
+      if (!all) continue;
+      TensorMap renamed;
+      for (auto& [k, t] : tensors) renamed.emplace(k.substr(p.size()), std::move(t));
+      if (matches(renamed) < matches(tensors)) continue;
+      tensors = std::move(renamed);
+      stripped = true;
+    }
+  }
+  // timm's classifier head ("head.fc.*" in its newer models) is torchvision's fc.
+  for (const char* param : {"weight", "bias"}) {
+    const std::string from = std::string("head.fc.") + param, to = std::string("fc.") + param;
+    auto it = tensors.find(from);
+    if (it != tensors.end() && !tensors.count(to)) {
+      at::Tensor t = it->second;
+      tensors.erase(it);
+      tensors.emplace(to, t);
+    }
+  }
+  // Checkpoints without BatchNorm's num_batches_tracked (timm's, older PyTorch's):
+  // PyTorch's BatchNorm loads them as 0, and so does this.
+  for (const auto& [k, t] : target) {
+    const std::string suffix = ".num_batches_tracked";
+    if (k.size() > suffix.size() && k.compare(k.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+        !tensors.count(k) && tensors.count(k.substr(0, k.size() - suffix.size()) + ".running_mean")) {
+      tensors.emplace(k, torch::zeros({}, torch::kLong));
+    }
+  }
+  return tensors;
+}
+
 ResNet load_resnet(const std::string& arch, const std::string& path, int64_t num_classes, bool small_stem) {
   ResNet net = make_resnet(arch, num_classes, small_stem);
   LoadOptions opts;
   opts.model_name = arch + (small_stem ? " (small stem)" : "") + (num_classes > 0 ? "" : " features");
   if (num_classes == 0) opts.ignore_prefixes = {"fc."};
-  load_state_dict(*net, load_tensor_file(path), opts, clr::detail::concat("'", path, "'"));
+  load_state_dict(*net, as_torchvision_names(load_tensor_file(path), state_dict(*net)), opts,
+                  clr::detail::concat("'", path, "'"));
   return net;
 }
 

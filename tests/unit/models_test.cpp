@@ -31,6 +31,33 @@ TEST(ResNet, NamesAreTorchvisionNames) {
   EXPECT_EQ(models::state_dict(*models::make_resnet("resnet18")).size(), 122u);
 }
 
+TEST(ResNet, TimmAndWrappedCheckpointsLoadUnderTorchvisionNames) {
+  // A checkpoint as timm's training or a DDP-wrapped model saves it: every key under
+  // "module.", the head as head.fc, no num_batches_tracked.
+  torch::manual_seed(3);
+  models::ResNet source = models::make_resnet("resnet18", 7, true);
+  TensorMap file;
+  for (const auto& [k, t] : models::state_dict(*source)) {
+    if (k.find("num_batches_tracked") != std::string::npos) continue;
+    const std::string name = k.rfind("fc.", 0) == 0 ? "head." + k : k;
+    file.emplace("module." + name, t.clone());
+  }
+  test::TempDir dir("timm");
+  write_safetensors(dir.file("timm.safetensors"), file);
+  models::ResNet loaded = models::load_resnet("resnet18", dir.file("timm.safetensors"), 7, true);
+  for (const auto& [k, t] : models::state_dict(*loaded)) {
+    if (k.find("num_batches_tracked") != std::string::npos) {
+      EXPECT_EQ(t.item<int64_t>(), 0) << k;
+    } else {
+      EXPECT_TRUE(test::bit_identical(t, models::state_dict(*source).at(k))) << k;
+    }
+  }
+  // A prefix that only some keys carry is a real mismatch, not a wrapper.
+  file.emplace("extra.weight", torch::zeros({1}));
+  write_safetensors(dir.file("odd.safetensors"), file);
+  EXPECT_THROW(models::load_resnet("resnet18", dir.file("odd.safetensors"), 7, true), IncompatibleError);
+}
+
 TEST(ResNet, FeatureModeHasNoFc) {
   models::ResNet net = models::make_resnet("resnet18", 0);
   EXPECT_FALSE(models::state_dict(*net).count("fc.weight"));

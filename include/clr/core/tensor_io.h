@@ -9,7 +9,8 @@ namespace clr {
 
 // Reads a PyTorch zip-format checkpoint (.pt/.pth) written by
 // `torch.save(model.state_dict())` (an OrderedDict with `_metadata`), a plain dict,
-// or a dict that nests the state dict under "state_dict" or "model". Parameters and
+// or a dict that nests the state dict under "state_dict", "model", "model_state_dict"
+// or "state_dict_ema" (timm's training checkpoints), tried in that order. Parameters and
 // buffers come back as CPU tensors. Objects other than tensors, numbers, strings and
 // containers are rejected with a FormatError naming the file and the object.
 TensorMap read_pytorch_state_dict(const std::string& path);

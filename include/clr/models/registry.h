@@ -59,8 +59,15 @@ void load_state_dict(torch::nn::Module& module, const TensorMap& tensors, const 
 // The module's parameters and buffers by name (shallow: the tensors are shared).
 TensorMap state_dict(const torch::nn::Module& module);
 
+// A checkpoint's tensors under torchvision's names, for `target` (a network's
+// state_dict): a prefix that wraps every key is dropped ("module." of DDP, "_orig_mod."
+// of torch.compile, "model.", "backbone.", "encoder."; only when it makes more keys
+// match), timm's "head.fc.*" becomes "fc.*", and BatchNorm's num_batches_tracked, which
+// timm's and older checkpoints lack, is 0 as PyTorch would load it.
+TensorMap as_torchvision_names(TensorMap tensors, const TensorMap& target);
+
 // Reads a weight file (safetensors or PyTorch zip) into a new network of `arch`,
-// strictly. The file's fc is loaded when num_classes > 0 and skipped otherwise.
+// strictly, its names mapped by as_torchvision_names. The file's fc is loaded when num_classes > 0 and skipped otherwise.
 ResNet load_resnet(const std::string& arch, const std::string& path, int64_t num_classes = 0,
                    bool small_stem = false);
 
