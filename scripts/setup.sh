@@ -42,6 +42,7 @@ PACKAGES=(
   python3-protobuf python3-crc32c          # the tests read clr run --tensorboard's files with them
   help2man                                 # the man page (cmake --install, cpack: docs/INSTALL.md)
   chromium                                 # clr report's pages checked in a headless browser (tests/browser)
+  curl                                     # docs/GUIDE.md's requests (tests/guide)
 )
 
 run_tests=0
