@@ -13,6 +13,7 @@
 #include <torch/python.h>
 
 #include "clr/core/error.h"
+#include "clr/core/hash.h"
 #include "clr/core/runtime.h"
 #include "clr/core/settings_io.h"
 #include "clr/core/torch_compat.h"
@@ -20,6 +21,8 @@
 #include "clr/data/image.h"
 #include "clr/eval/results.h"
 #include "clr/eval/run_config.h"
+#include "clr/models/backbone.h"
+#include "clr/models/registry.h"
 #include "clr/serve/engine.h"
 #include "clr/store/store.h"
 
@@ -171,6 +174,30 @@ clr::eval::RunConfig config_of(const py::object& config) {
   return c;
 }
 
+// A backbone file as clr reads it: its resolved description and fingerprint (what a
+// store records), and its feature extractor's state dict under torchvision's names.
+py::tuple load_backbone(const std::string& path, const std::optional<std::string>& arch,
+                        const std::optional<bool>& small_stem) {
+  clr::models::BackboneConfig c;
+  c.weights = path;
+  c.arch = arch;
+  c.small_stem = small_stem;
+  clr::TensorMap state;
+  {
+    py::gil_scoped_release unlocked;
+    c.resolve();
+    const clr::models::ResNet net = clr::models::load_backbone(c);
+    state = clr::models::state_dict(*net);
+  }
+  const Json info = {{"arch", c.arch_name()},
+                     {"small_stem", c.has_small_stem()},
+                     {"fingerprint", clr::fingerprint(state)},
+                     {"source", path}};
+  py::dict tensors;
+  for (const auto& [k, t] : state) tensors[py::str(k)] = t.detach();
+  return py::make_tuple(to_python(info), tensors);
+}
+
 py::object load_config(const py::object& config) {
   clr::eval::RunConfig c = config_of(config);
   c.finalize();
@@ -252,6 +279,11 @@ PYBIND11_MODULE(_clr, m) {
         return clr::data::decode_image(bytes, "the bytes given");
       },
       py::arg("data"), "Decodes an encoded image held in bytes to uint8 [H, W, 3].");
+  m.def("load_backbone", &load_backbone, py::arg("path"), py::arg("arch") = py::none(),
+        py::arg("small_stem") = py::none(),
+        "Loads a backbone file as clr does (safetensors or .pth; torchvision, timm or wrapped names): returns "
+        "(info, state_dict): info has arch, small_stem and the fingerprint a store records; state_dict is the "
+        "feature extractor's tensors under torchvision's names.");
   m.def("load_config", &load_config, py::arg("config"),
         "The whole run configuration (a dict, as results.json's 'config') of a TOML file, an ImageFolder root or a "
         "dict of settings, validated and with the backbone resolved from its file.");

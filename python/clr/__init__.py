@@ -24,6 +24,7 @@ from ._clr import (  # noqa: F401
     __version__,
     decode_image,
     libtorch_version,
+    load_backbone,
     load_config,
     read_image,
     run,

@@ -94,6 +94,15 @@ def test_run_equals_the_programs_run(learned):
         assert json.load(f)["accuracy_matrix"] == r["accuracy_matrix"]
 
 
+def test_load_backbone_is_the_stores_backbone(learned):
+    info, state = clr.load_backbone(BACKBONE)
+    assert info["arch"] == "resnet18" and info["small_stem"] is True
+    engine = clr.Engine(os.path.join(learned["out"], "adapters"))
+    assert info["fingerprint"] == engine.backbone["fingerprint"]
+    assert "fc.weight" not in state and state["conv1.weight"].shape == (64, 3, 3, 3)
+    assert state["layer4.1.bn2.running_var"].dtype == torch.float32
+
+
 def test_load_config_is_the_finalized_config(learned):
     c = clr.load_config(config(learned["root"], learned["out"]))
     assert c["backbone"]["arch"] == "resnet18" and c["backbone"]["small_stem"] is True
