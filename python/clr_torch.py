@@ -2,8 +2,9 @@
 
 `clr tasks export --store S TASK --format peft --out FOLDER` writes a PEFT-style folder
 (adapter_config.json, adapter_model.safetensors; docs/PYTHON.md). This file applies such
-a folder to a torchvision ResNet holding the backbone the task was trained on, and
-preprocesses images as clr does, so that PyTorch gives `clr predict`'s probabilities:
+a folder, or clr's own adapter file (a store's tasks/*.safetensors), to a torchvision
+ResNet holding the backbone the task was trained on, and preprocesses images as clr
+does, so that PyTorch gives `clr predict`'s probabilities:
 
     import torch, clr_torch
     model = clr_torch.load_backbone("resnet18-pretrain-64px.safetensors")   # or your torchvision model
@@ -96,22 +97,62 @@ def load_backbone(path, arch=None, small_stem=None):
     return model.eval()
 
 
-def apply_adapter(model, folder):
-    """Puts the task of a PEFT-style folder into `model` (a torchvision ResNet with the
-    task's backbone): a CLR layer after every target conv (or a residual 1x1 beside it),
-    the task's BatchNorms and head. Returns the folder's config plus "classes" and
-    "preprocess"; the model is left in eval mode."""
-    with open(os.path.join(folder, "adapter_config.json")) as f:
-        config = json.load(f)
-    if config.get("peft_type") != "CLR":
-        raise ValueError(f"{folder}: not a CLR adapter (peft_type {config.get('peft_type')!r})")
-    tensors, _ = read_safetensors(os.path.join(folder, "adapter_model.safetensors"))
-    kernel = int(config["kernel_size"])
+def read_adapter(path):
+    """A clr task as (tensors, info): `path` is a PEFT-style folder (clr tasks export
+    --format peft) or clr's own adapter file (a store's tasks/*.safetensors, or clr tasks
+    export). The tensors come back under the model's names: <conv>.clr.weight,
+    <conv>.residual.weight, <bn>.<field>, fc.weight, fc.bias. info: classes, preprocess
+    (resize, crop, mean, std), kernel_size, variant, backbone (arch, small_stem,
+    fingerprint)."""
+    if os.path.isdir(path):
+        with open(os.path.join(path, "adapter_config.json")) as f:
+            config = json.load(f)
+        if config.get("peft_type") != "CLR":
+            raise ValueError(f"{path}: not a CLR adapter (peft_type {config.get('peft_type')!r})")
+        raw, _ = read_safetensors(os.path.join(path, "adapter_model.safetensors"))
+        tensors = {}
+        for key, t in raw.items():
+            if not key.startswith(PREFIX):
+                raise ValueError(f"{path}: tensor {key!r} does not start with {PREFIX!r}")
+            tensors[key[len(PREFIX):]] = t
+        c = config["clr"]
+        info = {"classes": c["classes"], "preprocess": c["preprocess"], "kernel_size": int(config["kernel_size"]),
+                "variant": config["variant"], "task": c["task"],
+                "backbone": dict(c["backbone"], fingerprint=config["backbone_fingerprint"]), "config": config}
+        return tensors, info
+    raw, meta = read_safetensors(path)
+    if meta.get("format") != "clr.adapter":
+        raise ValueError(f"{path}: not a clr adapter file (format {meta.get('format')!r})")
+    tensors = {}
+    for key, t in raw.items():
+        if key.startswith("clr."):
+            tensors[key[4:-len(".weight")] + ".clr.weight"] = t
+        elif key.startswith("residual."):
+            tensors[key[9:-len(".weight")] + ".residual.weight"] = t
+        elif key.startswith("bn."):
+            tensors[key[3:]] = t
+        elif key.startswith("head."):
+            tensors["fc." + key[5:]] = t
+        # mapper.*: the task-mapper statistics, not part of the network
+    kernel = int(meta.get("kernel_size", "3"))
+    info = {"classes": json.loads(meta["classes"]), "kernel_size": kernel, "variant": meta["variant"],
+            "task": meta["task"],
+            "preprocess": {"resize": int(meta["resize"]), "crop": int(meta.get("crop", "0")),
+                           "mean": json.loads(meta["mean"]), "std": json.loads(meta["std"])},
+            "backbone": {"arch": meta["backbone_arch"], "small_stem": meta.get("backbone_small_stem") == "true",
+                         "fingerprint": meta["backbone_fingerprint"]}}
+    return tensors, info
+
+
+def apply_adapter(model, path):
+    """Puts a clr task (a PEFT-style folder or a clr adapter file, read_adapter) into
+    `model`, a torchvision ResNet with the task's backbone: a CLR layer after every
+    target conv (or a residual 1x1 beside it), the task's BatchNorms and head. Returns
+    read_adapter's info; the model is left in eval mode."""
+    tensors, info = read_adapter(path)
+    kernel = info["kernel_size"]
     saved = {}
-    for key, t in tensors.items():
-        if not key.startswith(PREFIX):
-            raise ValueError(f"{folder}: tensor {key!r} does not start with {PREFIX!r}")
-        k = key[len(PREFIX):]
+    for k, t in tensors.items():
         if k.endswith(".clr.weight"):
             conv = k[: -len(".clr.weight")]
             _set_module(model, conv, nn.Sequential(_module(model, conv), _clr_layer(t.float(), kernel)))
@@ -131,11 +172,17 @@ def apply_adapter(model, folder):
         target = getattr(_module(model, module), name)
         with torch.no_grad():
             target.copy_(t.to(target.dtype))
-    info = dict(config)
-    info["classes"] = config["clr"]["classes"]
-    info["preprocess"] = config["clr"]["preprocess"]
     model.eval()
     return info
+
+
+def normalize(images, info):
+    """uint8 images [N, 3, S, S] (already the task's size) -> the network's input, with
+    the task's mean and std."""
+    p = info["preprocess"] if "preprocess" in info else info
+    mean = torch.tensor(p["mean"], dtype=torch.float32).view(1, 3, 1, 1) * 255
+    std = torch.tensor(p["std"], dtype=torch.float32).view(1, 3, 1, 1) * 255
+    return (images.float() - mean) / std
 
 
 def preprocess(image, info):
@@ -151,6 +198,4 @@ def preprocess(image, info):
     if 0 < crop < size:
         o = (size - crop) // 2
         chw = chw[:, o:o + crop, o:o + crop]
-    mean = torch.tensor(p["mean"], dtype=torch.float32).view(3, 1, 1) * 255
-    std = torch.tensor(p["std"], dtype=torch.float32).view(3, 1, 1) * 255
-    return (chw.float() - mean) / std
+    return normalize(chw[None], p)[0]
