@@ -10,7 +10,7 @@ DATA=$(ls -d "$BUILD"/test-scratch/make_data-*/ | head -1)
 C=fuzz/corpus
 # The seeds are made again; the inputs of past findings (regress-*) stay.
 [ -d "$C" ] && find "$C" -type f ! -name 'regress-*' -delete
-mkdir -p "$C"/{safetensors,safetensors-metadata,pth,weights,idx,cifar,image,toml,adapter,manifest,results,list,skill,http}
+mkdir -p "$C"/{safetensors,safetensors-metadata,pth,weights,idx,cifar,image,toml,adapter,peft,manifest,results,list,skill,http}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cp "$DATA"/images/{rgb.jpg,rgb.png,gray.png,rgba.png,palette.gif,rgb.bmp,rgb.webp} "$C/image/"
@@ -51,6 +51,11 @@ printf 'a.png 0\n# comment\n\nsub/b.jpg 1\n/abs/c.png 2\n' > "$C/list/list.txt"
 cp "$tmp/run/results.json" "$C/results/results.json"
 cp "$tmp/run/adapters/manifest.json" "$C/manifest/manifest.json"
 "$BUILD/clr" tasks export --store "$tmp/run/adapters" alpha --out "$C/adapter/alpha.safetensors" > /dev/null
+# The same task as a PEFT-style folder, in the peft target's one-input form: the config,
+# a NUL byte, the safetensors file.
+"$BUILD/clr" tasks export --store "$tmp/run/adapters" alpha --format peft --out "$tmp/alpha-peft" > /dev/null
+{ cat "$tmp/alpha-peft/adapter_config.json"; printf '\0'; cat "$tmp/alpha-peft/adapter_model.safetensors"; } \
+  > "$C/peft/alpha"
 # The SKILL catalog of the tests' data, and requests a client sends `clr serve` (task "t",
 # 8 px: the http target's own store).
 cp "$DATA/skill/rolling_releases/database_2.sqlite" "$C/skill/"

@@ -38,6 +38,7 @@
 #include "clr/serve/engine.h"
 #include "clr/serve/http.h"
 #include "clr/store/adapter_file.h"
+#include "clr/store/peft.h"
 #include "clr/store/store.h"
 #include "clr/train/task_inference.h"
 
@@ -207,6 +208,15 @@ const std::map<std::string, Target>& targets() {
        }},
       {"toml", [](const std::string& b) { clr::eval::read_run_config(as_file(b, "run.toml")); }},
       {"adapter", [](const std::string& b) { clr::store::decode_adapter(b, "fuzz"); }},
+      {"peft",  // a PEFT-style folder: adapter_config.json, a NUL byte, adapter_model.safetensors
+       [](const std::string& b) {
+         const std::string dir = scratch() + "/peft";
+         clr::make_directories(dir);
+         const size_t nul = b.find('\0');
+         clr::write_file(dir + "/adapter_config.json", b.substr(0, nul));
+         clr::write_file(dir + "/adapter_model.safetensors", nul == std::string::npos ? "" : b.substr(nul + 1));
+         clr::store::read_peft_folder(dir);
+       }},
       {"manifest",
        [](const std::string& b) {
          const std::string dir = scratch() + "/store";
