@@ -77,6 +77,13 @@ T field(const ordered_json& j, const char* key, const std::string& where) {
   }
 }
 
+// `key` of `j` when present (and not null), else `fallback`; FormatError for a wrong type.
+template <class T>
+T optional_field(const ordered_json& j, const char* key, T fallback, const std::string& where) {
+  if (!j.contains(key) || j.at(key).is_null()) return fallback;
+  return field<T>(j, key, where);
+}
+
 }  // namespace
 
 bool is_peft_folder(const std::string& path) { return directory_exists(path) && file_exists(path + "/" + kConfig); }
@@ -150,8 +157,8 @@ Adapter read_peft_folder(const std::string& dir) {
     throw FormatError(detail::concat("'", config_path, "' is not JSON: ", e.what()));
   }
   const std::string where = "'" + config_path + "'";
-  CLR_CHECK(config.is_object() && config.value("peft_type", std::string()) == "CLR", FormatError, where,
-            ": not a CLR adapter (peft_type must be \"CLR\")");
+  CLR_CHECK(config.is_object() && optional_field<std::string>(config, "peft_type", "", where) == "CLR", FormatError,
+            where, ": not a CLR adapter (peft_type must be \"CLR\")");
   CLR_CHECK(config.contains("clr") && config["clr"].is_object(), FormatError, where,
             ": the \"clr\" section (task, classes, preprocessing) is missing");
   const ordered_json& c = config["clr"];
@@ -172,9 +179,9 @@ Adapter read_peft_folder(const std::string& dir) {
   a.preprocess.crop = field<int64_t>(pre, "crop", where);
   a.preprocess.mean = field<std::array<float, 3>>(pre, "mean", where);
   a.preprocess.std = field<std::array<float, 3>>(pre, "std", where);
-  a.training_json = text_of(c.value("training", ordered_json::object()));
-  a.metrics_json = text_of(c.value("metrics", ordered_json::object()));
-  a.created = c.value("created", std::string());
+  a.training_json = text_of(optional_field<ordered_json>(c, "training", ordered_json::object(), where));
+  a.metrics_json = text_of(optional_field<ordered_json>(c, "metrics", ordered_json::object(), where));
+  a.created = optional_field<std::string>(c, "created", "", where);
   const std::string model_path = dir + "/" + kModel;
   for (auto& [key, t] : read_safetensors(model_path).tensors) {
     const std::string name = adapter_name(key, "'" + model_path + "'");
@@ -185,12 +192,12 @@ Adapter read_peft_folder(const std::string& dir) {
   const std::string actual = fingerprint(a.tensors);
   CLR_CHECK(recorded == actual, FormatError, "'", model_path, "' does not hold the tensors its config records: they hash to ",
             actual, ", adapter_config.json says ", recorded);
-  if (c.contains("mapper_sha256")) {
+  const std::string mapper_sha = optional_field<std::string>(c, "mapper_sha256", "", where);
+  if (!mapper_sha.empty()) {
     const std::string mapper_path = dir + "/" + kMapper;
     a.mapper = read_safetensors(mapper_path).tensors;
-    a.mapper_json = text_of(c.value("mapper", ordered_json::object()));
-    const std::string got = fingerprint(a.mapper);
-    CLR_CHECK(got == c["mapper_sha256"].get<std::string>(), FormatError, "'", mapper_path,
+    a.mapper_json = text_of(optional_field<ordered_json>(c, "mapper", ordered_json::object(), where));
+    CLR_CHECK(fingerprint(a.mapper) == mapper_sha, FormatError, "'", mapper_path,
               "' does not hold the statistics its config records");
   }
   // The adapter file's own checks (names, variant, head, shapes) on the result.

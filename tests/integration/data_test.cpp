@@ -10,6 +10,7 @@
 #include "clr/data/loader.h"
 #include "clr/data/sources.h"
 #include "clr/eval/results.h"
+#include "clr/store/peft.h"
 #include "test_util.h"
 
 namespace clr {
@@ -43,7 +44,8 @@ TEST(Image, CorruptAndNonImageFilesAreFormatErrorsNamingTheFile) {
 TEST(FuzzFindings, StayFormatErrors) {
   const std::string corpus = std::string(CLR_SOURCE_DIR) + "/fuzz/corpus/";
   int checked = 0;
-  for (const char* target : {"image", "idx", "pth", "weights", "results"}) {
+  test::TempDir scratch("fuzz-findings");
+  for (const char* target : {"image", "idx", "pth", "weights", "results", "peft"}) {
     for (const auto& name : list_directory(corpus + target)) {
       if (name.rfind("regress-", 0) != 0) continue;
       const std::string path = corpus + target + "/" + name;
@@ -61,6 +63,13 @@ TEST(FuzzFindings, StayFormatErrors) {
         if (m.empty()) m = message_of<FormatError>([&] { data::read_idx_labels(path); });
       } else if (t == "results") {  // e.g. a "schema" that is a number
         m = message_of<FormatError>([&] { eval::read_results(path); });
+      } else if (t == "peft") {  // the config, a NUL byte, the safetensors file (fuzz/targets.cpp)
+        const std::string input = read_file(path), folder = scratch.file(name);
+        const size_t nul = input.find('\0');
+        make_directories(folder);
+        write_file(folder + "/adapter_config.json", input.substr(0, nul));
+        write_file(folder + "/adapter_model.safetensors", nul == std::string::npos ? "" : input.substr(nul + 1));
+        m = message_of<FormatError>([&] { store::read_peft_folder(folder); });
       } else {
         m = message_of<FormatError>([&] { load_tensor_file(path); });
       }
