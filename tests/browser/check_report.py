@@ -34,7 +34,7 @@ class Browser:
         os.close(from_browser_w)
         self.proc = subprocess.Popen(
             ["/bin/bash", "-c", f'exec "$0" "$@" 3<&{r} 4>&{w} {r}<&- {w}>&-', chromium,
-             "--headless", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu",
+             "--headless", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", f"--user-data-dir={self.profile}",
              f"--window-size={width},{height}", "about:blank"],
