@@ -88,7 +88,7 @@ T optional_field(const ordered_json& j, const char* key, T fallback, const std::
 
 bool is_peft_folder(const std::string& path) { return directory_exists(path) && file_exists(path + "/" + kConfig); }
 
-void write_peft_folder(const Adapter& a, const std::string& dir) {
+int64_t write_peft_folder(const Adapter& a, const std::string& dir) {
   CLR_CHECK(!dir.empty(), ConfigError, "no folder to write task '", a.task, "' to");
   if (directory_exists(dir)) {
     const std::set<std::string> ours = {kConfig, kModel, kMapper};
@@ -137,13 +137,19 @@ void write_peft_folder(const Adapter& a, const std::string& dir) {
         {"metrics", parsed(a.metrics_json)},
         {"created", a.created},
         {"tensors_sha256", a.tensors_sha256.empty() ? fingerprint(a.tensors) : a.tensors_sha256}}}};
+  int64_t bytes = 0;
+  auto write = [&](const char* name, const std::string& contents) {
+    write_file_atomic(dir + "/" + name, contents);
+    bytes += static_cast<int64_t>(contents.size());
+  };
   if (!a.mapper.empty()) {
     config["clr"]["mapper"] = parsed(a.mapper_json);
     config["clr"]["mapper_sha256"] = a.mapper_sha256.empty() ? fingerprint(a.mapper) : a.mapper_sha256;
-    write_file_atomic(dir + "/" + kMapper, encode_safetensors(a.mapper, {{"format", "pt"}}));
+    write(kMapper, encode_safetensors(a.mapper, {{"format", "pt"}}));
   }
-  write_file_atomic(dir + "/" + kModel, encode_safetensors(model, {{"format", "pt"}}));
-  write_file_atomic(dir + "/" + kConfig, config.dump(2) + "\n");
+  write(kModel, encode_safetensors(model, {{"format", "pt"}}));
+  write(kConfig, config.dump(2) + "\n");
+  return bytes;
 }
 
 Adapter read_peft_folder(const std::string& dir) {

@@ -2,8 +2,6 @@
 // and verifying tasks. One task's file is adapter_file.cpp.
 #include "clr/store/store.h"
 
-#include "clr/store/peft.h"
-
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -24,6 +22,7 @@
 #include "clr/core/runtime.h"
 #include "clr/models/registry.h"
 #include "clr/models/resnet.h"
+#include "clr/store/peft.h"
 
 namespace clr::store {
 namespace {
@@ -323,11 +322,8 @@ std::string export_adapter(const Store& store, const std::string& name, const st
   Adapter a = decode_adapter(bytes, store.dir() + "/" + store.find(name)->file);  // and its tensors'
   if (format == "peft") {
     a.backbone.source = store.backbone().source;
-    write_peft_folder(a, out);
-    if (bytes_out != nullptr) {
-      *bytes_out = 0;
-      for (const std::string& f : list_directory(out)) *bytes_out += static_cast<int64_t>(read_file(out + "/" + f).size());
-    }
+    const int64_t written = write_peft_folder(a, out);
+    if (bytes_out != nullptr) *bytes_out = written;
     return out;
   }
   const std::string file = directory_exists(out) ? out + "/" + name + ".safetensors" : out;

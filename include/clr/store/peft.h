@@ -16,6 +16,7 @@
 // tensors_sha256) and metadata.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "clr/store/adapter_file.h"
@@ -27,8 +28,9 @@ inline constexpr const char* kPeftFormat = "clr.peft/1";
 // True when `path` is a folder holding adapter_config.json.
 bool is_peft_folder(const std::string& path);
 // Writes `adapter` into the folder `dir` (created; ConfigError when it exists and holds
-// files other than a PEFT export's). Each file is written atomically.
-void write_peft_folder(const Adapter& adapter, const std::string& dir);
+// files other than a PEFT export's). Each file is written atomically. Returns the bytes
+// written.
+int64_t write_peft_folder(const Adapter& adapter, const std::string& dir);
 // Reads a folder written by write_peft_folder (or by hand in its format): FormatError
 // naming the file and what is wrong, including tensors whose checksum is not the one
 // the config records.
