@@ -9,7 +9,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # python/: clr_torch
 import clr_torch  # noqa: E402
-from test_clr import BACKBONE, cli, learned  # noqa: E402,F401  (the module's fixture: a learned store)
+from conftest import BACKBONE, cli  # noqa: E402  (the learned store is conftest's session fixture)
 
 
 def test_peft_folder_gives_clr_predicts_probabilities(learned, tmp_path):
