@@ -79,16 +79,23 @@ def _set_module(model, path, new):
     setattr(_module(model, parent) if parent else model, name, new)
 
 
+def resnet(arch="resnet18", small_stem=False):
+    """torchvision's ResNet `arch`, randomly initialised; with clr's small-image stem
+    (a 3x3 stride-1 conv1, no max-pool) when `small_stem`."""
+    model = getattr(torchvision.models, arch)()
+    if small_stem:
+        model.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    return model
+
+
 def load_backbone(path, arch=None, small_stem=None):
     """A torchvision ResNet from a clr backbone file (safetensors with torchvision names;
     arch and small_stem from its metadata unless given)."""
     state, meta = read_safetensors(path)
     arch = arch or meta.get("arch", "resnet18")
     small = small_stem if small_stem is not None else meta.get("small_stem") == "true"
-    model = getattr(torchvision.models, arch)()
-    if small:
-        model.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
-        model.maxpool = nn.Identity()
+    model = resnet(arch, small)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items() if not k.startswith("fc.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     bad = [k for k in missing if not k.startswith("fc.")] + list(unexpected)

@@ -36,7 +36,7 @@ import torchvision
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
-from clr_torch import read_safetensors  # noqa: E402  (this project's plain-PyTorch reader)
+import clr_torch  # noqa: E402  (this project's plain-PyTorch ResNet and backbone reader)
 CODE_COMMIT = "unknown"
 
 
@@ -58,26 +58,9 @@ def their_code(path):
     return netutils, loops
 
 
-def backbone(arch, small_stem, weights):
-    net = getattr(torchvision.models, arch)(weights=None) if hasattr(torchvision.models, "ResNet18_Weights") \
-        else getattr(torchvision.models, arch)(pretrained=False)
-    if small_stem:
-        net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
-        net.maxpool = nn.Identity()
-    if weights:
-        state, _ = read_safetensors(weights)
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing, unexpected = net.load_state_dict({k: v.float() if v.is_floating_point() else v
-                                                   for k, v in state.items()}, strict=False)
-        if unexpected or [k for k in missing if not k.startswith("fc.")]:
-            sys.exit(f"harness.py: {weights} does not fit torchvision's {arch}: "
-                     f"missing {missing[:4]}, unexpected {unexpected[:4]}")
-    return net
-
-
 def their_model(netutils, arch, small_stem, weights, classes):
     """Their Res_Ghost(num_class, model_type="reduced_v1"), on this backbone instead of the download."""
-    model = backbone(arch, small_stem, weights)
+    model = clr_torch.load_backbone(weights, arch, small_stem) if weights else clr_torch.resnet(arch, small_stem)
     for p in model.parameters():
         p.requires_grad = False
     model.eval()
