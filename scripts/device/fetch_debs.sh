@@ -16,8 +16,12 @@ ls -la
 cd ../..
 # Only the fonts the config names: the device tool carries at most 64 MiB.
 mkdir -p .deps/share/datasets .deps/share/fonts/truetype/dejavu
-cp -r /usr/share/datasets/fashion-mnist .deps/share/datasets/
-for f in $(grep -ho '/usr/share/fonts/[^"]*' configs/fashion-glyphs-6.toml configs/sequence-10.toml | sort -u); do cp "$f" .deps/share/fonts/truetype/dejavu/; done
+if [ -d /usr/share/datasets/fashion-mnist ]; then
+  cp -r /usr/share/datasets/fashion-mnist .deps/share/datasets/
+  for f in $(grep -ho '/usr/share/fonts/[^"]*' configs/fashion-glyphs-6.toml configs/sequence-10.toml | sort -u); do cp "$f" .deps/share/fonts/truetype/dejavu/; done
+else
+  echo "fetch_debs.sh: no /usr/share/datasets/fashion-mnist here (scripts/setup.sh installs it); .deps/share is left without it" >&2
+fi
 # The shared libraries alone (3.8 MB), for device calls that carry a binary built in an
 # earlier call instead of building again (docs/GPU.md, "Runs without a build"):
 # there, `mkdir -p .deps/root && tar -xzf .deps/rt.tgz -C .deps/root` puts them where the
