@@ -10,6 +10,7 @@
 #include "clr/core/path.h"
 #include "clr/core/settings_io.h"
 #include "clr/core/tensor_map.h"
+#include "clr/data/formula.h"
 #include "clr/data/image.h"
 #include "clr/data/sources.h"
 #include "clr/data/synthetic.h"
@@ -35,7 +36,7 @@ void from_json(const settings::Json& j, ClassesSetting& c) {
     } catch (const settings::SettingError& e) {
       if (!e.path().empty()) throw;
       throw settings::SettingError(settings::SettingError::Kind::kBadValue, "",
-                                   "must be a number of classes (shapes) or a list of class names");
+                                   "must be a number of classes (shapes, fractals) or a list of class names");
     }
   }
 }
@@ -64,6 +65,7 @@ void fields(V& v, TaskSpec& t) {
   v("test_per_class", t.test_per_class);
   v("size", t.size);
   v("seed", t.seed);
+  v("sampling", t.sampling);
 }
 CLR_SETTINGS_JSON(TaskSpec)
 
@@ -237,6 +239,34 @@ TaskData read_kind(const TaskSpec& t, const std::string& where, uint64_t seed) {
     if (!t.name.empty()) task.name = t.name;
     return task;
   }
+  if (kind == "fractals") {
+    CLR_CHECK(t.classes.names.empty(), ConfigError, where, ".classes is the number of categories for kind fractals");
+    FractalOptions fo;
+    fo.classes = t.classes.count.value_or(fo.classes);
+    fo.train_per_class = t.train_per_class.value_or(fo.train_per_class);
+    fo.val_per_class = t.val_per_class.value_or(fo.val_per_class);
+    fo.test_per_class = t.test_per_class.value_or(fo.test_per_class);
+    fo.size = t.size.value_or(fo.size);
+    fo.seed = t.seed.value_or(seed);
+    fo.sampling = t.sampling.value_or(fo.sampling);
+    task = make_fractal_task(fo);
+    if (!t.name.empty()) task.name = t.name;
+    return task;
+  }
+  if (kind == "dead-leaves") {
+    CLR_CHECK(t.classes.names.empty() && !t.classes.count, ConfigError, where,
+              ": kind dead-leaves has its own classes (the shape families disc, square, triangle, mixed); "
+              "remove classes, or keep some of them with labels");
+    DeadLeavesTaskOptions lo;
+    lo.train_per_class = t.train_per_class.value_or(lo.train_per_class);
+    lo.val_per_class = t.val_per_class.value_or(lo.val_per_class);
+    lo.test_per_class = t.test_per_class.value_or(lo.test_per_class);
+    lo.leaves.size = t.size.value_or(lo.leaves.size);
+    lo.seed = t.seed.value_or(seed);
+    task = make_dead_leaves_task(lo);
+    if (!t.name.empty()) task.name = t.name;
+    return task;
+  }
   if (kind == "glyphs") {
     GlyphOptions go;
     CLR_CHECK(!t.fonts.empty() && !t.characters.empty(), ConfigError, where,
@@ -260,8 +290,8 @@ TaskData read_kind(const TaskSpec& t, const std::string& where, uint64_t seed) {
     return make_glyph_task(go);
   }
   throw ConfigError(clr::detail::concat(where, ".kind '", kind,
-                                   "' is unknown; expected imagefolder, list, idx, cifar10, cifar100, shapes or "
-                                   "glyphs (SKILL catalogs go in [data.skill])"));
+                                   "' is unknown; expected imagefolder, list, idx, cifar10, cifar100, shapes, "
+                                   "fractals, dead-leaves or glyphs (SKILL catalogs go in [data.skill])"));
 }
 
 }  // namespace

@@ -15,14 +15,13 @@
 #include "clr/core/file_io.h"
 #include "clr/data/assets.h"
 #include "clr/data/compose.h"
+#include "detail/generate.h"
 
 namespace clr::data {
 namespace {
 
 
-double uniform(std::mt19937_64& rng, double lo, double hi) {
-  return std::uniform_real_distribution<double>(lo, hi)(rng);
-}
+using gen::uniform;
 
 // A random colour far enough from `avoid` to stay visible.
 std::array<float, 3> colour(std::mt19937_64& rng, const std::array<float, 3>* avoid = nullptr) {
@@ -86,42 +85,13 @@ at::Tensor shape_mask(int64_t cls, int64_t size, std::mt19937_64& rng) {
   }
 }
 
-// Splits generated per class into train/val/test in one task.
-template <typename MakeImage>
-TaskData generate(const std::string& name, const std::string& origin, int64_t classes, int64_t n_train, int64_t n_val,
-                  int64_t n_test, int64_t size, uint64_t seed, MakeImage&& make) {
-  TaskData t;
-  t.name = name;
-  t.origin = origin;
-  const std::pair<Split*, int64_t> splits[] = {{&t.train, n_train}, {&t.val, n_val}, {&t.test, n_test}};
-  for (int si = 0; si < 3; ++si) {
-    Split* split = splits[si].first;
-    const int64_t per_class = splits[si].second;  // not a structured binding: the lambda below uses it
-    if (per_class <= 0) continue;
-    std::vector<at::Tensor> images(static_cast<size_t>(classes * per_class));
-    at::parallel_for(0, classes, 1, [&](int64_t lo, int64_t hi) {
-      for (int64_t c = lo; c < hi; ++c) {
-        // One stream per (seed, split, class): independent of thread scheduling.
-        std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(si * 100003 + c));
-        for (int64_t i = 0; i < per_class; ++i) images[static_cast<size_t>(c * per_class + i)] = make(c, rng);
-      }
-    });
-    split->images = torch::stack(images);
-    for (int64_t c = 0; c < classes; ++c) {
-      for (int64_t i = 0; i < per_class; ++i) split->labels.push_back(c);
-    }
-  }
-  (void)size;
-  return t;
-}
-
 }  // namespace
 
 TaskData make_shapes_task(const ShapesOptions& o) {
   CLR_CHECK(o.classes >= 2 && o.size >= 8 && o.size <= 4096 && o.train_per_class >= 1, ConfigError,
             "shapes: need >= 2 classes, a size in [8, 4096] and >= 1 training image per class");
-  TaskData t = generate("shapes", detail::concat("procedural shapes (", o.classes, " classes, seed ", o.seed, ")"),
-                        o.classes, o.train_per_class, o.val_per_class, o.test_per_class, o.size, o.seed,
+  TaskData t = gen::generate("shapes", detail::concat("procedural shapes (", o.classes, " classes, seed ", o.seed, ")"),
+                        o.classes, o.train_per_class, o.val_per_class, o.test_per_class, o.seed,
                         [&](int64_t c, std::mt19937_64& rng) {
                           const auto bg = colour(rng);
                           const auto fg = colour(rng, &bg);
@@ -144,9 +114,9 @@ TaskData make_glyph_task(const GlyphOptions& o) {
     }
   }
   const int64_t s = o.size;
-  TaskData t = generate(
+  TaskData t = gen::generate(
       o.task_name, detail::concat("glyphs rendered from ", fonts.size(), " fonts"), static_cast<int64_t>(o.classes.size()),
-      o.train_per_class, o.val_per_class, o.test_per_class, s, o.seed, [&](int64_t c, std::mt19937_64& rng) {
+      o.train_per_class, o.val_per_class, o.test_per_class, o.seed, [&](int64_t c, std::mt19937_64& rng) {
         const GlyphClass& gc = o.classes[static_cast<size_t>(c)];
         const Font& font = *fonts.at(gc.fonts[rng() % gc.fonts.size()]);
         const int ch = gc.characters[rng() % gc.characters.size()];

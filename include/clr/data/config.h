@@ -28,8 +28,9 @@ void from_json(const settings::Json& j, ClassesSetting& c);
 // One [[data.tasks]] entry. `kind` says which keys apply:
 //   imagefolder: path | list: train, val, test (list files) | idx: train_images,
 //   train_labels, test_images, test_labels | cifar10, cifar100: train, test (binary
-//   batch files) | shapes: classes, *_per_class, size, seed | glyphs: fonts, characters,
-//   classes_from (characters | fonts), *_per_class, size, seed.
+//   batch files) | shapes: classes, *_per_class, size, seed | fractals: classes,
+//   *_per_class, size, seed, sampling | dead-leaves: *_per_class, size, seed | glyphs:
+//   fonts, characters, classes_from (characters | fonts), *_per_class, size, seed.
 // Every kind: name, labels (keep these labels, in this order), classes (names),
 // max_train / max_test (class-balanced caps, 0: all).
 struct TaskSpec {
@@ -46,6 +47,7 @@ struct TaskSpec {
   std::string classes_from = "characters";
   std::optional<int64_t> train_per_class, val_per_class, test_per_class, size;
   std::optional<uint64_t> seed;          // generated kinds: default the run's seed + the task's index
+  std::optional<std::string> sampling;   // fractals: fractaldb | sigma (data/formula.h)
 };
 void to_json(settings::Json& j, const TaskSpec& t);
 void from_json(const settings::Json& j, TaskSpec& t);
