@@ -15,7 +15,7 @@ namespace clr::apps {
 
 void register_pretrain(CLI::App& app, int argc, char** argv) {
   struct Args {
-    std::string input, command_line;
+    std::string input, monitor, command_line;
     train::PretrainConfig config;
   };
   auto a = std::make_shared<Args>();
@@ -50,18 +50,39 @@ void register_pretrain(CLI::App& app, int argc, char** argv) {
   sub->add_flag("--fp16", c.fp16, "Store the weights in fp16 (half the file size)");
   sub->add_option("--device", c.device, "cpu, cuda, cuda:N or auto")->capture_default_str();
   sub->add_option("--seed", c.seed)->capture_default_str();
-  sub->footer(architectures_help());
+  sub->add_option("--monitor", a->monitor,
+                  "A config (TOML) or ImageFolder root of held-out labelled tasks: after every epoch a kNN vote of the "
+                  "backbone's features (each task's train split against its test split) measures how well it "
+                  "transfers; the curve goes into the output file");
+  sub->add_option("--select", c.select,
+                  "Which score picks the epoch kept: val (accuracy on the held-out part of the pretraining data), "
+                  "monitor (the transfer monitor's mean) or auto (monitor when --monitor is given)")
+      ->capture_default_str();
+  sub->add_option("--monitor-knn", c.monitor_knn, "Neighbours of the monitor's vote")->capture_default_str();
+  sub->add_option("--time-limit", c.time_limit,
+                  "Seconds (0: none): stop before an epoch that would end past this, with the state checkpointed; "
+                  "the same command goes on from there")
+      ->capture_default_str();
+  sub->add_flag("--restart", c.restart,
+                "Start over instead of going on from OUT.checkpoint.safetensors, the state of an interrupted run");
+  sub->footer("A run stopped by Ctrl-C, SIGTERM, --time-limit or a crash keeps its state in OUT.checkpoint.safetensors "
+              "(written after every epoch) and goes on from there when the same command is given again.\n\n" +
+              architectures_help());
   register_action(sub, [a] {
     a->config.validate();  // before any data is read or built
     const eval::RunConfig data = eval::read_run_config(a->input);
+    data::Sequence monitor;
+    if (!a->monitor.empty()) monitor = data::load_sequence(eval::read_run_config(a->monitor).data);
     const train::PretrainReport r = train::pretrain(data::load_sequence(data.data), a->config,
-                                                    data.data.prepare(), a->command_line);
+                                                    data.data.prepare(), a->command_line, std::move(monitor));
     std::cout << nlohmann::ordered_json{{"out", r.out},
                                         {"arch", a->config.arch},
                                         {"classes", r.classes},
                                         {"epochs", r.epochs},
                                         {"mode", a->config.mode},
                                         {"best_val_accuracy", r.best_val_accuracy},
+                                        {"best_monitor_accuracy", r.best_monitor_accuracy},
+                                        {"resumed_from_epoch", r.resumed_from_epoch},
                                         {"train_images_per_second", r.train_images_per_second},
                                         {"wall_seconds", r.wall_seconds},
                                         {"fingerprint", r.fingerprint}}

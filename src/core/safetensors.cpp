@@ -232,4 +232,21 @@ void write_safetensors(const std::string& path, const TensorMap& tensors, const 
   write_file_atomic(path, encode_safetensors(tensors, metadata));
 }
 
+const std::string& metadata_value(const Metadata& metadata, const std::string& key, const std::string& origin) {
+  const auto it = metadata.find(key);
+  CLR_CHECK(it != metadata.end(), FormatError, origin, " has no '", key, "' in its metadata");
+  return it->second;
+}
+
+int64_t metadata_count(const Metadata& metadata, const std::string& key, const std::string& origin) {
+  const std::string& v = metadata_value(metadata, key, origin);
+  try {
+    size_t used = 0;
+    const long long n = std::stoll(v, &used);
+    if (used == v.size() && n >= 0) return n;
+  } catch (const std::exception&) {
+  }
+  throw FormatError(detail::concat(origin, ": '", key, "' is '", v, "', not a count"));
+}
+
 }  // namespace clr

@@ -61,4 +61,18 @@ TensorMap clone_tensors(const TensorMap& tensors) {
   return out;
 }
 
+TensorMap with_prefix(const TensorMap& from, const std::string& prefix) {
+  TensorMap out;
+  for (const auto& [k, v] : from) {
+    if (k.size() > prefix.size() && k.compare(0, prefix.size() + 1, prefix + ".") == 0) {
+      out.emplace(k.substr(prefix.size() + 1), v);
+    }
+  }
+  return out;
+}
+
+void add_prefixed(TensorMap& to, const std::string& prefix, const TensorMap& from) {
+  for (const auto& [k, v] : from) to.emplace(prefix + "." + k, v);
+}
+
 }  // namespace clr

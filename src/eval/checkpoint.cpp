@@ -11,6 +11,7 @@
 #include "clr/core/file_io.h"
 #include "clr/core/hash.h"
 #include "clr/core/safetensors.h"
+#include "clr/train/progress_file.h"
 #include "clr/train/task_states.h"
 
 namespace clr::eval {
@@ -32,36 +33,11 @@ std::string split_digest(const data::Split& s) {
   return sha256_hex(bytes).substr(0, 16);
 }
 
-// Tensors under `prefix.` of `from`, without it.
-TensorMap with_prefix(const TensorMap& from, const std::string& prefix) {
-  TensorMap out;
-  for (const auto& [k, v] : from) {
-    if (k.size() > prefix.size() && k.compare(0, prefix.size() + 1, prefix + ".") == 0) {
-      out.emplace(k.substr(prefix.size() + 1), v);
-    }
-  }
-  return out;
-}
-
-void add_prefixed(TensorMap& to, const std::string& prefix, const TensorMap& from) {
-  for (const auto& [k, v] : from) to.emplace(prefix + "." + k, v);
-}
-
 const std::string& meta(const Metadata& m, const std::string& key, const std::string& file) {
-  const auto it = m.find(key);
-  CLR_CHECK(it != m.end(), FormatError, "checkpoint '", file, "' has no '", key, "' in its metadata");
-  return it->second;
+  return metadata_value(m, key, "checkpoint '" + file + "'");
 }
-
 int64_t meta_int(const Metadata& m, const std::string& key, const std::string& file) {
-  const std::string& v = meta(m, key, file);
-  try {
-    size_t used = 0;
-    const long long n = std::stoll(v, &used);
-    if (used == v.size() && n >= 0) return n;
-  } catch (const std::exception&) {
-  }
-  throw FormatError(detail::concat("checkpoint '", file, "': '", key, "' is '", v, "', not a count"));
+  return metadata_count(m, key, "checkpoint '" + file + "'");
 }
 
 // The stored configuration as far as it decides the results: the output directory and
@@ -200,49 +176,6 @@ std::optional<RunCheckpoint> read_run_checkpoint(const std::string& out) {
 
 namespace {
 
-// A task's progress as tensors and metadata under `prefix` ("" for the task checkpoint,
-// "lane.<k>." for a task of a parallel chunk).
-void add_progress(TensorMap& tensors, Metadata& metadata, const std::string& prefix, const train::TaskProgress& p) {
-  add_prefixed(tensors, prefix + "current", p.current);
-  // Right after a gain the best state is the current one: stored once.
-  const bool best_is_current = p.since_best == 0 && p.report.best_epoch == p.next_epoch;
-  if (!best_is_current) add_prefixed(tensors, prefix + "best", p.best);
-  add_prefixed(tensors, prefix + "optimizer", p.optimizer);
-  add_prefixed(tensors, prefix + "scaler", p.scaler);
-  add_prefixed(tensors, prefix + "steps", p.steps);
-  if (p.rng.defined()) tensors.emplace(prefix + "rng", p.rng);
-  metadata[prefix + "next_epoch"] = std::to_string(p.next_epoch);
-  metadata[prefix + "since_best"] = std::to_string(p.since_best);
-  metadata[prefix + "best_is_current"] = best_is_current ? "1" : "0";
-  metadata[prefix + "finished"] = p.finished ? "1" : "0";
-  metadata[prefix + "report"] = settings::Json(p.report).dump();
-}
-
-train::TaskProgress take_progress(const SafetensorsFile& f, const std::string& prefix, const std::string& file) {
-  train::TaskProgress p;
-  p.next_epoch = meta_int(f.metadata, prefix + "next_epoch", file);
-  p.since_best = meta_int(f.metadata, prefix + "since_best", file);
-  try {
-    p.report = settings::Json::parse(meta(f.metadata, prefix + "report", file)).get<train::TaskTrainReport>();
-  } catch (const json::exception& e) {
-    throw FormatError(detail::concat("checkpoint '", file, "': its training report is damaged: ", e.what()));
-  }
-  p.current = with_prefix(f.tensors, prefix + "current");
-  const auto flag = [&](const std::string& key) {
-    const auto it = f.metadata.find(prefix + key);
-    return it != f.metadata.end() && it->second == "1";
-  };
-  p.best = flag("best_is_current") ? p.current : with_prefix(f.tensors, prefix + "best");
-  p.finished = flag("finished");
-  p.optimizer = with_prefix(f.tensors, prefix + "optimizer");
-  p.scaler = with_prefix(f.tensors, prefix + "scaler");
-  p.steps = with_prefix(f.tensors, prefix + "steps");
-  if (f.tensors.count(prefix + "rng")) p.rng = f.tensors.at(prefix + "rng");
-  CLR_CHECK(!p.current.empty(), FormatError, "checkpoint '", file, "' holds no training state", prefix.empty() ? "" : " for ",
-            prefix);
-  return p;
-}
-
 std::string chunk_file(const std::string& out) { return checkpoint_dir(out) + "/parallel.safetensors"; }
 
 }  // namespace
@@ -251,7 +184,7 @@ void write_task_checkpoint(const std::string& out, const std::string& run_id, in
                            const train::TaskProgress& p) {
   TensorMap tensors;
   Metadata metadata{{"format", kCheckpointFormat}, {"kind", "task"}, {"run_id", run_id}, {"task", std::to_string(task)}};
-  add_progress(tensors, metadata, "", p);
+  train::add_progress(tensors, metadata, "", p);
   make_directories(checkpoint_dir(out));
   // Rewritten after every epoch, so not fsync'ed: a machine crash may damage it, and
   // the task then starts again from its first epoch (read_task_checkpoint).
@@ -264,7 +197,7 @@ std::optional<train::TaskProgress> read_task_checkpoint(const std::string& out, 
   if (!file_exists(file)) return std::nullopt;
   SafetensorsFile f = read_checkpoint_file(file, "task");
   if (meta(f.metadata, "run_id", file) != run_id || meta_int(f.metadata, "task", file) != task) return std::nullopt;
-  return take_progress(f, "", file);
+  return train::take_progress(f.tensors, f.metadata, "", file);
 }
 
 void write_parallel_checkpoint(const std::string& out, const std::string& run_id, int64_t first_task,
@@ -276,7 +209,7 @@ void write_parallel_checkpoint(const std::string& out, const std::string& run_id
                     {"first_task", std::to_string(first_task)},
                     {"tasks", std::to_string(progress.size())}};
   for (size_t k = 0; k < progress.size(); ++k) {
-    if (progress[k]) add_progress(tensors, metadata, detail::concat("lane.", k, "."), *progress[k]);
+    if (progress[k]) train::add_progress(tensors, metadata, detail::concat("lane.", k, "."), *progress[k]);
   }
   make_directories(checkpoint_dir(out));
   write_file_replacing(chunk_file(out), encode_safetensors(tensors, metadata));  // as the task checkpoint
@@ -295,7 +228,7 @@ std::vector<std::optional<train::TaskProgress>> read_parallel_checkpoint(const s
   std::vector<std::optional<train::TaskProgress>> progress(tasks);
   for (size_t k = 0; k < tasks; ++k) {
     const std::string prefix = detail::concat("lane.", k, ".");
-    if (f.metadata.count(prefix + "next_epoch")) progress[k] = take_progress(f, prefix, file);
+    if (f.metadata.count(prefix + "next_epoch")) progress[k] = train::take_progress(f.tensors, f.metadata, prefix, file);
   }
   return progress;
 }

@@ -90,6 +90,8 @@ std::optional<BackboneFileInfo> backbone_info(const Metadata& md, const std::str
   i.wall_seconds = parse_field<double>(md, "wall_seconds", path);
   i.libtorch = text("libtorch");
   i.dtype = text("dtype");
+  i.monitor = text("monitor");
+  i.curve = text("curve");
   return i;
 }
 
@@ -157,7 +159,9 @@ void write_backbone_file(const std::string& path, const TensorMap& weights, cons
                      {"device", i.device},
                      {"wall_seconds", number(i.wall_seconds)},
                      {"libtorch", i.libtorch},
-                     {"dtype", i.dtype}});
+                     {"dtype", i.dtype},
+                     {"monitor", i.monitor},
+                     {"curve", i.curve}});
 }
 
 std::optional<BackboneFileInfo> read_backbone_info(const std::string& path) {

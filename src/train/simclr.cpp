@@ -161,12 +161,16 @@ at::Tensor SimclrModel::predict(int64_t, const at::Tensor& images) {
     bank_features_ = torch::cat(feats);
   }
   const at::Tensor f = F::normalize(net_->features(images), F::NormalizeFuncOptions().dim(1));
-  const at::Tensor sim = torch::matmul(f, bank_features_.t());
-  const int64_t k = std::min(options_.knn, sim.size(1));
-  auto [top, idx] = sim.topk(k, 1);
-  const at::Tensor votes = torch::exp(top / options_.temperature);  // similarity-weighted (Wu et al. 2018)
-  const at::Tensor labels = bank_labels_.to(device()).index_select(0, idx.reshape({-1})).view(idx.sizes());
-  return torch::zeros({images.size(0), num_classes_}, votes.options()).scatter_add_(1, labels, votes);
+  return knn_scores(f, bank_features_, bank_labels_.to(device()), num_classes_, options_.knn, options_.temperature);
+}
+
+at::Tensor knn_scores(const at::Tensor& queries, const at::Tensor& bank, const at::Tensor& bank_labels,
+                      int64_t classes, int64_t k, double temperature) {
+  const at::Tensor sim = torch::matmul(queries, bank.t());
+  auto [top, idx] = sim.topk(std::min(k, sim.size(1)), 1);
+  const at::Tensor votes = torch::exp(top / temperature);
+  const at::Tensor labels = bank_labels.index_select(0, idx.reshape({-1})).view(idx.sizes());
+  return torch::zeros({queries.size(0), classes}, votes.options()).scatter_add_(1, labels, votes);
 }
 
 TensorMap SimclrModel::task_state(int64_t) const { return models::state_dict(*net_); }

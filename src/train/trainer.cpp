@@ -243,7 +243,7 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
     since_best = p.since_best;
     first_epoch = p.next_epoch;
     log::info("task '", task.name, "': going on from epoch ", first_epoch + 1, " (best so far: epoch ",
-              report.best_epoch, ", val ", 100 * report.best_val_accuracy, "%)");
+              report.best_epoch, ", ", resume.score_name, " ", 100 * report.best_val_accuracy, "%)");
   }
   for (int64_t epoch = first_epoch; epoch < config.epochs; ++epoch) {
     opt.set_lr(lr_at(config, epoch));
@@ -296,12 +296,14 @@ TaskTrainReport train_task(Method& method, const TaskInfo& task, const data::Pre
     const double epoch_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     report.train_seconds += epoch_seconds;
     report.epoch_seconds.push_back(epoch_seconds);
-    const double val_acc = evaluate(method, task.index, val, config.batch_size * 2, config.crop, numerics);
+    const double val_acc = resume.validate ? resume.validate(epoch)
+                                           : evaluate(method, task.index, val, config.batch_size * 2, config.crop, numerics);
     report.epoch_loss.push_back(seen > 0 ? loss_sum / static_cast<double>(seen) : std::nan(""));
     report.epoch_val_accuracy.push_back(val_acc);
     report.epochs_run = epoch + 1;
     char status[96];
-    std::snprintf(status, sizeof status, "loss %.4f, val acc %.2f%%", report.epoch_loss.back(), 100 * val_acc);
+    std::snprintf(status, sizeof status, "loss %.4f, %s %.2f%%", report.epoch_loss.back(),
+                  resume.score_name.c_str(), 100 * val_acc);
     progress.finish(status);
     if (record_validation(report, since_best, val_acc, epoch, config, task.name, [&] { best = method.snapshot(); })) {
       break;

@@ -409,5 +409,49 @@ TEST(Pretrain, LearnsSeveralTasksAsOneDataset) {
   EXPECT_EQ(read_safetensors(out.file("u.safetensors")).tensors.at("fc.weight").size(0), 5);
 }
 
+// A pretraining stopped by its time limit goes on from its checkpoint to the very
+// weights of an uninterrupted run (on the CPU); a checkpoint of other settings is not
+// gone on from; the transfer monitor's curve is recorded.
+TEST(Pretrain, StoppedRunGoesOnToTheSameWeights) {
+  test::TempDir out("pretrain-resume");
+  const std::string cfg = out.file("fractals.toml");
+  write_file_atomic(cfg, "[data]\nsize = 16\n[[data.tasks]]\nkind = \"fractals\"\nclasses = 4\ntrain_per_class = 8\n"
+                         "val_per_class = 2\nsize = 16\n");
+  const std::string mon = out.file("monitor.toml");
+  write_file_atomic(mon, "[data]\nsize = 16\n[[data.tasks]]\nname = \"leaves\"\nkind = \"dead-leaves\"\n"
+                         "train_per_class = 6\nval_per_class = 0\ntest_per_class = 4\nsize = 16\n");
+  const std::string base = "pretrain " + cfg + " --small-stem --epochs 3 --batch 8 --monitor " + mon + " --out ";
+  Result r = clr_cmd(base + out.file("full.safetensors"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto full = nlohmann::json::parse(r.out.substr(r.out.find("{\n")));
+  EXPECT_EQ(full["resumed_from_epoch"], 0);
+  EXPECT_GE(full["best_monitor_accuracy"].get<double>(), 0.0);
+  const Metadata md = read_safetensors_metadata(out.file("full.safetensors"));
+  EXPECT_NE(md.at("monitor").find("leaves"), std::string::npos);
+  const auto curve = nlohmann::json::parse(md.at("curve"));
+  ASSERT_EQ(curve.size(), 3u);
+  EXPECT_TRUE(curve[2].contains("monitor") && curve[2].contains("val") && curve[2].contains("loss")) << curve;
+
+  const std::string part = out.file("part.safetensors");
+  r = clr_cmd(base + part + " --time-limit 0.001");
+  EXPECT_EQ(r.code, 130) << r.out;  // stopped, as after Ctrl-C
+  EXPECT_NE(r.out.find("after epoch 1 of 3"), std::string::npos) << r.out;
+  EXPECT_FALSE(file_exists(part));
+  ASSERT_TRUE(file_exists(part + ".checkpoint.safetensors"));
+  r = clr_cmd(base + part + " --lr 0.2");  // other settings: not gone on from
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("config.lr"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("--restart"), std::string::npos) << r.out;
+  r = clr_cmd(base + part);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto resumed = nlohmann::json::parse(r.out.substr(r.out.find("{\n")));
+  EXPECT_EQ(resumed["resumed_from_epoch"], 1);
+  EXPECT_EQ(resumed["fingerprint"], full["fingerprint"]);
+  EXPECT_EQ(read_safetensors_metadata(part).at("curve"), md.at("curve"));
+  EXPECT_FALSE(file_exists(part + ".checkpoint.safetensors"));  // removed once the file is written
+  r = clr_cmd("pretrain " + cfg + " --select monitor --out " + out.file("x.safetensors"));
+  EXPECT_EQ(r.code, 2) << r.out;
+}
+
 }  // namespace
 }  // namespace clr

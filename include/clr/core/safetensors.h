@@ -4,6 +4,7 @@
 // than the JSON parser.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "clr/core/tensor_map.h"
@@ -33,6 +34,12 @@ void write_safetensors(const std::string& path, const TensorMap& tensors, const 
 
 // Serialises to bytes (what write_safetensors writes).
 std::string encode_safetensors(const TensorMap& tensors, const Metadata& metadata = {});
+
+// A metadata value, or FormatError "<origin> has no '<key>' in its metadata" (origin
+// names the file: "checkpoint 'a/b.safetensors'").
+const std::string& metadata_value(const Metadata& metadata, const std::string& key, const std::string& origin);
+// A metadata value that must be a count (a whole number >= 0); FormatError otherwise.
+int64_t metadata_count(const Metadata& metadata, const std::string& key, const std::string& origin);
 
 // "F32" <-> at::kFloat, ...; throws FormatError for an unknown name or type.
 std::string safetensors_dtype_name(at::ScalarType type);

@@ -41,4 +41,9 @@ struct KeyMismatch {
 // Deep copies (detached, contiguous), on the tensors' own devices.
 TensorMap clone_tensors(const TensorMap& tensors);
 
+// The tensors under `prefix.` of `from`, without it.
+TensorMap with_prefix(const TensorMap& from, const std::string& prefix);
+// Adds every tensor of `from` to `to` as `prefix.<key>`.
+void add_prefixed(TensorMap& to, const std::string& prefix, const TensorMap& from);
+
 }  // namespace clr

@@ -58,6 +58,8 @@ struct BackboneFileInfo {
   double wall_seconds = 0;
   std::string libtorch;
   std::string dtype;                 // F32 | F16
+  std::string monitor;               // the held-out data of the transfer monitor ("" without one)
+  std::string curve;                 // JSON: per epoch, loss, val and monitor accuracy ("" in older files)
 };
 
 // Writes `weights` (torchvision names, without fc for a self-supervised backbone) with

@@ -28,6 +28,13 @@ struct SimclrOptions {
 void to_json(settings::Json& j, const SimclrOptions& o);
 void from_json(const settings::Json& j, SimclrOptions& o);
 
+// Scores per class [N, classes] of a k-nearest-neighbour vote: each query's k most
+// cosine-similar bank rows vote for their labels with weight exp(similarity /
+// temperature) (Wu et al. 2018). `queries` [N, D] and `bank` [M, D] L2-normalised,
+// `bank_labels` int64 [M], all on one device.
+at::Tensor knn_scores(const at::Tensor& queries, const at::Tensor& bank, const at::Tensor& bank_labels,
+                      int64_t classes, int64_t k, double temperature);
+
 class SimclrModel : public Method {
  public:
   // `net`: a feature-mode ResNet (num_classes 0) on its device.

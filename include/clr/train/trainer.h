@@ -116,6 +116,11 @@ struct TaskProgress {
 struct TaskResume {
   const TaskProgress* from = nullptr;
   std::function<void(const TaskTrainReport& report, const std::function<TaskProgress()>& progress)> on_epoch_end;
+  // When set, the score an epoch is selected and stopped early by, in place of the
+  // method's accuracy on `val` (clr pretrain's transfer monitor); called after every
+  // epoch with the 0-based epoch.
+  std::function<double(int64_t epoch)> validate;
+  std::string score_name = "val acc";  // what the progress line calls validate's score
 };
 
 // Learns the method's current task (begin_task already called) on `train`,
