@@ -22,17 +22,20 @@ void register_pretrain(CLI::App& app, int argc, char** argv) {
   for (int i = 0; i < argc; ++i) a->command_line += (i ? " " : "") + std::string(argv[i]);
   train::PretrainConfig& c = a->config;
   CLI::App* sub = app.add_subcommand(
-      "pretrain", "Train a whole backbone on one dataset (supervised, or self-supervised with SimCLR) and write "
+      "pretrain", "Train a whole backbone on one dataset (supervised, or self-supervised with SimCLR or BYOL) and write "
                   "torchvision-named safetensors");
   sub->add_option("data", a->input,
                   "A config (TOML) whose tasks are pretrained on as one dataset, or an ImageFolder root")
       ->required();
   sub->add_option("--arch", c.arch, "Architecture")->capture_default_str();
   sub->add_option("--mode", c.mode,
-                  "supervised (an fc over the dataset's classes) or simclr (self-supervised; labels only feed the kNN "
-                  "validation monitor, and the file holds no fc)")
+                  "supervised (an fc over the dataset's classes), simclr or byol (self-supervised: contrastive, or "
+                  "predicting a moving-average target's view; labels only feed the kNN validation monitor, and the "
+                  "file holds no fc)")
       ->capture_default_str();
   sub->add_option("--temperature", c.simclr.temperature, "simclr: NT-Xent temperature")->capture_default_str();
+  sub->add_option("--ema", c.simclr.ema, "byol: the target's momentum at the first epoch (rising to 1 at the last)")
+      ->capture_default_str();
   sub->add_option("--min-crop", c.simclr.min_scale, "simclr: smallest random crop, as a fraction of the image area")
       ->capture_default_str();
   sub->add_flag("--small-stem", c.small_stem, "3x3 stride-1 stem without max-pool (32-64 px inputs)");

@@ -50,7 +50,8 @@ void fields(V& v, PretrainConfig& c) {
 CLR_SETTINGS_JSON(PretrainConfig)
 
 void PretrainConfig::validate() const {
-  CLR_CHECK(mode == "supervised" || mode == "simclr", ConfigError, "--mode must be supervised or simclr, got '", mode,
+  CLR_CHECK(mode == "supervised" || mode == "simclr" || mode == "byol", ConfigError,
+            "--mode must be supervised, simclr or byol, got '", mode,
             "'");
   CLR_CHECK(!out.empty(), ConfigError, "--out FILE is required");
   models::find_architecture(arch);
@@ -60,8 +61,8 @@ void PretrainConfig::validate() const {
             "--select must be auto, val or monitor, got '", select, "'");
   CLR_CHECK(monitor_knn >= 1, ConfigError, "--monitor-knn must be >= 1, got ", monitor_knn);
   CLR_CHECK(time_limit >= 0, ConfigError, "--time-limit must be >= 0 seconds, got ", time_limit);
-  if (mode == "simclr") {
-    CLR_CHECK(batch >= 2, ConfigError, "--mode simclr needs --batch >= 2 (each image's partner view is found "
+  if (mode == "simclr" || mode == "byol") {
+    CLR_CHECK(batch >= 2, ConfigError, "--mode ", mode, " needs --batch >= 2 (each image's partner view is found "
                                        "among the batch's other views), got ", batch);
     simclr.validate();
   }
@@ -81,7 +82,7 @@ TrainConfig train_config(const PretrainConfig& a) {
   tc.penalty = 0;
   tc.hflip = a.hflip;
   tc.seed = a.seed;
-  tc.drop_last = a.mode == "simclr";  // contrastive batches need pairs
+  tc.drop_last = a.mode != "supervised";  // contrastive batches need pairs, BYOL's BatchNorm heads more than one row
   tc.validate();
   return tc;
 }
@@ -191,13 +192,15 @@ PretrainReport pretrain(data::Sequence seq, const PretrainConfig& a, data::Prepa
   const c10::Device device = runtime::parse_device(a.device);
   torch::manual_seed(a.seed);
   const auto k = static_cast<int64_t>(classes.size());
-  const bool ssl = a.mode == "simclr";
+  const bool ssl = a.mode != "supervised";
   models::ResNet net = models::make_resnet(a.arch, ssl ? 0 : k, a.small_stem);
   net->to(device);
   std::unique_ptr<Method> model;
   std::unique_ptr<SimclrModel> simclr_model;
   if (ssl) {
-    simclr_model = std::make_unique<SimclrModel>(net, a.simclr);
+    simclr_model = a.mode == "byol"
+                       ? std::make_unique<ByolModel>(net, models::make_resnet(a.arch, 0, a.small_stem), a.simclr)
+                       : std::make_unique<SimclrModel>(net, a.simclr);
   } else {
     model = std::make_unique<SupervisedModel>(net);
   }
@@ -242,7 +245,7 @@ PretrainReport pretrain(data::Sequence seq, const PretrainConfig& a, data::Prepa
   log::info("pretrain ", a.arch, a.small_stem ? " (small stem)" : "", " (", a.mode, ") on ", origin, ": ", k,
             " classes, ", train.size(), " train / ", val.size(), " val images at ", prepare.size, " px, device ",
             device.str(), monitor.empty() ? "" : ", transfer monitor on " + monitor_origin);
-  CLR_CHECK(!ssl || train.size() >= a.batch, ConfigError, "--mode simclr: ", train.size(),
+  CLR_CHECK(!ssl || train.size() >= a.batch, ConfigError, "--mode ", a.mode, ": ", train.size(),
             " training images do not fill one batch of ", a.batch, "; lower --batch");
   if (ssl) simclr_model->set_probe(train.images, train.labels, k);
   TaskInfo info{0, task_name, k};

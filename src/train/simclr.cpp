@@ -17,6 +17,30 @@ namespace F = torch::nn::functional;
 
 at::Tensor channel_stats(const float v[3], const at::TensorOptions& o) { return torch::tensor({v[0], v[1], v[2]}, o).view({1, 3, 1, 1}); }
 
+// BYOL's projector and predictor: Linear-BatchNorm-ReLU-Linear.
+torch::nn::Sequential byol_mlp(int64_t in, int64_t hidden, int64_t out) {
+  return torch::nn::Sequential(torch::nn::Linear(in, hidden), torch::nn::BatchNorm1d(hidden), torch::nn::ReLU(),
+                               torch::nn::Linear(hidden, out));
+}
+
+// A module's parameters and buffers by name, under `prefix`.
+void add_module_state(TensorMap& to, const std::string& prefix, const torch::nn::Module& m, bool clone) {
+  for (const auto& item : m.named_parameters()) to.emplace(prefix + item.key(), clone ? item.value().detach().clone() : item.value());
+  for (const auto& item : m.named_buffers()) to.emplace(prefix + item.key(), clone ? item.value().detach().clone() : item.value());
+}
+
+// Copies every tensor of `state` under `prefix` into `m`'s parameter or buffer of that name.
+void load_module_state(torch::nn::Module& m, const std::string& prefix, const TensorMap& state) {
+  torch::NoGradGuard ng;
+  TensorMap live;
+  add_module_state(live, "", m, false);
+  for (auto& [k, v] : live) {
+    const auto it = state.find(prefix + k);
+    CLR_CHECK(it != state.end(), ConfigError, "BYOL state lacks '", prefix, k, "'");
+    v.copy_(it->second);
+  }
+}
+
 }  // namespace
 
 template <class V>
@@ -28,6 +52,7 @@ void fields(V& v, SimclrOptions& o) {
   v("grey", o.grey);
   v("knn", o.knn);
   v("bank", o.bank);
+  v("ema", o.ema);
 }
 CLR_SETTINGS_JSON(SimclrOptions)
 
@@ -38,6 +63,7 @@ void SimclrOptions::validate() const {
   CLR_CHECK(jitter >= 0 && jitter < 1, ConfigError, "colour jitter must be in [0, 1), got ", jitter);
   CLR_CHECK(grey >= 0 && grey <= 1, ConfigError, "the greyscale probability must be in [0, 1], got ", grey);
   CLR_CHECK(knn >= 1 && bank >= 1, ConfigError, "the kNN monitor needs k >= 1 and a bank >= 1");
+  CLR_CHECK(ema >= 0 && ema < 1, ConfigError, "--ema (BYOL's target momentum) must be in [0, 1), got ", ema);
 }
 
 SimclrModel::SimclrModel(models::ResNet net, SimclrOptions options) : net_(std::move(net)), options_(options) {
@@ -182,5 +208,107 @@ int64_t SimclrModel::backbone_params() const {
 }
 
 std::string SimclrModel::backbone_fingerprint() const { return fingerprint(models::state_dict(*net_)); }
+
+ByolModel::ByolModel(models::ResNet net, models::ResNet target, SimclrOptions options)
+    : SimclrModel(std::move(net), options), target_(std::move(target)), momentum_(options.ema) {
+  CLR_CHECK(target_->options().num_classes() == 0 && target_->feature_dim() == net_->feature_dim(), ConfigError,
+            "BYOL's target must be a feature-mode ResNet like the online one");
+  const int64_t f = net_->feature_dim(), d = options_.projection_dim;
+  head_ = byol_mlp(f, 2 * f, d);  // the projector, in place of SimCLR's head
+  predictor_ = byol_mlp(d, 2 * f, d);
+  target_head_ = byol_mlp(f, 2 * f, d);
+  head_->to(device());
+  predictor_->to(device());
+  target_->to(device());
+  target_head_->to(device());
+  TensorMap online;
+  add_module_state(online, "net.", *net_, false);
+  add_module_state(online, "head.", *head_, false);
+  load_step_state(online);
+  for (auto& p : target_->parameters()) p.set_requires_grad(false);
+  for (auto& p : target_head_->parameters()) p.set_requires_grad(false);
+}
+
+std::vector<at::Tensor> ByolModel::trainable_parameters() {
+  std::vector<at::Tensor> out = SimclrModel::trainable_parameters();  // backbone and projector
+  for (auto& p : predictor_->parameters()) out.push_back(p);
+  return out;
+}
+
+at::Tensor ByolModel::regression_loss(const at::Tensor& p, const at::Tensor& z) {
+  const auto norm = F::NormalizeFuncOptions().dim(1);
+  return (2 - 2 * (F::normalize(p, norm) * F::normalize(z.detach(), norm)).sum(1)).mean();
+}
+
+at::Tensor ByolModel::loss(const at::Tensor& images, const at::Tensor&) {
+  CLR_CHECK(images.size(0) >= 2, ConfigError, "BYOL needs batches of at least 2 images (BatchNorm in its heads)");
+  const int64_t b = images.size(0);
+  const at::Tensor views = torch::cat({augment(images), augment(images)});
+  const at::Tensor p = predictor_->forward(head_->forward(net_->features(views)));
+  at::Tensor z;
+  {
+    torch::NoGradGuard ng;
+    z = target_head_->forward(target_->features(views));
+  }
+  // Each view's prediction against the target's projection of the other view.
+  return regression_loss(p.narrow(0, 0, b), z.narrow(0, b, b)) + regression_loss(p.narrow(0, b, b), z.narrow(0, 0, b));
+}
+
+void ByolModel::begin_epoch(int64_t epoch, int64_t epochs) {
+  const double progress = epochs > 1 ? static_cast<double>(epoch) / static_cast<double>(epochs - 1) : 1.0;
+  momentum_ = 1 - (1 - options_.ema) * (std::cos(M_PI * progress) + 1) / 2;
+}
+
+void ByolModel::after_step() {
+  torch::NoGradGuard ng;
+  const auto follow = [&](torch::nn::Module& target, const torch::nn::Module& online) {
+    const auto tp = target.parameters(), op = online.parameters();
+    for (size_t i = 0; i < tp.size(); ++i) tp[i].mul_(momentum_).add_(op[i].detach(), 1 - momentum_);
+    const auto tb = target.buffers(), ob = online.buffers();
+    for (size_t i = 0; i < tb.size(); ++i) tb[i].copy_(ob[i]);
+  };
+  follow(*target_, *net_);
+  follow(*target_head_, *head_);
+}
+
+TensorMap ByolModel::snapshot() {
+  TensorMap s;
+  for (const auto& [k, v] : models::state_dict(*net_)) s.emplace("net." + k, v.detach().clone());
+  add_module_state(s, "head.", *head_, true);
+  add_module_state(s, "predictor.", *predictor_, true);
+  return s;
+}
+
+void ByolModel::restore(const TensorMap& state) {
+  torch::NoGradGuard ng;
+  for (const auto& [k, v] : models::state_dict(*net_)) {
+    const auto it = state.find("net." + k);
+    CLR_CHECK(it != state.end(), ConfigError, "BYOL state lacks 'net.", k, "'");
+    v.copy_(it->second);
+  }
+  load_module_state(*head_, "head.", state);
+  load_module_state(*predictor_, "predictor.", state);
+  bank_features_ = at::Tensor();
+}
+
+TensorMap ByolModel::step_state() const {
+  TensorMap s;
+  add_module_state(s, "net.", *target_, true);
+  add_module_state(s, "head.", *target_head_, true);
+  return s;
+}
+
+void ByolModel::load_step_state(const TensorMap& state) {
+  if (state.empty()) return;  // a checkpoint from before the first step: the target as built
+  load_module_state(*target_, "net.", state);
+  load_module_state(*target_head_, "head.", state);
+}
+
+void ByolModel::set_training(bool on) {
+  SimclrModel::set_training(on);
+  predictor_->train(on);
+  target_->train(on);
+  target_head_->train(on);
+}
 
 }  // namespace clr::train

@@ -391,8 +391,13 @@ TEST(Pretrain, SimclrWritesABackboneWithoutFc) {
   r = clr_cmd("run " + test::test_data_dir() + "/seq/alpha --backbone " + out.file("s.safetensors") +
               " --size 16 --epochs 1 --out " + out.file("run"));
   EXPECT_EQ(r.code, 0) << r.out;
-  r = clr_cmd("pretrain " + cfg + " --mode byol --out " + out.file("x.safetensors"));
+  r = clr_cmd("pretrain " + cfg + " --mode moco --out " + out.file("x.safetensors"));
   EXPECT_EQ(r.code, 2) << r.out;
+  // BYOL writes the same kind of file.
+  r = clr_cmd("pretrain " + cfg + " --mode byol --small-stem --epochs 2 --batch 16 --out " + out.file("b.safetensors"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(read_safetensors_metadata(out.file("b.safetensors")).at("mode"), "byol");
+  EXPECT_EQ(read_safetensors(out.file("b.safetensors")).tensors.count("fc.weight"), 0u);
 }
 
 // Several tasks are pretrained on as one dataset with one label space.
@@ -451,6 +456,25 @@ TEST(Pretrain, StoppedRunGoesOnToTheSameWeights) {
   EXPECT_FALSE(file_exists(part + ".checkpoint.safetensors"));  // removed once the file is written
   r = clr_cmd("pretrain " + cfg + " --select monitor --out " + out.file("x.safetensors"));
   EXPECT_EQ(r.code, 2) << r.out;
+}
+
+// BYOL's moving-average target is part of the checkpoint: a stopped run goes on exactly.
+TEST(Pretrain, StoppedByolRunGoesOnToTheSameWeights) {
+  test::TempDir out("pretrain-byol-resume");
+  const std::string cfg = out.file("leaves.toml");
+  write_file_atomic(cfg, "[data]\nsize = 16\n[[data.tasks]]\nkind = \"dead-leaves\"\ntrain_per_class = 6\n"
+                         "val_per_class = 2\nsize = 16\n");
+  const std::string base = "pretrain " + cfg + " --mode byol --small-stem --epochs 3 --batch 8 --out ";
+  Result r = clr_cmd(base + out.file("full.safetensors"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto full = nlohmann::json::parse(r.out.substr(r.out.find("{\n")));
+  r = clr_cmd(base + out.file("part.safetensors") + " --time-limit 0.001");
+  ASSERT_EQ(r.code, 130) << r.out;
+  r = clr_cmd(base + out.file("part.safetensors"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto resumed = nlohmann::json::parse(r.out.substr(r.out.find("{\n")));
+  EXPECT_EQ(resumed["resumed_from_epoch"], 1);
+  EXPECT_EQ(resumed["fingerprint"], full["fingerprint"]);
 }
 
 }  // namespace

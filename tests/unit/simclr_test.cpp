@@ -60,5 +60,59 @@ TEST(Simclr, ViewsWithoutCropOrColourAreTheImageOrItsMirror) {
   EXPECT_GT((w - x).abs().mean().item<double>(), 0.05);
 }
 
+TEST(Byol, RegressionLossIsTwoMinusTwoCosineAndLeavesTheTargetAlone) {
+  torch::manual_seed(5);
+  const at::Tensor p = torch::randn({5, 7}, torch::kDouble).requires_grad_(true);
+  const at::Tensor z = torch::randn({5, 7}, torch::kDouble).requires_grad_(true);
+  double expected = 0;
+  for (int64_t i = 0; i < 5; ++i) {
+    const double cos = (p[i] * z[i]).sum().item<double>() / (p[i].norm().item<double>() * z[i].norm().item<double>());
+    expected += (2 - 2 * cos) / 5;
+  }
+  const at::Tensor l = train::ByolModel::regression_loss(p, z);
+  EXPECT_NEAR(l.item<double>(), expected, 1e-12);
+  l.backward();
+  EXPECT_TRUE(p.grad().defined());
+  EXPECT_FALSE(z.grad().defined());  // the target's projection is a constant
+  EXPECT_NEAR(train::ByolModel::regression_loss(p, p * 3).item<double>(), 0.0, 1e-12);
+}
+
+TEST(Byol, TargetStartsAsTheOnlineNetworkAndFollowsItsMovingAverage) {
+  torch::manual_seed(6);
+  train::SimclrOptions o;
+  o.ema = 0.9;
+  train::ByolModel m(models::make_resnet("resnet18", 0, true), models::make_resnet("resnet18", 0, true), o);
+  const auto key = std::string("net.layer1.0.conv1.weight");
+  const at::Tensor online0 = m.snapshot().at(key);
+  EXPECT_TRUE(torch::equal(m.step_state().at(key), online0));
+  // One step: only the online side learns; the target then moves 10% of the way.
+  const at::Tensor x = data::normalize(torch::randint(0, 256, {4, 3, 8, 8}).to(torch::kUInt8));
+  m.set_training(true);
+  m.begin_epoch(0, 5);
+  EXPECT_DOUBLE_EQ(m.momentum(), 0.9);
+  const at::Tensor loss = m.loss(x, torch::zeros({4}, torch::kLong));
+  ASSERT_TRUE(torch::isfinite(loss).item<bool>());
+  loss.backward();
+  const auto params = m.trainable_parameters();
+  for (const auto& t : params) {
+    if (t.grad().defined()) t.detach().sub_(t.grad(), 0.5);
+  }
+  const at::Tensor online1 = m.snapshot().at(key);
+  ASSERT_FALSE(torch::equal(online1, online0));
+  m.after_step();
+  EXPECT_TRUE(torch::allclose(m.step_state().at(key), 0.9 * online0 + 0.1 * online1, 1e-6, 1e-7));
+  // The momentum rises to 1 over the epochs (cosine).
+  m.begin_epoch(4, 5);
+  EXPECT_DOUBLE_EQ(m.momentum(), 1.0);
+  // Snapshot and step state put back a model exactly.
+  train::ByolModel n(models::make_resnet("resnet18", 0, true), models::make_resnet("resnet18", 0, true), o);
+  n.restore(m.snapshot());
+  n.load_step_state(m.step_state());
+  for (const auto& [k, v] : m.snapshot()) EXPECT_TRUE(torch::equal(n.snapshot().at(k), v)) << k;
+  for (const auto& [k, v] : m.step_state()) EXPECT_TRUE(torch::equal(n.step_state().at(k), v)) << k;
+  EXPECT_EQ(m.snapshot().count("predictor.0.weight"), 1u);
+  EXPECT_EQ(m.step_state().count("head.1.running_mean"), 1u);
+}
+
 }  // namespace
 }  // namespace clr

@@ -1,6 +1,6 @@
 // `clr pretrain`: a whole backbone trained on the tasks of a sequence taken as one
 // dataset (class c of task t is "t/c" when there are several), supervised (an fc over
-// those classes) or self-supervised (SimCLR: labels only feed the kNN validation
+// those classes) or self-supervised (SimCLR or BYOL: labels only feed the kNN validation
 // monitor), written as a clr.backbone/1 file (models/backbone.h).
 //
 // Long jobs: after every epoch the state goes to OUT.checkpoint.safetensors (weights
@@ -26,7 +26,7 @@ namespace clr::train {
 
 struct PretrainConfig {
   std::string arch = "resnet18";
-  std::string mode = "supervised";  // supervised | simclr
+  std::string mode = "supervised";  // supervised | simclr | byol
   bool small_stem = false;
   std::string out;                  // the weight file to write (.safetensors)
   int64_t epochs = 30;

@@ -1,5 +1,6 @@
-// Self-supervised pretraining of a backbone (`clr pretrain --mode simclr`): SimCLR
-// (Chen et al. 2020). Two random views of every image (resized crop, mirror, colour
+// Self-supervised pretraining of a backbone (`clr pretrain --mode simclr` and `--mode
+// byol`): SimCLR (Chen et al. 2020) and, sharing its views and monitor, BYOL (Grill et
+// al. 2020, below). Two random views of every image (resized crop, mirror, colour
 // jitter, greyscale, made on the device in one batched pass), a two-layer projection
 // head, and the NT-Xent loss: each view must pick its partner out of the 2B - 1 other
 // views. Labels are never used for training. Validation reports the accuracy of a
@@ -23,6 +24,7 @@ struct SimclrOptions {
   double grey = 0.2;            // probability of a greyscale view
   int64_t knn = 20;             // neighbours in the validation vote
   int64_t bank = 4096;          // labelled training images kept for the vote
+  double ema = 0.996;           // byol: the target network's momentum at the first epoch (1 at the last)
   void validate() const;
 };
 void to_json(settings::Json& j, const SimclrOptions& o);
@@ -66,7 +68,7 @@ class SimclrModel : public Method {
   // NT-Xent of 2B projections [2B, D] where rows i and i + B are views of one image.
   static at::Tensor nt_xent(const at::Tensor& z, double temperature);
 
- private:
+ protected:
   models::ResNet net_;
   torch::nn::Sequential head_{nullptr};
   SimclrOptions options_;
@@ -74,6 +76,40 @@ class SimclrModel : public Method {
   at::Tensor bank_labels_;  // int64, CPU
   at::Tensor bank_features_;  // normalised features on the device; undefined when stale
   int64_t num_classes_ = 0;
+};
+
+// BYOL (Grill et al., NeurIPS 2020): no negatives. An online network (backbone,
+// projector, predictor) learns to predict, from one view, a target network's projection
+// of the other view; the target is not trained but follows the online weights as an
+// exponential moving average whose momentum rises from options.ema to 1 over the epochs
+// (cosine). Projector and predictor are Linear-BatchNorm-ReLU-Linear MLPs (hidden 2x the
+// feature size, output options.projection_dim). Views, probe and kNN monitor as SimCLR.
+class ByolModel : public SimclrModel {
+ public:
+  // `net` and `target`: feature-mode ResNets of one architecture on one device; the
+  // target starts as a copy of net.
+  ByolModel(models::ResNet net, models::ResNet target, SimclrOptions options);
+
+  std::string name() const override { return "byol"; }
+  std::vector<at::Tensor> trainable_parameters() override;
+  at::Tensor loss(const at::Tensor& images, const at::Tensor& labels) override;
+  void begin_epoch(int64_t epoch, int64_t epochs) override;
+  void after_step() override;
+  // The online network, projector and predictor; the target is step state.
+  TensorMap snapshot() override;
+  void restore(const TensorMap& state) override;
+  TensorMap step_state() const override;
+  void load_step_state(const TensorMap& state) override;
+  void set_training(bool on) override;
+
+  double momentum() const { return momentum_; }
+  // The mean over rows of 2 - 2 cos(p_i, z_i) (p and z [B, D]; z not differentiated).
+  static at::Tensor regression_loss(const at::Tensor& p, const at::Tensor& z);
+
+ private:
+  torch::nn::Sequential predictor_{nullptr}, target_head_{nullptr};
+  models::ResNet target_;
+  double momentum_ = 0.996;
 };
 
 }  // namespace clr::train
