@@ -112,6 +112,43 @@ TEST(Parallel, TasksLearnedTogetherEndWithTheAdaptersTheyReachAlone) {
   }
 }
 
+// A batch of every task with equal counts runs grouped (one depthwise convolution and
+// one BatchNorm over all tasks' channels at a site); it must compute what each task's
+// slice computes alone: logits, and the running statistics and counts it updates.
+TEST(Parallel, GroupedBatchEqualsEachTaskAlone) {
+  for (const bool channels_last : {false, true}) {
+    adapters::ReprogrammedNet net(par_backbone(), adapters::ReprogramOptions(), 2);
+    std::vector<TensorMap> states;
+    for (int64_t k = 0; k < 3; ++k) {
+      torch::manual_seed(30 + k);
+      TensorMap s = net->new_task_state(2 + k);
+      for (auto& [key, v] : s) {  // tasks that differ: kernels, affine and statistics
+        if (v.is_floating_point()) v = v + 0.05 * torch::randn_like(v) * (key.find("running_var") != std::string::npos ? 0 : 1);
+      }
+      states.push_back(s);
+    }
+    adapters::ParallelTasks together(net, states), alone(net, states);
+    together.set_training(true);
+    alone.set_training(true);
+    torch::manual_seed(40);
+    const at::Tensor x = torch::randn({12, 3, 12, 12});
+    const at::Tensor xin = channels_last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
+    const std::vector<at::Tensor> grouped = together.forward(xin, {0, 1, 2}, {4, 4, 4});
+    for (size_t k = 0; k < 3; ++k) {
+      const std::string what = (channels_last ? "channels-last task " : "task ") + std::to_string(k);
+      const at::Tensor one = alone.forward(x.narrow(0, static_cast<int64_t>(4 * k), 4), {k}, {4}).front();
+      ASSERT_EQ(grouped[k].sizes(), one.sizes()) << what;
+      EXPECT_LE((grouped[k] - one).abs().max().item<double>(), 1e-4) << what;
+      expect_states_close(together.task_state(k), alone.task_state(k), 1e-5, what);
+    }
+    // The gradient reaches every task's own kernels.
+    torch::stack({grouped[0].sum(), grouped[1].sum(), grouped[2].sum()}).sum().backward();
+    for (size_t k = 0; k < 3; ++k) {
+      for (const auto& p : together.trainable_parameters(k)) EXPECT_TRUE(p.grad().defined());
+    }
+  }
+}
+
 TEST(Parallel, BadBatchesAndFp16AreRefused) {
   adapters::ReprogrammedNet net(par_backbone(), adapters::ReprogramOptions(), 2);
   adapters::ParallelTasks p(net, {net->new_task_state(2), net->new_task_state(3)});

@@ -11,6 +11,15 @@
 //
 // The states are kept apart from the network's single live state: the network's
 // modules are read (backbone weights, BatchNorm eps and momentum), never written.
+//
+// When every task is in the batch with the same number of samples (the usual step), the
+// batch is put sample-major (row b * K + k is task k's b-th sample), so that at an adapted
+// site the activations [B * K, C, H, W] are [B, K * C, H, W]: all K tasks' CLR kernels run
+// as one depthwise convolution over K * C channels and all their BatchNorms as one over
+// K * C channels (each task's statistics from its own samples, its running statistics
+// views into one stacked buffer), instead of K convolutions, K BatchNorms and a
+// concatenation per site. Other batches (a task finished, a short last batch) go task
+// by task.
 #pragma once
 
 #include <cstdint>
@@ -55,13 +64,21 @@ class ParallelTasks : public models::ConvHook {
     std::vector<std::vector<at::Tensor>> norm;  // per site: weight, bias, mean, var, count (undefined: the backbone's)
   };
   std::vector<at::Tensor> split(const at::Tensor& x) const;
+  // [B * K, C, H, W] sample-major <-> [B, K * C, H, W], in the tensor's memory format.
+  at::Tensor to_grouped(const at::Tensor& x) const;
+  at::Tensor from_grouped(const at::Tensor& g) const;
 
   ReprogrammedNet net_;
   std::vector<Task> tasks_;
   bool training_ = true;
-  // During forward(): the tasks present and their sample counts.
+  // Per site, every task's running statistics in one buffer (K * C; the count K) whose
+  // slices are the tasks' own tensors (undefined where the site has none).
+  std::vector<at::Tensor> stacked_mean_, stacked_var_, stacked_count_;
+  // During forward(): the tasks present and their sample counts, and whether the batch
+  // is grouped (every task, equal counts, sample-major).
   std::vector<size_t> active_;
   std::vector<int64_t> sizes_;
+  bool grouped_ = false;
 };
 
 }  // namespace clr::adapters
