@@ -84,6 +84,7 @@ void fields(V& v, SuiteOptions& s) {
   v("scale", s.scale);
   v("seed", s.seed);
   v("size", s.size);
+  v("set", s.set);
 }
 CLR_SETTINGS_JSON(SuiteOptions)
 
@@ -327,18 +328,22 @@ std::string open_suite(const SuiteOptions& o) {
   const std::string where = "data.suite";
   CLR_CHECK(o.scale == "small" || o.scale == "full", ConfigError, where, ".scale is '", o.scale,
             "'; expected small or full");
+  CLR_CHECK(o.set == "suite" || o.set == "pretrain", ConfigError, where, ".set is '", o.set,
+            "'; expected suite (the benchmark) or pretrain (the assets no benchmark task uses)");
   std::vector<std::string> wanted = o.tasks;
   if (wanted.empty()) {
-    for (const auto& info : suite_catalogue("suite")) wanted.push_back(info.name);
+    for (const auto& info : suite_catalogue(o.set)) wanted.push_back(info.name);
   }
   std::sort(wanted.begin(), wanted.end());
   if (file_exists(o.out + "/manifest.json")) {
     const SuiteManifest m = read_suite_manifest(o.out);
     std::vector<std::string> have = m.tasks;
     std::sort(have.begin(), have.end());
-    const std::string built = clr::detail::concat("scale ", m.scale, ", seed ", m.seed, ", size ", m.size);
-    const std::string asked = clr::detail::concat("scale ", o.scale, ", seed ", o.seed, ", size ", o.size);
-    CLR_CHECK(have == wanted && built == asked && m.set == "suite", ConfigError, where, ".dir '", o.out,
+    const std::string built =
+        clr::detail::concat("set ", m.set, ", scale ", m.scale, ", seed ", m.seed, ", size ", m.size);
+    const std::string asked =
+        clr::detail::concat("set ", o.set, ", scale ", o.scale, ", seed ", o.seed, ", size ", o.size);
+    CLR_CHECK(have == wanted && built == asked, ConfigError, where, ".dir '", o.out,
               "' holds a suite built with other settings (", have.size(), " tasks, ", built,
               "; this config asks for ", wanted.size(), " tasks, ", asked, "): remove it, or give another dir");
     log::info("suite: reading the ", have.size(), " tasks built in ", o.out);
