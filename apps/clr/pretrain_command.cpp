@@ -36,6 +36,10 @@ void register_pretrain(CLI::App& app, int argc, char** argv) {
   sub->add_option("--temperature", c.simclr.temperature, "simclr: NT-Xent temperature")->capture_default_str();
   sub->add_option("--ema", c.simclr.ema, "byol: the target's momentum at the first epoch (rising to 1 at the last)")
       ->capture_default_str();
+  sub->add_option("--supervised", c.simclr.supervised,
+                  "simclr, byol: also learn the labels, adding this weight times the cross-entropy of an fc on the "
+                  "backbone's features (0: self-supervised only); the file keeps that fc")
+      ->capture_default_str();
   sub->add_option("--min-crop", c.simclr.min_scale, "simclr: smallest random crop, as a fraction of the image area")
       ->capture_default_str();
   sub->add_flag("--small-stem", c.small_stem, "3x3 stride-1 stem without max-pool (32-64 px inputs)");

@@ -325,7 +325,9 @@ PretrainReport pretrain(data::Sequence seq, const PretrainConfig& a, data::Prepa
   const double wall = elapsed();
 
   TensorMap weights;
-  for (const auto& [key, t] : models::state_dict(*net)) {
+  TensorMap state = models::state_dict(*net);
+  if (ssl) state.merge(simclr_model->classifier_state());  // the supervised term's fc (--supervised)
+  for (const auto& [key, t] : state) {
     at::Tensor c = t.detach().to(torch::kCPU);
     weights.emplace(key, a.fp16 && c.is_floating_point() ? c.to(torch::kHalf) : c);
   }
@@ -349,7 +351,7 @@ PretrainReport pretrain(data::Sequence seq, const PretrainConfig& a, data::Prepa
   fi.epochs = rep.epochs_run;
   fi.best_epoch = rep.best_epoch;
   fi.val_accuracy = best < curves.val.size() ? curves.val[best] : rep.best_val_accuracy;
-  fi.mode = a.mode;
+  fi.mode = ssl && a.simclr.supervised > 0 ? a.mode + "+supervised" : a.mode;
   fi.val_metric = ssl ? "knn" : "classifier";
   fi.device = device.str();
   fi.wall_seconds = wall;

@@ -53,6 +53,7 @@ void fields(V& v, SimclrOptions& o) {
   v("knn", o.knn);
   v("bank", o.bank);
   v("ema", o.ema);
+  v("supervised", o.supervised);
 }
 CLR_SETTINGS_JSON(SimclrOptions)
 
@@ -64,6 +65,8 @@ void SimclrOptions::validate() const {
   CLR_CHECK(grey >= 0 && grey <= 1, ConfigError, "the greyscale probability must be in [0, 1], got ", grey);
   CLR_CHECK(knn >= 1 && bank >= 1, ConfigError, "the kNN monitor needs k >= 1 and a bank >= 1");
   CLR_CHECK(ema >= 0 && ema < 1, ConfigError, "--ema (BYOL's target momentum) must be in [0, 1), got ", ema);
+  CLR_CHECK(supervised >= 0 && std::isfinite(supervised), ConfigError,
+            "--supervised (the weight of the supervised term) must be >= 0, got ", supervised);
 }
 
 SimclrModel::SimclrModel(models::ResNet net, SimclrOptions options) : net_(std::move(net)), options_(options) {
@@ -83,6 +86,22 @@ void SimclrModel::set_probe(const at::Tensor& images_u8, const at::Tensor& label
   bank_labels_ = labels.to(torch::kCPU, torch::kLong).index_select(0, idx);
   num_classes_ = num_classes;
   bank_features_ = at::Tensor();
+  if (options_.supervised > 0 && !classifier_) {
+    classifier_ = torch::nn::Linear(net_->feature_dim(), num_classes);
+    classifier_->to(device());
+  }
+}
+
+TensorMap SimclrModel::classifier_state() const {
+  if (!classifier_) return {};
+  return {{"fc.weight", classifier_->weight.detach().clone()}, {"fc.bias", classifier_->bias.detach().clone()}};
+}
+
+at::Tensor SimclrModel::supervised_term(const at::Tensor& features, const at::Tensor& labels) const {
+  if (!classifier_) return torch::zeros({}, features.options().dtype(torch::kFloat));
+  const int64_t views = features.size(0) / labels.size(0);
+  return options_.supervised * F::cross_entropy(F::linear(features, classifier_->weight, classifier_->bias),
+                                                labels.repeat({views}));
 }
 
 void SimclrModel::begin_task(const TaskInfo& task) {
@@ -94,6 +113,9 @@ std::vector<at::Tensor> SimclrModel::trainable_parameters() {
   std::vector<at::Tensor> out;
   for (auto& p : net_->parameters()) out.push_back(p);
   for (auto& p : head_->parameters()) out.push_back(p);
+  if (classifier_) {
+    for (auto& p : classifier_->parameters()) out.push_back(p);
+  }
   return out;
 }
 
@@ -146,16 +168,18 @@ at::Tensor SimclrModel::nt_xent(const at::Tensor& z, double temperature) {
   return F::cross_entropy(sim, targets);
 }
 
-at::Tensor SimclrModel::loss(const at::Tensor& images, const at::Tensor&) {
+at::Tensor SimclrModel::loss(const at::Tensor& images, const at::Tensor& labels) {
   CLR_CHECK(images.size(0) >= 2, ConfigError, "SimCLR needs batches of at least 2 images");
   const at::Tensor views = torch::cat({augment(images), augment(images)});
-  return nt_xent(head_->forward(net_->features(views)), options_.temperature);
+  const at::Tensor f = net_->features(views);
+  return nt_xent(head_->forward(f), options_.temperature) + supervised_term(f, labels);
 }
 
 TensorMap SimclrModel::snapshot() {
   TensorMap s;
   for (const auto& [k, v] : models::state_dict(*net_)) s.emplace("net." + k, v.detach().clone());
   for (const auto& item : head_->named_parameters()) s.emplace("head." + item.key(), item.value().detach().clone());
+  for (const auto& [k, v] : classifier_state()) s.emplace(k, v);
   return s;
 }
 
@@ -165,6 +189,7 @@ void SimclrModel::restore(const TensorMap& state) {
   auto head = head_->named_parameters();
   for (const auto& [k, v] : state) {
     if (k.rfind("net.", 0) == 0) net.at(k.substr(4)).copy_(v);
+    else if (k.rfind("fc.", 0) == 0 && classifier_) classifier_->named_parameters()[k.substr(3)].copy_(v);
     else head[k.substr(5)].copy_(v);
   }
   bank_features_ = at::Tensor();
@@ -173,6 +198,7 @@ void SimclrModel::restore(const TensorMap& state) {
 void SimclrModel::set_training(bool on) {
   net_->train(on);
   head_->train(on);
+  if (classifier_) classifier_->train(on);
   if (on) bank_features_ = at::Tensor();  // the backbone is about to change
 }
 
@@ -240,18 +266,20 @@ at::Tensor ByolModel::regression_loss(const at::Tensor& p, const at::Tensor& z) 
   return (2 - 2 * (F::normalize(p, norm) * F::normalize(z.detach(), norm)).sum(1)).mean();
 }
 
-at::Tensor ByolModel::loss(const at::Tensor& images, const at::Tensor&) {
+at::Tensor ByolModel::loss(const at::Tensor& images, const at::Tensor& labels) {
   CLR_CHECK(images.size(0) >= 2, ConfigError, "BYOL needs batches of at least 2 images (BatchNorm in its heads)");
   const int64_t b = images.size(0);
   const at::Tensor views = torch::cat({augment(images), augment(images)});
-  const at::Tensor p = predictor_->forward(head_->forward(net_->features(views)));
+  const at::Tensor f = net_->features(views);
+  const at::Tensor p = predictor_->forward(head_->forward(f));
   at::Tensor z;
   {
     torch::NoGradGuard ng;
     z = target_head_->forward(target_->features(views));
   }
   // Each view's prediction against the target's projection of the other view.
-  return regression_loss(p.narrow(0, 0, b), z.narrow(0, b, b)) + regression_loss(p.narrow(0, b, b), z.narrow(0, 0, b));
+  return regression_loss(p.narrow(0, 0, b), z.narrow(0, b, b)) + regression_loss(p.narrow(0, b, b), z.narrow(0, 0, b)) +
+         supervised_term(f, labels);
 }
 
 void ByolModel::begin_epoch(int64_t epoch, int64_t epochs) {
@@ -276,6 +304,7 @@ TensorMap ByolModel::snapshot() {
   for (const auto& [k, v] : models::state_dict(*net_)) s.emplace("net." + k, v.detach().clone());
   add_module_state(s, "head.", *head_, true);
   add_module_state(s, "predictor.", *predictor_, true);
+  for (const auto& [k, v] : classifier_state()) s.emplace(k, v);
   return s;
 }
 
@@ -288,6 +317,7 @@ void ByolModel::restore(const TensorMap& state) {
   }
   load_module_state(*head_, "head.", state);
   load_module_state(*predictor_, "predictor.", state);
+  if (classifier_) load_module_state(*classifier_, "fc.", state);
   bank_features_ = at::Tensor();
 }
 

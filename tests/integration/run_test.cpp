@@ -398,6 +398,12 @@ TEST(Pretrain, SimclrWritesABackboneWithoutFc) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(read_safetensors_metadata(out.file("b.safetensors")).at("mode"), "byol");
   EXPECT_EQ(read_safetensors(out.file("b.safetensors")).tensors.count("fc.weight"), 0u);
+  // Both at once: the labels' cross-entropy beside BYOL's term; the file keeps its fc.
+  r = clr_cmd("pretrain " + cfg + " --mode byol --supervised 1 --small-stem --epochs 1 --batch 16 --out " +
+              out.file("both.safetensors"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(read_safetensors_metadata(out.file("both.safetensors")).at("mode"), "byol+supervised");
+  EXPECT_EQ(read_safetensors(out.file("both.safetensors")).tensors.at("fc.weight").size(0), 4);
 }
 
 // Several tasks are pretrained on as one dataset with one label space.

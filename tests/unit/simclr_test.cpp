@@ -114,5 +114,30 @@ TEST(Byol, TargetStartsAsTheOnlineNetworkAndFollowsItsMovingAverage) {
   EXPECT_EQ(m.step_state().count("head.1.running_mean"), 1u);
 }
 
+// --supervised: the labels' cross-entropy through an fc is added to the self-supervised
+// loss, and the fc trains with the rest.
+TEST(Simclr, SupervisedTermAddsTheLabelsCrossEntropy) {
+  torch::manual_seed(7);
+  train::SimclrOptions o;
+  o.supervised = 0.5;
+  train::SimclrModel m(models::make_resnet("resnet18", 0, true), o);
+  const at::Tensor images = torch::randint(0, 256, {4, 3, 8, 8}).to(torch::kUInt8);
+  const at::Tensor labels = torch::tensor({0, 1, 2, 1}, torch::kLong);
+  m.set_probe(images, labels, 3);
+  const TensorMap fc = m.classifier_state();
+  ASSERT_EQ(fc.at("fc.weight").sizes(), (std::vector<int64_t>{3, 512}));
+  const size_t without = train::SimclrModel(models::make_resnet("resnet18", 0, true), {}).trainable_parameters().size();
+  EXPECT_EQ(m.trainable_parameters().size(), without + 2);
+  m.set_training(true);
+  const at::Tensor loss = m.loss(data::normalize(images), labels);
+  ASSERT_TRUE(torch::isfinite(loss).item<bool>());
+  loss.backward();
+  const auto params = m.trainable_parameters();
+  EXPECT_TRUE(params.back().grad().defined());  // the fc's bias
+  EXPECT_GT(params.back().grad().abs().sum().item<double>(), 0.0);
+  EXPECT_EQ(m.snapshot().count("fc.weight"), 1u);
+  EXPECT_TRUE(train::SimclrModel(models::make_resnet("resnet18", 0, true), {}).classifier_state().empty());
+}
+
 }  // namespace
 }  // namespace clr

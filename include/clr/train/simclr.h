@@ -25,6 +25,9 @@ struct SimclrOptions {
   int64_t knn = 20;             // neighbours in the validation vote
   int64_t bank = 4096;          // labelled training images kept for the vote
   double ema = 0.996;           // byol: the target network's momentum at the first epoch (1 at the last)
+  // > 0: supervised and self-supervised at once: a cross-entropy term of this weight on
+  // the labels, through an fc on the backbone's features of both views (kept in the file).
+  double supervised = 0;
   void validate() const;
 };
 void to_json(settings::Json& j, const SimclrOptions& o);
@@ -43,8 +46,11 @@ class SimclrModel : public Method {
   SimclrModel(models::ResNet net, SimclrOptions options);
 
   // The labelled images (uint8 [N, 3, S, S] with labels) the validation vote compares
-  // against; up to options.bank of them, evenly spaced.
+  // against; up to options.bank of them, evenly spaced. With options.supervised > 0 it
+  // also makes the fc over num_classes that the supervised term trains.
   void set_probe(const at::Tensor& images_u8, const at::Tensor& labels, int64_t num_classes);
+  // "fc.weight" and "fc.bias" of the supervised term's classifier (empty without one).
+  TensorMap classifier_state() const;
 
   std::string name() const override { return "simclr"; }
   void begin_task(const TaskInfo& task) override;
@@ -69,8 +75,13 @@ class SimclrModel : public Method {
   static at::Tensor nt_xent(const at::Tensor& z, double temperature);
 
  protected:
+  // options.supervised x cross-entropy of the classifier on `features` (both views'
+  // rows, labels repeated); 0 without a classifier.
+  at::Tensor supervised_term(const at::Tensor& features, const at::Tensor& labels) const;
+
   models::ResNet net_;
   torch::nn::Sequential head_{nullptr};
+  torch::nn::Linear classifier_{nullptr};
   SimclrOptions options_;
   at::Tensor bank_images_;  // uint8, CPU
   at::Tensor bank_labels_;  // int64, CPU
