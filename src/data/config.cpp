@@ -188,6 +188,23 @@ Split select_labels(const Split& s, const std::vector<int64_t>& keep) {
 namespace {
 
 // The task a spec's kind reads or makes, before labels, class names and caps.
+// A generated kind's images per class and seed from its spec (the options' defaults
+// where the spec is silent).
+template <class Options>
+const Options& generated_counts(const TaskSpec& t, uint64_t seed, Options& o) {
+  o.train_per_class = t.train_per_class.value_or(o.train_per_class);
+  o.val_per_class = t.val_per_class.value_or(o.val_per_class);
+  o.test_per_class = t.test_per_class.value_or(o.test_per_class);
+  o.seed = t.seed.value_or(seed);
+  return o;
+}
+
+// The task under the spec's name, when it gives one.
+TaskData named(const TaskSpec& t, TaskData task) {
+  if (!t.name.empty()) task.name = t.name;
+  return task;
+}
+
 TaskData read_kind(const TaskSpec& t, const std::string& where, uint64_t seed) {
   TaskData task;
   task.name = t.name;
@@ -231,42 +248,24 @@ TaskData read_kind(const TaskSpec& t, const std::string& where, uint64_t seed) {
     CLR_CHECK(t.classes.names.empty(), ConfigError, where, ".classes is the number of classes for kind shapes");
     ShapesOptions so;
     so.classes = t.classes.count.value_or(so.classes);
-    so.train_per_class = t.train_per_class.value_or(so.train_per_class);
-    so.val_per_class = t.val_per_class.value_or(so.val_per_class);
-    so.test_per_class = t.test_per_class.value_or(so.test_per_class);
     so.size = t.size.value_or(so.size);
-    so.seed = t.seed.value_or(seed);
-    task = make_shapes_task(so);
-    if (!t.name.empty()) task.name = t.name;
-    return task;
+    return named(t, make_shapes_task(generated_counts(t, seed, so)));
   }
   if (kind == "fractals") {
     CLR_CHECK(t.classes.names.empty(), ConfigError, where, ".classes is the number of categories for kind fractals");
     FractalOptions fo;
     fo.classes = t.classes.count.value_or(fo.classes);
-    fo.train_per_class = t.train_per_class.value_or(fo.train_per_class);
-    fo.val_per_class = t.val_per_class.value_or(fo.val_per_class);
-    fo.test_per_class = t.test_per_class.value_or(fo.test_per_class);
     fo.size = t.size.value_or(fo.size);
-    fo.seed = t.seed.value_or(seed);
     fo.sampling = t.sampling.value_or(fo.sampling);
-    task = make_fractal_task(fo);
-    if (!t.name.empty()) task.name = t.name;
-    return task;
+    return named(t, make_fractal_task(generated_counts(t, seed, fo)));
   }
   if (kind == "dead-leaves") {
     CLR_CHECK(t.classes.names.empty() && !t.classes.count, ConfigError, where,
               ": kind dead-leaves has its own classes (the shape families disc, square, triangle, mixed); "
               "remove classes, or keep some of them with labels");
     DeadLeavesTaskOptions lo;
-    lo.train_per_class = t.train_per_class.value_or(lo.train_per_class);
-    lo.val_per_class = t.val_per_class.value_or(lo.val_per_class);
-    lo.test_per_class = t.test_per_class.value_or(lo.test_per_class);
     lo.leaves.size = t.size.value_or(lo.leaves.size);
-    lo.seed = t.seed.value_or(seed);
-    task = make_dead_leaves_task(lo);
-    if (!t.name.empty()) task.name = t.name;
-    return task;
+    return named(t, make_dead_leaves_task(generated_counts(t, seed, lo)));
   }
   if (kind == "glyphs") {
     GlyphOptions go;

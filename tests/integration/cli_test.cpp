@@ -112,7 +112,7 @@ TEST(Cli, ExitCodesAreTheDocumentedOnes) {
   expect(run("run " + dir.path() + " --precision half"), 2, "--precision");
   expect(run("run " + dir.path() + " --val-fraction 1"), 2, "data.val_fraction");
   expect(run("compare " + dir.path() + " --methods clr,nope --out " + dir.file("c")), 2, "unknown method 'nope'");
-  expect(run("pretrain " + dir.path() + " --out x.safetensors --mode byol"), 2, "--mode must be supervised or simclr");
+  expect(run("pretrain " + dir.path() + " --out x.safetensors --mode moco"), 2, "--mode must be supervised, simclr or byol");
   expect(run("serve --store " + dir.path() + " --admin-token s3cret"), 2, "--admin-token is not accepted");
   expect(run("serve --store " + dir.path() + " --admin-token-file " + write("empty-token", "\n")), 2,
          "holds no token on its first line");

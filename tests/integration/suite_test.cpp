@@ -244,5 +244,28 @@ TEST(Suite, RunConfigBuildsOnceAndReuses) {
   EXPECT_NE(r.out.find("--scale needs a config with [data.suite]"), std::string::npos) << r.out;
 }
 
+// [data.suite] set = "pretrain": the pretraining pools as a config's tasks (clr pretrain's
+// --monitor), and a dir built for one set is not read as the other.
+TEST(Suite, RunConfigOpensThePretrainingSet) {
+  SKIP_WITHOUT_PACKAGES();
+  test::TempDir dir("suite-pretrain-config");
+  const std::string cfg = dir.file("c.toml");
+  const auto config = [&](const std::string& set) {
+    write_file_atomic(cfg, "[data]\nsize = 16\n[data.suite]\nset = \"" + set +
+                               "\"\ntasks = [\"pool-symbols\"]\ndir = \"built\"\n");
+  };
+  config("pretrain");
+  auto r = test::run_clr("--threads 1 preview " + cfg + " --per-class 1 --out " + dir.file("p"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(file_exists(dir.file("p/pool-symbols.png")));
+  config("suite");  // pool-symbols is no benchmark task, and the dir holds the other set
+  r = test::run_clr("--threads 1 preview " + cfg + " --per-class 1 --out " + dir.file("q"));
+  EXPECT_EQ(r.code, 2) << r.out;
+  config("bench");
+  r = test::run_clr("--threads 1 preview " + cfg + " --per-class 1 --out " + dir.file("q"));
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("expected suite (the benchmark) or pretrain"), std::string::npos) << r.out;
+}
+
 }  // namespace
 }  // namespace clr

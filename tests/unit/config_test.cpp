@@ -253,11 +253,21 @@ TEST(PretrainConfig, ValidatesBeforeAnyWork) {
   EXPECT_THROW(c.validate(), ConfigError);  // no out
   c.out = "x.safetensors";
   c.validate();
+  c.mode = "moco";
+  EXPECT_THROW(c.validate(), ConfigError);
   c.mode = "byol";
-  EXPECT_THROW(c.validate(), ConfigError);
-  c.mode = "simclr";
+  c.validate();
   c.batch = 1;
+  EXPECT_THROW(c.validate(), ConfigError);  // BYOL's BatchNorm heads need two rows
+  c.mode = "simclr";
   EXPECT_THROW(c.validate(), ConfigError);
+  c.select = "best";
+  c.batch = 8;
+  EXPECT_THROW(c.validate(), ConfigError);
+  c.select = "auto";
+  c.time_limit = -1;
+  EXPECT_THROW(c.validate(), ConfigError);
+  c.time_limit = 0;
   c.batch = 8;
   c.arch = "vgg";
   EXPECT_THROW(c.validate(), NotFoundError);
