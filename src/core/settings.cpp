@@ -1,5 +1,8 @@
 #include "clr/core/settings.h"
 
+#include <algorithm>
+
+#include "clr/core/error.h"
 #include "clr/core/file_io.h"
 #include "clr/core/settings_io.h"
 
@@ -56,4 +59,22 @@ std::string join_keys(const std::vector<std::string>& keys) {
 }
 
 }  // namespace internal
+std::string difference(const Json& was_doc, const Json& now_doc) {
+  if (was_doc == now_doc) return "";
+  const Json was = was_doc.flatten(), now = now_doc.flatten();
+  const auto dotted = [](std::string pointer) {  // "/train/epochs" -> "train.epochs"
+    if (!pointer.empty() && pointer[0] == '/') pointer.erase(0, 1);
+    std::replace(pointer.begin(), pointer.end(), '/', '.');
+    return pointer;
+  };
+  for (const auto& [k, v] : now.items()) {
+    if (!was.contains(k)) return detail::concat("has no setting ", dotted(k));
+    if (was.at(k) != v) return detail::concat("was made with ", dotted(k), " = ", was.at(k).dump(), ", not ", v.dump());
+  }
+  for (const auto& [k, v] : was.items()) {
+    if (!now.contains(k)) return detail::concat("was made with a setting ", dotted(k), " this one lacks");
+  }
+  return "";
+}
+
 }  // namespace clr::settings

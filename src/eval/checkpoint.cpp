@@ -42,18 +42,12 @@ int64_t meta_int(const Metadata& m, const std::string& key, const std::string& f
 
 // The stored configuration as far as it decides the results: the output directory and
 // how many tasks are learned at once (the same results either way) aside.
-json result_config(const std::string& config_json) {
-  if (config_json.empty()) return json::object();
-  json j = json::parse(config_json);
+settings::Json result_config(const std::string& config_json) {
+  if (config_json.empty()) return settings::Json::object();
+  settings::Json j = settings::Json::parse(config_json);
   if (j.contains("run")) j["run"].erase("out");
   if (j.contains("train")) j["train"].erase("parallel_tasks");
   return j;
-}
-
-std::string dotted(std::string pointer) {  // "/train/epochs" -> "train.epochs"
-  if (!pointer.empty() && pointer[0] == '/') pointer.erase(0, 1);
-  std::replace(pointer.begin(), pointer.end(), '/', '.');
-  return pointer;
 }
 
 // A checkpoint file of `kind` ("run", "task"): FormatError for anything else.
@@ -70,17 +64,7 @@ SafetensorsFile read_checkpoint_file(const std::string& file, const std::string&
 }  // namespace
 
 std::string configuration_difference(const std::string& was_json, const std::string& now_json) {
-  const json was = result_config(was_json).flatten();
-  const json now = result_config(now_json).flatten();
-  if (was == now) return "";
-  for (const auto& [k, v] : now.items()) {
-    if (!was.contains(k)) return detail::concat("has no setting ", dotted(k));
-    if (was.at(k) != v) return detail::concat("was made with ", dotted(k), " = ", was.at(k).dump(), ", not ", v.dump());
-  }
-  for (const auto& [k, v] : was.items()) {
-    if (!now.contains(k)) return detail::concat("was made with a setting ", dotted(k), " this one lacks");
-  }
-  return "";
+  return settings::difference(result_config(was_json), result_config(now_json));
 }
 
 std::string checkpoint_dir(const std::string& out) { return out + "/checkpoint"; }

@@ -139,23 +139,6 @@ settings::Json run_identity(const PretrainConfig& a, const std::vector<std::stri
           {"monitor", monitor}};
 }
 
-// "config.lr" for the first key whose value differs between two identities.
-std::string first_difference(const settings::Json& was, const settings::Json& now, const std::string& path = "") {
-  if (was.is_object() && now.is_object()) {
-    for (const auto& [k, v] : now.items()) {
-      const std::string here = path.empty() ? k : path + "." + k;
-      if (!was.contains(k)) return here;
-      const std::string d = first_difference(was.at(k), v, here);
-      if (!d.empty()) return d;
-    }
-    for (const auto& [k, v] : was.items()) {
-      if (!now.contains(k)) return path.empty() ? k : path + "." + k;
-    }
-    return "";
-  }
-  return was == now ? "" : path;
-}
-
 // The curves of the epochs run so far: per epoch, the val accuracy and the monitor's.
 struct Curves {
   std::vector<double> val, monitor;
@@ -270,9 +253,9 @@ PretrainReport pretrain(data::Sequence seq, const PretrainConfig& a, data::Prepa
     } catch (const nlohmann::json::exception& e) {
       throw FormatError(clr::detail::concat(where, ": its identity or curves are damaged: ", e.what()));
     }
-    const std::string diff = first_difference(was, identity);
-    CLR_CHECK(diff.empty(), ConfigError, where, " is an interrupted pretraining with another ", diff,
-              " than this one; give the same settings and data to go on from it, or --restart to start over");
+    const std::string diff = settings::difference(was, identity);
+    CLR_CHECK(diff.empty(), ConfigError, where, " is of an interrupted pretraining that ", diff,
+              "; give the same settings and data to go on from it, or --restart to start over");
     progress = take_progress(f.tensors, f.metadata, "", checkpoint);
   }
   TaskResume hooks;

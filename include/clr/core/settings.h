@@ -46,6 +46,12 @@ class SettingError : public ConfigError {
 // column for a file that is not TOML.
 Json read_toml(const std::string& path);
 
+// Empty when two settings documents are equal; otherwise the first setting (as a
+// dotted key) that differs, as a phrase: "was made with train.epochs = 4, not 5", "has
+// no setting x.y", "was made with a setting x.y this one lacks". For the checks that a
+// resumed run (clr run, clr pretrain) was started with the same settings.
+std::string difference(const Json& was, const Json& now);
+
 // `path` relative to `base_dir` unless empty or absolute.
 std::string resolve_path(const std::string& base_dir, const std::string& path);
 
